@@ -1,0 +1,1 @@
+//! Spindle's client library: KServe v2 over HTTP with binary tensors.

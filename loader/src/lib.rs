@@ -1,0 +1,1 @@
+//! Spindle's model repository: discovers models, configs and integer versions.

@@ -1,0 +1,1 @@
+//! Spindle's load generator: closed-loop concurrency sweeps with HDR latency histograms.

@@ -1,0 +1,372 @@
+//! `config.toml`: a model's signature and serving settings.
+//!
+//! ```toml
+//! name = "cifar10"
+//! max_batch_size = 64            # 0: the model takes no batch dimension
+//! preferred_batch_sizes = [16, 32]
+//! max_queue_delay = "0us"        # how long the oldest request may wait for a fuller batch
+//! max_queue_size = 1024          # queued requests beyond this are refused (429)
+//! instance_count = 1             # workers, each with its own engine instance
+//! engine = "auto"                # auto | ort | tract
+//!
+//! [[inputs]]
+//! name = "images"
+//! dtype = "FP32"
+//! dims = [-1, 24, 24, 3]         # -1 first: the batch dimension
+//!
+//! [[outputs]]
+//! name = "probabilities"
+//! dtype = "FP32"
+//! dims = [-1, 10]
+//! ```
+
+use crate::dtype::DataType;
+use crate::engine::EngineChoice;
+use crate::tensor::{Tensor, element_count};
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+/// A config that cannot be used; names the offending field.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct ConfigError {
+    /// Path of the field, like `inputs[0].dims`.
+    pub field: String,
+    /// What is wrong with it and what would be right.
+    pub message: String,
+}
+
+impl ConfigError {
+    fn new(field: impl Into<String>, message: impl Into<String>) -> ConfigError {
+        ConfigError {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// One input or output of a model.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TensorSpec {
+    /// Tensor name, as in the ONNX graph.
+    pub name: String,
+    /// Element type.
+    pub dtype: DataType,
+    /// Dimensions; `-1` is variable (the first is the batch dimension when the model batches).
+    pub dims: Vec<i64>,
+}
+
+impl TensorSpec {
+    /// Checks a request tensor against this spec. `batched` says whether the first dimension is
+    /// the batch dimension (the caller checks the batch size against the model's maximum).
+    pub fn check(&self, tensor: &Tensor) -> Result<(), String> {
+        if tensor.dtype() != self.dtype {
+            return Err(format!(
+                "input '{}': expected datatype {} but got {}",
+                self.name,
+                self.dtype,
+                tensor.dtype()
+            ));
+        }
+        let fits = tensor.shape.len() == self.dims.len()
+            && self
+                .dims
+                .iter()
+                .zip(&tensor.shape)
+                .all(|(&want, &got)| want < 0 || want as usize == got);
+        if !fits {
+            return Err(format!(
+                "input '{}': expected shape {} but got {:?}",
+                self.name,
+                self.dims_display(),
+                tensor.shape
+            ));
+        }
+        Ok(())
+    }
+
+    /// Dims as `[-1, 24, 24, 3]`.
+    pub fn dims_display(&self) -> String {
+        format!("{:?}", self.dims)
+    }
+
+    /// Elements per batch row when every non-batch dimension is fixed.
+    pub fn row_elements(&self) -> Option<usize> {
+        let rest = self.dims.get(1..)?;
+        if rest.iter().any(|&d| d < 0) {
+            return None;
+        }
+        Some(element_count(
+            &rest.iter().map(|&d| d as usize).collect::<Vec<_>>(),
+        ))
+    }
+}
+
+fn default_max_queue_size() -> usize {
+    1024
+}
+
+/// A model's `config.toml`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    /// Model name; must equal the directory name.
+    pub name: String,
+    /// Largest batch the model accepts; 0 when it has no batch dimension.
+    #[serde(default)]
+    pub max_batch_size: usize,
+    /// Batch sizes the batcher aims for when it may wait (`max_queue_delay` > 0).
+    #[serde(default)]
+    pub preferred_batch_sizes: Vec<usize>,
+    /// How long the oldest queued request may wait for a fuller batch.
+    #[serde(default, with = "duration_text")]
+    pub max_queue_delay: Duration,
+    /// Requests that may wait in the queue before new ones are refused as overloaded.
+    #[serde(default = "default_max_queue_size")]
+    pub max_queue_size: usize,
+    /// Engine instances (worker threads); default depends on the engine.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance_count: Option<usize>,
+    /// Threads per instance for engines that use them; default: all cores / instances.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub intra_op_threads: Option<usize>,
+    /// Engine preference.
+    #[serde(default)]
+    pub engine: EngineChoice,
+    /// Inputs, in the order engines receive them.
+    pub inputs: Vec<TensorSpec>,
+    /// Outputs, in the order engines return them.
+    pub outputs: Vec<TensorSpec>,
+}
+
+impl ModelConfig {
+    /// Parses and validates a `config.toml` text.
+    pub fn from_toml(text: &str) -> Result<ModelConfig, ConfigError> {
+        let config: ModelConfig = toml::from_str(text).map_err(|e| {
+            let message = e.message().to_string();
+            let field = match e.span() {
+                Some(span) => format!("line {}", text[..span.start].lines().count().max(1)),
+                None => "config".to_string(),
+            };
+            ConfigError::new(field, message)
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Serialises to TOML (what `spindle zoo` writes).
+    pub fn to_toml(&self) -> String {
+        toml::to_string(self).expect("a model config always serialises")
+    }
+
+    /// Checks the semantic rules that parsing alone cannot.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if !is_valid_name(&self.name) {
+            return Err(ConfigError::new(
+                "name",
+                format!(
+                    "'{}' is not a valid model name (use letters, digits, '_', '-' and '.', not starting with '.')",
+                    self.name
+                ),
+            ));
+        }
+        if self.inputs.is_empty() {
+            return Err(ConfigError::new("inputs", "a model needs at least one input"));
+        }
+        if self.outputs.is_empty() {
+            return Err(ConfigError::new("outputs", "a model needs at least one output"));
+        }
+        if self.max_queue_size == 0 {
+            return Err(ConfigError::new("max_queue_size", "must be at least 1"));
+        }
+        if self.instance_count == Some(0) {
+            return Err(ConfigError::new("instance_count", "must be at least 1"));
+        }
+        if self.intra_op_threads == Some(0) {
+            return Err(ConfigError::new("intra_op_threads", "must be at least 1"));
+        }
+        for (i, &size) in self.preferred_batch_sizes.iter().enumerate() {
+            if size == 0 || size > self.max_batch_size {
+                return Err(ConfigError::new(
+                    format!("preferred_batch_sizes[{i}]"),
+                    format!(
+                        "{size} is outside 1..={} (max_batch_size)",
+                        self.max_batch_size
+                    ),
+                ));
+            }
+        }
+        for (list, specs) in [("inputs", &self.inputs), ("outputs", &self.outputs)] {
+            for (i, spec) in specs.iter().enumerate() {
+                self.validate_spec(&format!("{list}[{i}]"), spec)?;
+                if specs[..i].iter().any(|s| s.name == spec.name) {
+                    return Err(ConfigError::new(
+                        format!("{list}[{i}].name"),
+                        format!("'{}' appears twice", spec.name),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn validate_spec(&self, field: &str, spec: &TensorSpec) -> Result<(), ConfigError> {
+        if spec.name.is_empty() {
+            return Err(ConfigError::new(format!("{field}.name"), "must not be empty"));
+        }
+        if let Some((j, &d)) = spec.dims.iter().enumerate().find(|&(_, &d)| d == 0 || d < -1) {
+            return Err(ConfigError::new(
+                format!("{field}.dims[{j}]"),
+                format!("{d} is not a dimension (use a positive size, or -1 for variable)"),
+            ));
+        }
+        if self.max_batch_size > 0 && spec.dims.first() != Some(&-1) {
+            return Err(ConfigError::new(
+                format!("{field}.dims"),
+                format!(
+                    "{:?} must start with -1, the batch dimension, since max_batch_size is {}",
+                    spec.dims, self.max_batch_size
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The input spec called `name`.
+    pub fn input(&self, name: &str) -> Option<&TensorSpec> {
+        self.inputs.iter().find(|s| s.name == name)
+    }
+
+    /// The output spec called `name`.
+    pub fn output(&self, name: &str) -> Option<&TensorSpec> {
+        self.outputs.iter().find(|s| s.name == name)
+    }
+}
+
+/// Model names become path components and metric labels, so they are kept plain.
+pub fn is_valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 128
+        && !name.starts_with('.')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+}
+
+/// Parses durations written as `500us`, `2ms`, `10s`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text.trim()).map_err(|e| {
+        format!("'{text}' is not a duration ({e}); write it like 500us, 2ms or 10s")
+    })
+}
+
+/// Formats a duration the way [`parse_duration`] reads it.
+pub fn format_duration(d: Duration) -> String {
+    if d.is_zero() {
+        return "0us".to_string();
+    }
+    humantime::format_duration(d).to_string().replace(' ', "")
+}
+
+mod duration_text {
+    use super::{format_duration, parse_duration};
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::time::Duration;
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format_duration(*d))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let text = String::deserialize(d)?;
+        parse_duration(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CIFAR: &str = r#"
+name = "cifar10"
+max_batch_size = 64
+max_queue_delay = "2ms"
+
+[[inputs]]
+name = "images"
+dtype = "FP32"
+dims = [-1, 24, 24, 3]
+
+[[outputs]]
+name = "probabilities"
+dtype = "FP32"
+dims = [-1, 10]
+"#;
+
+    #[test]
+    fn parses_and_round_trips() {
+        let config = ModelConfig::from_toml(CIFAR).unwrap();
+        assert_eq!(config.max_queue_delay, Duration::from_millis(2));
+        assert_eq!(config.max_queue_size, 1024);
+        assert_eq!(config.inputs[0].row_elements(), Some(24 * 24 * 3));
+        assert_eq!(ModelConfig::from_toml(&config.to_toml()).unwrap(), config);
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let bad_dtype = CIFAR.replace("\"FP32\"\ndims = [-1, 24", "\"FLOAT\"\ndims = [-1, 24");
+        let err = ModelConfig::from_toml(&bad_dtype).unwrap_err();
+        assert!(err.message.contains("FLOAT"), "{err}");
+        assert!(err.field.starts_with("line "), "{err}");
+
+        let no_batch_dim = CIFAR.replace("[-1, 10]", "[10]");
+        let err = ModelConfig::from_toml(&no_batch_dim).unwrap_err();
+        assert_eq!(err.field, "outputs[0].dims");
+
+        let typo = CIFAR.replace("max_batch_size", "max_batch");
+        let err = ModelConfig::from_toml(&typo).unwrap_err();
+        assert!(err.message.contains("max_batch"), "{err}");
+
+        let bad_delay = CIFAR.replace("2ms", "soon");
+        let err = ModelConfig::from_toml(&bad_delay).unwrap_err();
+        assert!(err.message.contains("500us"), "{err}");
+
+        let bad_pref = CIFAR.replace("max_queue_delay", "preferred_batch_sizes = [128]\nmax_queue_delay");
+        let err = ModelConfig::from_toml(&bad_pref).unwrap_err();
+        assert_eq!(err.field, "preferred_batch_sizes[0]");
+    }
+
+    #[test]
+    fn checks_request_tensors() {
+        let config = ModelConfig::from_toml(CIFAR).unwrap();
+        let spec = &config.inputs[0];
+        let good = Tensor::new(
+            vec![2, 24, 24, 3],
+            crate::tensor::TensorData::F32(vec![0.0; 2 * 24 * 24 * 3]),
+        )
+        .unwrap();
+        spec.check(&good).unwrap();
+        let wrong = Tensor::new(vec![1, 3], crate::tensor::TensorData::F32(vec![0.0; 3])).unwrap();
+        assert_eq!(
+            spec.check(&wrong).unwrap_err(),
+            "input 'images': expected shape [-1, 24, 24, 3] but got [1, 3]"
+        );
+    }
+
+    #[test]
+    fn durations_read_like_people_write_them() {
+        assert_eq!(parse_duration("500us").unwrap(), Duration::from_micros(500));
+        assert_eq!(parse_duration("10s").unwrap(), Duration::from_secs(10));
+        assert_eq!(format_duration(Duration::from_micros(500)), "500us");
+        assert!(parse_duration("ten").is_err());
+    }
+
+    #[test]
+    fn names_are_plain() {
+        assert!(is_valid_name("inception_v3"));
+        assert!(!is_valid_name("../x"));
+        assert!(!is_valid_name(".hidden"));
+        assert!(!is_valid_name("a/b"));
+    }
+}

@@ -1,0 +1,28 @@
+//! Spindle's inference core.
+//!
+//! Everything here is independent of how requests arrive (HTTP, gRPC) and of how models run
+//! (ONNX Runtime, tract):
+//!
+//! - [`dtype`] and [`tensor`]: element types and row-major tensors, with the KServe binary layout.
+//! - [`config`]: a model's `config.toml`: its inputs, outputs and batching settings.
+//! - [`engine`]: the small trait engines implement; each loaded model becomes N [`engine::Runner`]s.
+//! - [`batcher`]: the per-model dynamic batcher: a bounded queue owned by one task, batches
+//!   handed to worker threads that each own one runner.
+//! - [`error`]: error kinds and the one table mapping them to HTTP and gRPC codes.
+//! - [`metrics`]: the Prometheus metrics every front end and the batcher record.
+//!
+//! A request flows: front end parses it into [`tensor::Tensor`]s -> validates them against the
+//! [`config::ModelConfig`] -> [`batcher::Batcher::infer`] queues it -> the batcher task joins
+//! queued requests into one batch when a worker is free -> the worker runs it on its runner ->
+//! outputs are split back and each caller's oneshot is answered.
+
+pub mod config;
+pub mod dtype;
+pub mod engine;
+pub mod error;
+pub mod tensor;
+
+pub use config::ModelConfig;
+pub use dtype::DataType;
+pub use error::{ErrorKind, InferError};
+pub use tensor::{Tensor, TensorData};

@@ -1,0 +1,1 @@
+//! ONNX Runtime engine for Spindle (crate ort, load-dynamic).

@@ -1,0 +1,1 @@
+//! tract engine for Spindle: pure Rust, no native library.

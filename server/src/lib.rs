@@ -1,0 +1,1 @@
+//! Spindle's HTTP front end, model manager and the spindle binary.

@@ -1,0 +1,1 @@
+//! Spindle's model zoo: the seed's architectures written as real ONNX files, in Rust.
