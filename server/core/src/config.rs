@@ -172,10 +172,16 @@ impl ModelConfig {
             ));
         }
         if self.inputs.is_empty() {
-            return Err(ConfigError::new("inputs", "a model needs at least one input"));
+            return Err(ConfigError::new(
+                "inputs",
+                "a model needs at least one input",
+            ));
         }
         if self.outputs.is_empty() {
-            return Err(ConfigError::new("outputs", "a model needs at least one output"));
+            return Err(ConfigError::new(
+                "outputs",
+                "a model needs at least one output",
+            ));
         }
         if self.max_queue_size == 0 {
             return Err(ConfigError::new("max_queue_size", "must be at least 1"));
@@ -213,9 +219,17 @@ impl ModelConfig {
 
     fn validate_spec(&self, field: &str, spec: &TensorSpec) -> Result<(), ConfigError> {
         if spec.name.is_empty() {
-            return Err(ConfigError::new(format!("{field}.name"), "must not be empty"));
+            return Err(ConfigError::new(
+                format!("{field}.name"),
+                "must not be empty",
+            ));
         }
-        if let Some((j, &d)) = spec.dims.iter().enumerate().find(|&(_, &d)| d == 0 || d < -1) {
+        if let Some((j, &d)) = spec
+            .dims
+            .iter()
+            .enumerate()
+            .find(|&(_, &d)| d == 0 || d < -1)
+        {
             return Err(ConfigError::new(
                 format!("{field}.dims[{j}]"),
                 format!("{d} is not a dimension (use a positive size, or -1 for variable)"),
@@ -256,9 +270,8 @@ pub fn is_valid_name(name: &str) -> bool {
 
 /// Parses durations written as `500us`, `2ms`, `10s`.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    humantime::parse_duration(text.trim()).map_err(|e| {
-        format!("'{text}' is not a duration ({e}); write it like 500us, 2ms or 10s")
-    })
+    humantime::parse_duration(text.trim())
+        .map_err(|e| format!("'{text}' is not a duration ({e}); write it like 500us, 2ms or 10s"))
 }
 
 /// Formats a duration the way [`parse_duration`] reads it.
@@ -332,7 +345,10 @@ dims = [-1, 10]
         let err = ModelConfig::from_toml(&bad_delay).unwrap_err();
         assert!(err.message.contains("500us"), "{err}");
 
-        let bad_pref = CIFAR.replace("max_queue_delay", "preferred_batch_sizes = [128]\nmax_queue_delay");
+        let bad_pref = CIFAR.replace(
+            "max_queue_delay",
+            "preferred_batch_sizes = [128]\nmax_queue_delay",
+        );
         let err = ModelConfig::from_toml(&bad_pref).unwrap_err();
         assert_eq!(err.field, "preferred_batch_sizes[0]");
     }

@@ -81,7 +81,9 @@ impl fmt::Display for DataType {
 
 /// A type name that is not one of [`DataType::ALL`].
 #[derive(Debug, Clone, thiserror::Error)]
-#[error("unknown datatype '{0}' (expected one of BOOL, UINT8, INT8, INT16, INT32, INT64, FP32, FP64, BYTES)")]
+#[error(
+    "unknown datatype '{0}' (expected one of BOOL, UINT8, INT8, INT16, INT32, INT64, FP32, FP64, BYTES)"
+)]
 pub struct UnknownDataType(pub String);
 
 impl FromStr for DataType {

@@ -59,9 +59,7 @@ impl FromStr for Device {
                 .strip_prefix("cuda:")
                 .and_then(|n| n.parse().ok())
                 .map(Device::Cuda)
-                .ok_or_else(|| {
-                    format!("unknown device '{other}' (expected cpu, cuda or cuda:N)")
-                }),
+                .ok_or_else(|| format!("unknown device '{other}' (expected cpu, cuda or cuda:N)")),
         }
     }
 }
@@ -136,7 +134,10 @@ mod tests {
         assert_eq!("cuda".parse::<Device>().unwrap(), Device::Cuda(0));
         assert_eq!("cuda:3".parse::<Device>().unwrap(), Device::Cuda(3));
         assert!("gpu".parse::<Device>().unwrap_err().contains("cuda:N"));
-        assert_eq!("tract".parse::<EngineChoice>().unwrap(), EngineChoice::Tract);
+        assert_eq!(
+            "tract".parse::<EngineChoice>().unwrap(),
+            EngineChoice::Tract
+        );
         assert!("trt".parse::<EngineChoice>().is_err());
     }
 }

@@ -16,10 +16,12 @@
 //! queued requests into one batch when a worker is free -> the worker runs it on its runner ->
 //! outputs are split back and each caller's oneshot is answered.
 
+pub mod batcher;
 pub mod config;
 pub mod dtype;
 pub mod engine;
 pub mod error;
+pub mod metrics;
 pub mod tensor;
 
 pub use config::ModelConfig;

@@ -152,7 +152,9 @@ pub enum TensorError {
         actual: usize,
     },
     /// A `BYTES` element's 4-byte length prefix runs past the end of the buffer.
-    #[error("BYTES element {index} is truncated: its length prefix says {declared} bytes but {available} remain")]
+    #[error(
+        "BYTES element {index} is truncated: its length prefix says {declared} bytes but {available} remain"
+    )]
     TruncatedBytes {
         /// Element index.
         index: usize,
@@ -268,11 +270,21 @@ impl Tensor {
             TensorData::Bool(v) => out.extend(v.iter().map(|&b| b as u8)),
             TensorData::U8(v) => out.extend_from_slice(v),
             TensorData::I8(v) => out.extend(v.iter().map(|&x| x as u8)),
-            TensorData::I16(v) => v.iter().for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
-            TensorData::I32(v) => v.iter().for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
-            TensorData::I64(v) => v.iter().for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
-            TensorData::F32(v) => v.iter().for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
-            TensorData::F64(v) => v.iter().for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
+            TensorData::I16(v) => v
+                .iter()
+                .for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
+            TensorData::I32(v) => v
+                .iter()
+                .for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
+            TensorData::I64(v) => v
+                .iter()
+                .for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
+            TensorData::F32(v) => v
+                .iter()
+                .for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
+            TensorData::F64(v) => v
+                .iter()
+                .for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
             TensorData::Bytes(v) => {
                 for element in v {
                     out.extend_from_slice(&(element.len() as u32).to_le_bytes());
@@ -385,7 +397,10 @@ mod tests {
             "shape [2, 3] of FP32 needs 24 bytes but 20 were given"
         );
         let err = Tensor::from_le_bytes(DataType::Bytes, vec![1], &[9, 0, 0, 0, 1]).unwrap_err();
-        assert!(matches!(err, TensorError::TruncatedBytes { declared: 9, .. }));
+        assert!(matches!(
+            err,
+            TensorError::TruncatedBytes { declared: 9, .. }
+        ));
         let err = Tensor::from_le_bytes(DataType::Bool, vec![1], &[2]).unwrap_err();
         assert!(matches!(err, TensorError::InvalidBool { value: 2, .. }));
     }
@@ -403,6 +418,13 @@ mod tests {
     #[test]
     fn element_count_mismatch_is_rejected() {
         let err = Tensor::new(vec![2, 2], TensorData::F32(vec![1.0])).unwrap_err();
-        assert!(matches!(err, TensorError::ElementCount { expected: 4, actual: 1, .. }));
+        assert!(matches!(
+            err,
+            TensorError::ElementCount {
+                expected: 4,
+                actual: 1,
+                ..
+            }
+        ));
     }
 }

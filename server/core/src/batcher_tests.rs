@@ -1,0 +1,253 @@
+//! Batcher behaviour under tokio's paused clock: what closes a batch, what is refused, what is
+//! never computed.
+
+use super::*;
+use crate::engine::EngineError;
+use crate::metrics::Metrics;
+use crate::tensor::TensorData;
+use std::sync::{Condvar, Mutex};
+
+/// A runner that doubles its input, logs each batch's values, fails batches containing a
+/// negative value, and can be held closed to simulate a busy engine.
+#[derive(Clone, Default)]
+struct Probe {
+    batches: Arc<Mutex<Vec<Vec<f32>>>>,
+    gate: Arc<(Mutex<bool>, Condvar)>,
+}
+
+impl Probe {
+    fn close(&self) {
+        *self.gate.0.lock().unwrap() = true;
+    }
+
+    fn open(&self) {
+        *self.gate.0.lock().unwrap() = false;
+        self.gate.1.notify_all();
+    }
+
+    fn batches(&self) -> Vec<Vec<f32>> {
+        self.batches.lock().unwrap().clone()
+    }
+}
+
+impl Runner for Probe {
+    fn run(&mut self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>, EngineError> {
+        let TensorData::F32(values) = &inputs[0].data else {
+            panic!("probe takes FP32");
+        };
+        self.batches.lock().unwrap().push(values.clone());
+        let (lock, cvar) = &*self.gate;
+        let _held = cvar
+            .wait_while(lock.lock().unwrap(), |closed| *closed)
+            .unwrap();
+        if values.iter().any(|&v| v < 0.0) {
+            return Err(EngineError::Run("negative input".into()));
+        }
+        let doubled = values.iter().map(|v| v * 2.0).collect();
+        Ok(vec![
+            Tensor::new(inputs[0].shape.clone(), TensorData::F32(doubled)).unwrap(),
+        ])
+    }
+}
+
+fn settings(max_batch_size: usize, delay_ms: u64, max_queue_size: usize) -> BatchSettings {
+    BatchSettings {
+        max_batch_size,
+        preferred_batch_sizes: vec![],
+        max_queue_delay: Duration::from_millis(delay_ms),
+        max_queue_size,
+    }
+}
+
+fn start(probe: &Probe, settings: BatchSettings) -> Batcher {
+    let metrics = Metrics::new().for_model("probe", 1);
+    Batcher::start("probe", settings, vec![Box::new(probe.clone())], metrics)
+}
+
+fn row(value: f32) -> Vec<Tensor> {
+    vec![Tensor::new(vec![1, 1], TensorData::F32(vec![value])).unwrap()]
+}
+
+fn spawn_infer(
+    batcher: &Batcher,
+    value: f32,
+) -> tokio::task::JoinHandle<Result<InferOutput, InferError>> {
+    let batcher = batcher.clone();
+    tokio::spawn(async move { batcher.infer(row(value), 1, None).await })
+}
+
+/// Lets spawned tasks and the batcher task run until they block.
+async fn settle() {
+    for _ in 0..20 {
+        tokio::task::yield_now().await;
+    }
+}
+
+/// Waits (in real time) until the probe has started `n` batches.
+async fn until_batches(probe: &Probe, n: usize) {
+    let start = std::time::Instant::now();
+    while probe.batches().len() < n {
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "probe never ran {n} batches"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+        tokio::task::yield_now().await;
+    }
+}
+
+fn value(output: &InferOutput) -> f32 {
+    match &output.outputs[0].data {
+        TensorData::F32(v) => v[0],
+        other => panic!("unexpected output {other:?}"),
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_batch_closes_when_it_reaches_max_size() {
+    let probe = Probe::default();
+    let batcher = start(&probe, settings(4, 1000, 16));
+    let handles: Vec<_> = (0..4).map(|i| spawn_infer(&batcher, i as f32)).collect();
+    for (i, handle) in handles.into_iter().enumerate() {
+        let out = handle.await.unwrap().unwrap();
+        assert_eq!(
+            value(&out),
+            2.0 * i as f32,
+            "answers go back to their callers"
+        );
+        assert_eq!(out.batch_rows, 4);
+        assert!(
+            out.queue_time < Duration::from_secs(1),
+            "did not wait for the delay"
+        );
+    }
+    assert_eq!(probe.batches(), vec![vec![0.0, 1.0, 2.0, 3.0]]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_partial_batch_closes_when_the_oldest_has_waited_the_delay() {
+    let probe = Probe::default();
+    let batcher = start(&probe, settings(8, 10, 16));
+    let handles: Vec<_> = (0..3).map(|i| spawn_infer(&batcher, i as f32)).collect();
+    for handle in handles {
+        let out = handle.await.unwrap().unwrap();
+        assert_eq!(out.batch_rows, 3);
+        assert!(
+            out.queue_time >= Duration::from_millis(10),
+            "{:?}",
+            out.queue_time
+        );
+    }
+    assert_eq!(probe.batches().len(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn with_zero_delay_the_next_batch_gathers_while_one_runs() {
+    let probe = Probe::default();
+    let batcher = start(&probe, settings(8, 0, 16));
+    probe.close();
+    let first = spawn_infer(&batcher, 1.0);
+    until_batches(&probe, 1).await;
+    let rest: Vec<_> = (2..5).map(|i| spawn_infer(&batcher, i as f32)).collect();
+    settle().await;
+    probe.open();
+    assert_eq!(first.await.unwrap().unwrap().batch_rows, 1);
+    for handle in rest {
+        assert_eq!(handle.await.unwrap().unwrap().batch_rows, 3);
+    }
+    assert_eq!(probe.batches(), vec![vec![1.0], vec![2.0, 3.0, 4.0]]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_full_queue_refuses_at_once_with_retry_after() {
+    let probe = Probe::default();
+    let batcher = start(&probe, settings(1, 0, 2));
+    probe.close();
+    let running = spawn_infer(&batcher, 1.0);
+    until_batches(&probe, 1).await;
+    let queued: Vec<_> = (0..2).map(|i| spawn_infer(&batcher, i as f32)).collect();
+    settle().await;
+    let refused = batcher.infer(row(9.0), 1, None).await.unwrap_err();
+    assert_eq!(refused.kind, ErrorKind::Overloaded);
+    assert!(refused.retry_after.is_some());
+    probe.open();
+    running.await.unwrap().unwrap();
+    for handle in queued {
+        handle.await.unwrap().unwrap();
+    }
+    assert!(
+        !probe.batches().contains(&vec![9.0]),
+        "refused request was computed"
+    );
+    // Once the queue drains, requests are admitted again.
+    batcher.infer(row(3.0), 1, None).await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_request_past_its_deadline_is_answered_504_and_never_computed() {
+    let probe = Probe::default();
+    let batcher = start(&probe, settings(4, 0, 16));
+    probe.close();
+    let running = spawn_infer(&batcher, 1.0);
+    until_batches(&probe, 1).await;
+    let deadline = Instant::now() + Duration::from_millis(50);
+    let err = batcher
+        .infer(row(7.0), 1, Some(deadline))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind, ErrorKind::DeadlineExceeded);
+    assert_eq!(err.kind.classify().http, 504);
+    probe.open();
+    running.await.unwrap().unwrap();
+    batcher.infer(row(2.0), 1, None).await.unwrap();
+    assert_eq!(probe.batches(), vec![vec![1.0], vec![2.0]]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_request_whose_caller_went_away_is_skipped() {
+    let probe = Probe::default();
+    let batcher = start(&probe, settings(4, 0, 16));
+    probe.close();
+    let running = spawn_infer(&batcher, 1.0);
+    until_batches(&probe, 1).await;
+    let abandoned = spawn_infer(&batcher, 5.0);
+    let kept = spawn_infer(&batcher, 6.0);
+    settle().await;
+    abandoned.abort();
+    settle().await;
+    probe.open();
+    running.await.unwrap().unwrap();
+    assert_eq!(value(&kept.await.unwrap().unwrap()), 12.0);
+    assert_eq!(probe.batches(), vec![vec![1.0], vec![6.0]]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn one_engine_failure_is_answered_to_the_whole_batch_and_serving_goes_on() {
+    let probe = Probe::default();
+    let batcher = start(&probe, settings(4, 0, 16));
+    probe.close();
+    let running = spawn_infer(&batcher, 1.0);
+    until_batches(&probe, 1).await;
+    let bad = spawn_infer(&batcher, -1.0);
+    let good = spawn_infer(&batcher, 2.0);
+    settle().await;
+    probe.open();
+    running.await.unwrap().unwrap();
+    for handle in [bad, good] {
+        let err = handle.await.unwrap().unwrap_err();
+        assert_eq!(err.kind, ErrorKind::Internal);
+        assert!(err.message.contains("negative input"), "{err}");
+    }
+    assert_eq!(value(&batcher.infer(row(4.0), 1, None).await.unwrap()), 8.0);
+}
+
+#[tokio::test]
+async fn a_batch_larger_than_the_maximum_is_invalid_input() {
+    let probe = Probe::default();
+    let batcher = start(&probe, settings(2, 0, 16));
+    let three = vec![Tensor::new(vec![3, 1], TensorData::F32(vec![1.0, 2.0, 3.0])).unwrap()];
+    let err = batcher.infer(three, 3, None).await.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::InvalidInput);
+    assert!(err.message.contains("max_batch_size 2"), "{err}");
+    assert!(probe.batches().is_empty());
+}
