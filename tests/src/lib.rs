@@ -1,1 +1,75 @@
-//! Spindle integration tests: real servers on port 0, real clients. The tests live in `tests/`.
+//! Spindle integration tests: real servers on port 0, real clients. Shared fixtures live here;
+//! the tests are in `tests/tests/`.
+
+use spindle_core::engine::{Device, EngineChoice};
+use spindle_server::serve::{ServeConfig, Server};
+use spindle_zoo::ZooModel;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+use tokio::sync::oneshot;
+
+/// A server running on a loopback port in the test's runtime.
+pub struct TestServer {
+    /// Its address.
+    pub addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    _repo: Option<tempfile::TempDir>,
+}
+
+impl TestServer {
+    /// `http://addr` + `path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// Sends the stop signal and waits for the server to finish draining.
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        let _ = self.stop.take().expect("stopped once").send(());
+        self.task.take().expect("running").await?
+    }
+}
+
+/// Default test settings for a repository.
+pub fn serve_config(repo: &Path) -> ServeConfig {
+    ServeConfig {
+        repo: repo.to_path_buf(),
+        engine: EngineChoice::Auto,
+        device: Device::Cpu,
+        max_body: 64 << 20,
+        shutdown_grace: Duration::from_secs(5),
+    }
+}
+
+/// Loads `config` and serves it on 127.0.0.1:0.
+pub async fn start(config: ServeConfig) -> anyhow::Result<TestServer> {
+    let server = Server::load(config).await?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(server.run(listener, async move {
+        let _ = stopped.await;
+    }));
+    Ok(TestServer {
+        addr,
+        stop: Some(stop),
+        task: Some(task),
+        _repo: None,
+    })
+}
+
+/// Writes the given zoo models into a fresh temporary repository.
+pub fn zoo_repo(models: &[ZooModel]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    spindle_zoo::write_zoo(dir.path(), 7, models).expect("writing the zoo");
+    dir
+}
+
+/// A server over a fresh repository holding `models`; the repository lives as long as it does.
+pub async fn start_zoo(models: &[ZooModel]) -> anyhow::Result<TestServer> {
+    let repo = zoo_repo(models);
+    let mut server = start(serve_config(repo.path())).await?;
+    server._repo = Some(repo);
+    Ok(server)
+}

@@ -152,6 +152,9 @@ impl Batcher {
         deadline: Option<Instant>,
     ) -> Result<InferOutput, InferError> {
         let started = Instant::now();
+        self.metrics.in_flight.inc();
+        // Decrements on every exit, including a caller that stops waiting.
+        let _in_flight = scopeguard(&self.metrics.in_flight);
         let result = self.submit_and_wait(inputs, rows, deadline).await;
         self.metrics
             .request_duration
@@ -216,6 +219,18 @@ impl Batcher {
             },
         }
     }
+}
+
+struct InFlight<'a>(&'a prometheus::IntGauge);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+fn scopeguard(gauge: &prometheus::IntGauge) -> InFlight<'_> {
+    InFlight(gauge)
 }
 
 fn deadline_error() -> InferError {

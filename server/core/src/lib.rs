@@ -8,6 +8,7 @@
 //! - [`engine`]: the small trait engines implement; each loaded model becomes N [`engine::Runner`]s.
 //! - [`batcher`]: the per-model dynamic batcher: a bounded queue owned by one task, batches
 //!   handed to worker threads that each own one runner.
+//! - [`signature`]: checks a model's declared inputs and outputs against its config (engines use it).
 //! - [`error`]: error kinds and the one table mapping them to HTTP and gRPC codes.
 //! - [`metrics`]: the Prometheus metrics every front end and the batcher record.
 //!
@@ -22,6 +23,7 @@ pub mod dtype;
 pub mod engine;
 pub mod error;
 pub mod metrics;
+pub mod signature;
 pub mod tensor;
 
 pub use config::ModelConfig;

@@ -26,6 +26,7 @@ pub struct Metrics {
     compute_duration: HistogramVec,
     batch_size: HistogramVec,
     queue_depth: IntGaugeVec,
+    in_flight: IntGaugeVec,
     inferences: IntCounterVec,
     executions: IntCounterVec,
     /// Model versions currently loaded and serving.
@@ -84,6 +85,14 @@ impl Metrics {
                 &["model", "version"],
             )
             .expect("valid gauge definition"),
+            in_flight: IntGaugeVec::new(
+                Opts::new(
+                    "spindle_requests_in_flight",
+                    "Requests inside the core: queued or computing.",
+                ),
+                &["model", "version"],
+            )
+            .expect("valid gauge definition"),
             inferences: counter(
                 "spindle_inference_count_total",
                 "Rows inferred (a request of batch 4 counts 4).",
@@ -113,6 +122,7 @@ impl Metrics {
             Box::new(metrics.compute_duration.clone()),
             Box::new(metrics.batch_size.clone()),
             Box::new(metrics.queue_depth.clone()),
+            Box::new(metrics.in_flight.clone()),
             Box::new(metrics.inferences.clone()),
             Box::new(metrics.executions.clone()),
             Box::new(metrics.models_loaded.clone()),
@@ -154,6 +164,7 @@ impl Metrics {
             compute_duration: self.compute_duration.with_label_values(&labels),
             batch_size: self.batch_size.with_label_values(&labels),
             queue_depth: self.queue_depth.with_label_values(&labels),
+            in_flight: self.in_flight.with_label_values(&labels),
             inferences: self.inferences.with_label_values(&labels),
             executions: self.executions.with_label_values(&labels),
         }
@@ -182,6 +193,8 @@ pub struct ModelMetrics {
     pub batch_size: Histogram,
     /// Requests queued now.
     pub queue_depth: IntGauge,
+    /// Requests queued or computing now.
+    pub in_flight: IntGauge,
     /// Rows inferred.
     pub inferences: IntCounter,
     /// Batches executed.

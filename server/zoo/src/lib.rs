@@ -1,1 +1,248 @@
 //! Spindle's model zoo: the seed's architectures written as real ONNX files, in Rust.
+//!
+//! The zoo builds the models Spindle serves in tests, demos and benchmarks, with the real
+//! architectures and seeded random weights, so nothing has to be downloaded or converted.
+//!
+//! - [`onnx`]: the subset of the ONNX protobuf schema the zoo writes, as `prost` messages.
+//! - [`rng`]: a seeded, platform-independent normal generator for the weights.
+//! - [`builder`]: a layer-by-layer graph builder that counts parameters and multiply-adds.
+//! - [`cifar10`] and [`inception`]: the two architectures.
+//! - This module: [`ZooModel`], [`build`] (one model in memory, with its `config.toml` contents)
+//!   and [`write_zoo`] (a model repository on disk: `<name>/config.toml`, `<name>/1/model.onnx`,
+//!   `<name>/labels.txt`).
+//!
+//! The same seed always gives byte-identical files.
+
+pub mod builder;
+pub mod cifar10;
+pub mod inception;
+pub mod onnx;
+pub mod rng;
+
+use prost::Message;
+use spindle_core::config::TensorSpec;
+use spindle_core::{DataType, ModelConfig};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+/// A model the zoo can build.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ZooModel {
+    /// The TensorFlow CIFAR-10 tutorial CNN: 24x24x3 in, 10 classes out.
+    Cifar10,
+    /// Inception v3: 299x299x3 in, 1001 classes out.
+    InceptionV3,
+}
+
+impl ZooModel {
+    /// Every model, in the order `spindle zoo` lists them.
+    pub const ALL: [ZooModel; 2] = [ZooModel::Cifar10, ZooModel::InceptionV3];
+
+    /// The model's name: its directory and its `config.toml` name.
+    pub fn name(&self) -> &'static str {
+        match self {
+            ZooModel::Cifar10 => "cifar10",
+            ZooModel::InceptionV3 => "inception_v3",
+        }
+    }
+}
+
+impl fmt::Display for ZooModel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for ZooModel {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        ZooModel::ALL
+            .into_iter()
+            .find(|m| m.name() == s)
+            .ok_or_else(|| {
+                let names: Vec<&str> = ZooModel::ALL.iter().map(|m| m.name()).collect();
+                format!(
+                    "unknown zoo model '{s}' (expected one of {})",
+                    names.join(", ")
+                )
+            })
+    }
+}
+
+/// A built model: the ONNX file's bytes and everything written beside it.
+#[derive(Clone)]
+pub struct BuiltModel {
+    /// The serialised ONNX `ModelProto`.
+    pub onnx: Vec<u8>,
+    /// Its `config.toml`, already validated.
+    pub config: ModelConfig,
+    /// Class names in output order, when the model has them.
+    pub labels: Option<Vec<String>>,
+    /// Trainable parameters (weights and biases).
+    pub parameters: u64,
+    /// Multiply-adds per image through the convolutions and dense layers.
+    pub multiply_adds: u64,
+}
+
+/// Builds `model` with weights drawn from `seed`.
+pub fn build(model: ZooModel, seed: u64) -> BuiltModel {
+    let (finished, config, labels) = match model {
+        ZooModel::Cifar10 => (
+            cifar10::build(seed),
+            config(model, 128, &cifar10::INPUT_SHAPE, cifar10::CLASSES),
+            Some(cifar10::LABELS.iter().map(|l| l.to_string()).collect()),
+        ),
+        // No labels: the ImageNet class names are not something the zoo can make up.
+        ZooModel::InceptionV3 => (
+            inception::build(seed),
+            config(model, 16, &inception::INPUT_SHAPE, inception::CLASSES),
+            None,
+        ),
+    };
+    if let Err(e) = config.validate() {
+        panic!("the zoo's own config for {model} is invalid: {e}");
+    }
+    BuiltModel {
+        onnx: finished.model.encode_to_vec(),
+        config,
+        labels,
+        parameters: finished.parameters,
+        multiply_adds: finished.multiply_adds,
+    }
+}
+
+/// The serving config of a zoo model: `images` NHWC FP32 in, `probabilities` FP32 out.
+fn config(model: ZooModel, max_batch_size: usize, image: &[usize], classes: usize) -> ModelConfig {
+    let batched = |rest: &[usize]| {
+        std::iter::once(-1)
+            .chain(rest.iter().map(|&d| d as i64))
+            .collect()
+    };
+    ModelConfig {
+        name: model.name().to_string(),
+        max_batch_size,
+        preferred_batch_sizes: Vec::new(),
+        max_queue_delay: Duration::ZERO,
+        max_queue_size: 1024,
+        instance_count: None,
+        intra_op_threads: None,
+        engine: Default::default(),
+        inputs: vec![TensorSpec {
+            name: "images".to_string(),
+            dtype: DataType::F32,
+            dims: batched(image),
+        }],
+        outputs: vec![TensorSpec {
+            name: "probabilities".to_string(),
+            dtype: DataType::F32,
+            dims: batched(&[classes]),
+        }],
+    }
+}
+
+/// Writes `<out>/<name>/config.toml`, `<out>/<name>/1/model.onnx`, and `<out>/<name>/labels.txt`
+/// when the model has labels. Creates directories; writes files under a temporary name then
+/// renames. Returns the model directories.
+pub fn write_zoo(out: &Path, seed: u64, models: &[ZooModel]) -> std::io::Result<Vec<PathBuf>> {
+    let mut dirs = Vec::with_capacity(models.len());
+    for &model in models {
+        let built = build(model, seed);
+        let dir = out.join(model.name());
+        let version = dir.join("1");
+        std::fs::create_dir_all(&version)?;
+        // The model file goes first and the config last, so a server scanning the directory
+        // meanwhile never sees a config without its model.
+        write_atomically(&version.join("model.onnx"), &built.onnx)?;
+        if let Some(labels) = &built.labels {
+            let mut text = labels.join("\n");
+            text.push('\n');
+            write_atomically(&dir.join("labels.txt"), text.as_bytes())?;
+        }
+        write_atomically(&dir.join("config.toml"), built.config.to_toml().as_bytes())?;
+        dirs.push(dir);
+    }
+    Ok(dirs)
+}
+
+/// Writes `bytes` beside `path` under a hidden temporary name, then renames it into place, so
+/// readers see either the old file or the whole new one.
+fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let file_name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
+    let temporary = path.with_file_name(format!(".{file_name}.tmp"));
+    let written =
+        std::fs::write(&temporary, bytes).and_then(|()| std::fs::rename(&temporary, path));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&temporary);
+    }
+    written.map_err(|e| std::io::Error::new(e.kind(), format!("writing {}: {e}", path.display())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip() {
+        for model in ZooModel::ALL {
+            assert_eq!(model.name().parse::<ZooModel>().unwrap(), model);
+        }
+        let err = "resnet".parse::<ZooModel>().unwrap_err();
+        assert!(err.contains("cifar10, inception_v3"), "{err}");
+    }
+
+    #[test]
+    fn cifar10_counts_match_the_tutorial() {
+        let built = build(ZooModel::Cifar10, 1);
+        assert_eq!(built.parameters, 1_068_298);
+        assert_eq!(built.multiply_adds, 18_470_784);
+        // 4 bytes per parameter plus a little graph structure.
+        assert!(built.onnx.len() > 4 * 1_068_298 && built.onnx.len() < 4 * 1_068_298 + 16_384);
+    }
+
+    #[test]
+    fn configs_validate_and_round_trip() {
+        let built = build(ZooModel::Cifar10, 1);
+        let config = &built.config;
+        assert_eq!(config.max_batch_size, 128);
+        assert_eq!(config.inputs[0].dims, [-1, 24, 24, 3]);
+        assert_eq!(config.outputs[0].dims, [-1, 10]);
+        assert_eq!(ModelConfig::from_toml(&config.to_toml()).unwrap(), *config);
+        let labels = built.labels.unwrap();
+        assert_eq!(labels.len(), 10);
+        assert_eq!(
+            (labels[0].as_str(), labels[9].as_str()),
+            ("airplane", "truck")
+        );
+    }
+
+    #[test]
+    fn write_zoo_lays_out_a_repository_and_repeats_byte_for_byte() {
+        let first = tempfile::tempdir().unwrap();
+        let second = tempfile::tempdir().unwrap();
+        let dirs = write_zoo(first.path(), 9, &[ZooModel::Cifar10]).unwrap();
+        assert_eq!(dirs, [first.path().join("cifar10")]);
+        write_zoo(second.path(), 9, &[ZooModel::Cifar10]).unwrap();
+
+        for file in ["config.toml", "1/model.onnx", "labels.txt"] {
+            let a = std::fs::read(first.path().join("cifar10").join(file)).unwrap();
+            let b = std::fs::read(second.path().join("cifar10").join(file)).unwrap();
+            assert!(a == b, "{file} differs between two runs with the same seed");
+        }
+        let config = std::fs::read_to_string(dirs[0].join("config.toml")).unwrap();
+        assert_eq!(ModelConfig::from_toml(&config).unwrap().name, "cifar10");
+        let labels = std::fs::read_to_string(dirs[0].join("labels.txt")).unwrap();
+        assert_eq!(labels.lines().count(), 10);
+        let leftovers: Vec<_> = std::fs::read_dir(&dirs[0])
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .filter(|n| n.to_string_lossy().ends_with(".tmp"))
+            .collect();
+        assert!(leftovers.is_empty(), "{leftovers:?}");
+
+        let other_seed = build(ZooModel::Cifar10, 10).onnx;
+        assert!(other_seed != std::fs::read(dirs[0].join("1/model.onnx")).unwrap());
+    }
+}

@@ -1,0 +1,160 @@
+//! `spindle bench engine`: the physical limit. Runs one model in-process, straight on an
+//! engine runner with no server, queue or network, at several batch sizes, and reports
+//! images per second and latency per batch. Serving numbers are judged against these.
+
+use crate::engines::Engines;
+use anyhow::Context;
+use clap::Args;
+use serde::Serialize;
+use spindle_core::engine::{Device, EngineChoice};
+use spindle_core::tensor::{Tensor, TensorData};
+use spindle_loader::{ModelRepository, read_model_file};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// `spindle bench engine` arguments.
+#[derive(Args, Debug, Clone)]
+pub struct EngineBenchArgs {
+    /// Model repository.
+    #[arg(long)]
+    pub repo: PathBuf,
+    /// Model to run (its newest version).
+    #[arg(long)]
+    pub model: String,
+    /// Engine: auto, ort or tract.
+    #[arg(long, default_value = "auto", value_parser = |s: &str| s.parse::<EngineChoice>())]
+    pub engine: EngineChoice,
+    /// Batch sizes to measure, comma separated.
+    #[arg(long, value_delimiter = ',', default_value = "1,8,16,32,64,128")]
+    pub batches: Vec<usize>,
+    /// Measuring time per batch size, e.g. 3s.
+    #[arg(long, default_value = "3s", value_parser = spindle_core::config::parse_duration)]
+    pub duration: Duration,
+    /// Write the results as JSON to this file.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+}
+
+/// One batch size's result.
+#[derive(Serialize, Debug, Clone)]
+pub struct BatchResult {
+    /// Rows per run.
+    pub batch: usize,
+    /// Runs measured.
+    pub runs: usize,
+    /// Rows per second.
+    pub images_per_s: f64,
+    /// Median time of one run, microseconds.
+    pub p50_us: f64,
+    /// 99th percentile time of one run, microseconds.
+    pub p99_us: f64,
+}
+
+/// The whole measurement.
+#[derive(Serialize, Debug, Clone)]
+pub struct EngineBenchReport {
+    /// Model name.
+    pub model: String,
+    /// Engine used.
+    pub engine: String,
+    /// Instances (runners) the engine was given; one is measured.
+    pub intra_op_threads: usize,
+    /// Per batch size.
+    pub results: Vec<BatchResult>,
+    /// The best throughput and the batch size that reached it.
+    pub best: BatchResult,
+}
+
+/// Runs the benchmark, printing a table.
+pub fn run(args: &EngineBenchArgs) -> anyhow::Result<EngineBenchReport> {
+    let repo = ModelRepository::open(&args.repo)?;
+    let entry = repo.model(&args.model)?;
+    let config = entry.config.map_err(anyhow::Error::from)?;
+    let version = entry.versions.last().context("model has no version")?;
+    let bytes = read_model_file(&version.model_path)?;
+    let engines = Engines::new(args.engine, Device::Cpu);
+    let engine = engines.for_model(&config)?;
+    let mut options = engines.load_options(engine.as_ref(), &config);
+    // One runner with every core is the in-process ceiling for ONNX Runtime; tract gets one core.
+    options.instances = 1;
+    let mut runner = engine
+        .load(&bytes, &config, &options)?
+        .pop()
+        .context("no runner")?;
+    let spec = &config.inputs[0];
+    let row = spec
+        .row_elements()
+        .context("benchmark needs fixed non-batch dimensions")?;
+    let mut results = Vec::new();
+    eprintln!(
+        "{} on {} ({} threads)",
+        config.name,
+        engine.name(),
+        options.intra_op_threads
+    );
+    eprintln!(
+        "{:>6} {:>12} {:>12} {:>12}",
+        "batch", "images/s", "p50 ms", "p99 ms"
+    );
+    for &batch in &args.batches {
+        if config.max_batch_size > 0 && batch > config.max_batch_size {
+            eprintln!(
+                "{batch:>6} skipped: above max_batch_size {}",
+                config.max_batch_size
+            );
+            continue;
+        }
+        let mut shape = vec![batch];
+        shape.extend(spec.dims[1..].iter().map(|&d| d as usize));
+        let values: Vec<f32> = (0..batch * row)
+            .map(|i| ((i * 7919) % 1000) as f32 / 1000.0)
+            .collect();
+        let input = Tensor::new(shape, TensorData::F32(values))?;
+        // Warm up: first runs allocate and tune.
+        for _ in 0..3 {
+            runner.run(vec![input.clone()])?;
+        }
+        let mut times = Vec::new();
+        let started = Instant::now();
+        while started.elapsed() < args.duration || times.len() < 5 {
+            let one = vec![input.clone()];
+            let t = Instant::now();
+            runner.run(one)?;
+            times.push(t.elapsed().as_secs_f64() * 1e6);
+        }
+        let total_s: f64 = times.iter().sum::<f64>() / 1e6;
+        times.sort_by(f64::total_cmp);
+        let result = BatchResult {
+            batch,
+            runs: times.len(),
+            images_per_s: (batch * times.len()) as f64 / total_s,
+            p50_us: times[times.len() / 2],
+            p99_us: times[(times.len() * 99 / 100).min(times.len() - 1)],
+        };
+        eprintln!(
+            "{:>6} {:>12.1} {:>12.3} {:>12.3}",
+            batch,
+            result.images_per_s,
+            result.p50_us / 1e3,
+            result.p99_us / 1e3
+        );
+        results.push(result);
+    }
+    let best = results
+        .iter()
+        .max_by(|a, b| a.images_per_s.total_cmp(&b.images_per_s))
+        .cloned()
+        .context("no batch size measured")?;
+    let report = EngineBenchReport {
+        model: config.name.clone(),
+        engine: engine.name().to_string(),
+        intra_op_threads: options.intra_op_threads,
+        results,
+        best,
+    };
+    if let Some(path) = &args.json {
+        std::fs::write(path, serde_json::to_vec_pretty(&report)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(report)
+}

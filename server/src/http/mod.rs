@@ -1,0 +1,55 @@
+//! The HTTP front end: KServe v2 / Open Inference Protocol, health, and Prometheus metrics.
+//!
+//! - [`v2`]: health, server and model metadata, readiness, inference.
+//! - [`codec`]: request parsing and response encoding, JSON and binary tensors.
+//! - [`error`]: the JSON error body and status codes, from the core's error table.
+
+pub mod codec;
+pub mod error;
+pub mod v2;
+
+use crate::models::ModelManager;
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{Method, Uri};
+use axum::routing::get;
+use spindle_core::error::InferError;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Shared state of every handler.
+#[derive(Clone)]
+pub struct AppState {
+    /// Loaded models.
+    pub models: Arc<ModelManager>,
+    /// False until models are loaded, and again once shutdown begins.
+    pub ready: Arc<AtomicBool>,
+}
+
+impl AppState {
+    /// Whether the server takes inference requests.
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+}
+
+/// The full router. `max_body` caps request bodies (413 beyond).
+pub fn router(state: AppState, max_body: usize) -> Router {
+    Router::new()
+        .merge(v2::routes())
+        .route("/metrics", get(metrics))
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(max_body))
+        .with_state(state)
+}
+
+async fn metrics(axum::extract::State(state): axum::extract::State<AppState>) -> String {
+    state.models.metrics().render()
+}
+
+async fn not_found(method: Method, uri: Uri) -> error::ApiError {
+    InferError::not_found(format!(
+        "no route for {method} {uri}; KServe v2 routes are under /v2 (GET /v2/models/{{model}} describes a model)"
+    ))
+    .into()
+}

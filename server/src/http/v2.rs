@@ -1,0 +1,226 @@
+//! KServe v2 routes: health, metadata, readiness and inference.
+
+use super::AppState;
+use super::codec::{encode_response, parse_request};
+use super::error::ApiError;
+use crate::models::{LoadedModel, VersionState};
+use axum::Json;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::{Value, json};
+use spindle_core::config::TensorSpec;
+use spindle_core::error::{ErrorKind, InferError};
+use std::sync::Arc;
+
+/// Header carrying the JSON part's length in binary-tensor bodies.
+pub const HEADER_LENGTH: &str = "inference-header-content-length";
+
+/// The v2 routes.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/v2", get(server_metadata))
+        .route("/v2/health/live", get(live))
+        .route("/v2/health/ready", get(ready))
+        .route("/v2/models/{model}", get(model_metadata))
+        .route(
+            "/v2/models/{model}/versions/{version}",
+            get(version_metadata),
+        )
+        .route("/v2/models/{model}/ready", get(model_ready))
+        .route(
+            "/v2/models/{model}/versions/{version}/ready",
+            get(version_ready),
+        )
+        .route("/v2/models/{model}/infer", post(infer))
+        .route(
+            "/v2/models/{model}/versions/{version}/infer",
+            post(version_infer),
+        )
+}
+
+async fn server_metadata() -> Json<Value> {
+    Json(json!({
+        "name": "spindle",
+        "version": env!("CARGO_PKG_VERSION"),
+        "extensions": ["binary_tensor_data"],
+    }))
+}
+
+async fn live() -> Json<Value> {
+    Json(json!({ "live": true }))
+}
+
+async fn ready(State(state): State<AppState>) -> Response {
+    let ready = state.is_ready();
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(json!({ "ready": ready }))).into_response()
+}
+
+fn specs_json(specs: &[TensorSpec]) -> Vec<Value> {
+    specs
+        .iter()
+        .map(|s| json!({ "name": s.name, "datatype": s.dtype.name(), "shape": s.dims }))
+        .collect()
+}
+
+fn metadata_json(state: &AppState, model: &LoadedModel) -> Value {
+    let versions: Vec<String> = state
+        .models
+        .snapshot()
+        .get(&model.name)
+        .map(|record| {
+            record
+                .versions
+                .iter()
+                .filter(|(_, s)| matches!(s, VersionState::Ready(_)))
+                .map(|(v, _)| v.to_string())
+                .collect()
+        })
+        .unwrap_or_default();
+    json!({
+        "name": model.name,
+        "versions": versions,
+        "platform": "onnx",
+        "inputs": specs_json(&model.config.inputs),
+        "outputs": specs_json(&model.config.outputs),
+        "parameters": { "engine": model.engine, "max_batch_size": model.config.max_batch_size },
+    })
+}
+
+async fn model_metadata(
+    State(state): State<AppState>,
+    Path(model): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let loaded = state.models.lookup(&model, None)?;
+    Ok(Json(metadata_json(&state, &loaded)))
+}
+
+async fn version_metadata(
+    State(state): State<AppState>,
+    Path((model, version)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let loaded = state.models.lookup(&model, Some(&version))?;
+    Ok(Json(metadata_json(&state, &loaded)))
+}
+
+fn readiness(state: &AppState, model: &str, version: Option<&str>) -> Result<Response, ApiError> {
+    let found = state.models.lookup(model, version);
+    match found {
+        Ok(_) if state.is_ready() => {
+            Ok(Json(json!({ "name": model, "ready": true })).into_response())
+        }
+        Ok(_) => Err(InferError::new(ErrorKind::Unavailable, "server is shutting down").into()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+async fn model_ready(
+    State(state): State<AppState>,
+    Path(model): Path<String>,
+) -> Result<Response, ApiError> {
+    readiness(&state, &model, None)
+}
+
+async fn version_ready(
+    State(state): State<AppState>,
+    Path((model, version)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    readiness(&state, &model, Some(&version))
+}
+
+async fn infer(
+    State(state): State<AppState>,
+    Path(model): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    run_infer(state, &model, None, headers, body).await
+}
+
+async fn version_infer(
+    State(state): State<AppState>,
+    Path((model, version)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    run_infer(state, &model, Some(&version), headers, body).await
+}
+
+async fn run_infer(
+    state: AppState,
+    model: &str,
+    version: Option<&str>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    if !state.is_ready() {
+        return Err(InferError::new(
+            ErrorKind::Unavailable,
+            "server is not ready (starting or shutting down)",
+        )
+        .into());
+    }
+    let loaded: Arc<LoadedModel> = state.models.lookup(model, version)?;
+    let body = body.map_err(body_error)?;
+    let header_len = match headers.get(HEADER_LENGTH) {
+        None => None,
+        Some(value) => Some(
+            value
+                .to_str()
+                .ok()
+                .and_then(|v| v.trim().parse::<usize>().ok())
+                .ok_or_else(|| {
+                    InferError::invalid(format!(
+                        "Inference-Header-Content-Length must be a byte count, got {value:?}"
+                    ))
+                })?,
+        ),
+    };
+    let mut request = parse_request(&loaded.config, &body, header_len)?;
+    drop(body);
+    let deadline = request.timeout.map(|t| tokio::time::Instant::now() + t);
+    let inputs = std::mem::take(&mut request.inputs);
+    let output = loaded.batcher.infer(inputs, request.rows, deadline).await?;
+    let encoded = encode_response(&loaded.config, loaded.version, &request, &output.outputs);
+    let mut response = encoded.body.into_response();
+    let headers = response.headers_mut();
+    let content_type = if encoded.header_len.is_some() {
+        "application/octet-stream"
+    } else {
+        "application/json"
+    };
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    if let Some(n) = encoded.header_len {
+        headers.insert(HEADER_LENGTH, HeaderValue::from(n));
+    }
+    headers.insert(
+        "x-spindle-queue-us",
+        HeaderValue::from(output.queue_time.as_micros() as u64),
+    );
+    headers.insert(
+        "x-spindle-compute-us",
+        HeaderValue::from(output.compute_time.as_micros() as u64),
+    );
+    headers.insert("x-spindle-batch-rows", HeaderValue::from(output.batch_rows));
+    Ok(response)
+}
+
+fn body_error(rejection: BytesRejection) -> InferError {
+    if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        InferError::new(
+            ErrorKind::TooLarge,
+            "request body is over the server's limit (raise it with --max-body, or send fewer rows per request)",
+        )
+    } else {
+        InferError::invalid(format!("could not read the request body: {rejection}"))
+    }
+}

@@ -1,0 +1,35 @@
+//! The `spindle` binary: parse arguments, set up logging, run the command.
+
+use clap::Parser;
+use spindle_server::cli::{Cli, EXIT_USAGE, run};
+use tracing_subscriber::EnvFilter;
+
+fn main() {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if e.use_stderr() => {
+            let _ = e.print();
+            std::process::exit(EXIT_USAGE);
+        }
+        Err(e) => {
+            // --help and --version.
+            let _ = e.print();
+            return;
+        }
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("building the tokio runtime");
+    if let Err(e) = runtime.block_on(run(cli)) {
+        tracing::error!("{e:#}");
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}

@@ -1,0 +1,133 @@
+//! `spindle serve`: load the repository, bind, serve until told to stop, drain, exit.
+
+use crate::engines::Engines;
+use crate::http::{AppState, router};
+use crate::models::ModelManager;
+use anyhow::Context;
+use spindle_core::engine::{Device, EngineChoice};
+use spindle_core::metrics::Metrics;
+use spindle_loader::ModelRepository;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+use tokio::net::TcpListener;
+
+/// Everything `serve` needs, validated before anything binds.
+#[derive(Clone, Debug)]
+pub struct ServeConfig {
+    /// Model repository root.
+    pub repo: PathBuf,
+    /// `--engine`.
+    pub engine: EngineChoice,
+    /// `--device`.
+    pub device: Device,
+    /// Request body cap in bytes.
+    pub max_body: usize,
+    /// How long in-flight requests may take to finish after a stop signal.
+    pub shutdown_grace: Duration,
+}
+
+/// A server whose models are loaded, ready to serve on a listener.
+pub struct Server {
+    state: AppState,
+    config: ServeConfig,
+}
+
+impl Server {
+    /// Loads every model of the repository. Fails when the repository cannot be read, when the
+    /// requested engine or device is unavailable, or when not a single model could be loaded (so
+    /// that a supervisor such as YARN restarts us rather than keeping a useless server).
+    pub async fn load(config: ServeConfig) -> anyhow::Result<Server> {
+        let repo = ModelRepository::open(&config.repo)?;
+        let metrics = Metrics::new();
+        let models = Arc::new(ModelManager::new(metrics));
+        let engines = Engines::new(config.engine, config.device);
+        let loading = models.clone();
+        let ready = tokio::task::spawn_blocking(move || loading.load_repository(&repo, &engines))
+            .await
+            .context("model loading panicked")??;
+        let total = models.snapshot().len();
+        if ready == 0 && total > 0 {
+            anyhow::bail!(
+                "none of the {total} models in {} could be loaded (see the errors above)",
+                config.repo.display()
+            );
+        }
+        tracing::info!(ready, failed = total - ready, "model repository loaded");
+        Ok(Server {
+            state: AppState {
+                models,
+                ready: Arc::new(AtomicBool::new(false)),
+            },
+            config,
+        })
+    }
+
+    /// The model manager (tests inspect it).
+    pub fn models(&self) -> &Arc<ModelManager> {
+        &self.state.models
+    }
+
+    /// Serves on `listener` until `shutdown` completes; then readiness goes false, in-flight
+    /// requests get up to the grace period to finish, and the call returns.
+    pub async fn run(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        use axum::serve::ListenerExt;
+        let addr: SocketAddr = listener.local_addr()?;
+        // Responses are small and latency matters: never let Nagle hold a reply back.
+        let listener = listener.tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
+        let app = router(self.state.clone(), self.config.max_body);
+        let ready = self.state.ready.clone();
+        ready.store(true, Ordering::Release);
+        tracing::info!(%addr, "serving KServe v2 over HTTP");
+        let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
+        let signal_ready = ready.clone();
+        let graceful = async move {
+            shutdown.await;
+            signal_ready.store(false, Ordering::Release);
+            tracing::info!("stop requested: readiness is false, finishing in-flight requests");
+            let _ = stopping_tx.send(());
+        };
+        let server = axum::serve(listener, app).with_graceful_shutdown(graceful);
+        let grace = self.config.shutdown_grace;
+        let hard_stop = async move {
+            if stopping_rx.await.is_ok() {
+                tokio::time::sleep(grace).await;
+            } else {
+                std::future::pending::<()>().await;
+            }
+        };
+        tokio::select! {
+            result = server => result.context("HTTP server failed")?,
+            _ = hard_stop => tracing::warn!(?grace, "grace period over; exiting with requests still in flight"),
+        }
+        tracing::info!("server stopped");
+        Ok(())
+    }
+}
+
+/// Completes on SIGTERM or Ctrl-C.
+pub async fn stop_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("installing the SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}
