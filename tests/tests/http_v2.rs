@@ -603,10 +603,13 @@ async fn stopping_lets_in_flight_requests_finish() {
         finished >= 1,
         "requests in flight at the stop signal complete: {statuses:?}"
     );
-    // A request either completed, or had not been accepted yet and was refused; none fails
-    // half-way with a server error.
+    // Every request either completed, or arrived after the stop and was refused as unavailable
+    // (503, so a client retries elsewhere) or at the socket; none fails half-way.
     for code in statuses.iter().flatten() {
-        assert_eq!(*code, StatusCode::OK, "{statuses:?}");
+        assert!(
+            [StatusCode::OK, StatusCode::SERVICE_UNAVAILABLE].contains(code),
+            "{statuses:?}"
+        );
     }
 }
 
