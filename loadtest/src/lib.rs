@@ -1,1 +1,154 @@
-//! Spindle's load generator: closed-loop concurrency sweeps with HDR latency histograms.
+//! Spindle's load generator: closed-loop concurrency sweeps against KServe v2 HTTP servers, with
+//! HDR latency histograms (the start of a perf_analyzer-class tool).
+//!
+//! A run flows through the modules in this order:
+//!
+//! - [`args`]: the `spindle loadtest` flags ([`LoadtestArgs`]); [`concurrency`] parses the
+//!   level lists and ranges.
+//! - [`target`]: each `--url`, resolved once; opens keep-alive HTTP/1 connections (TCP_NODELAY).
+//! - [`metadata`]: `GET /v2/models/{model}` on every target before any load, so an unreachable
+//!   server or unknown model fails fast with the server's message.
+//! - [`tensors`]: concrete input shapes and deterministic pseudo-random values, per datatype
+//!   as [`element`] defines them.
+//! - [`payload`]: the request body, encoded once (binary tensor extension or JSON) and shared by
+//!   every request as `Bytes`.
+//! - [`level`]: one concurrency level: spawns the workers, warms up, measures windows until three
+//!   agree on throughput (or `--max-windows`, or `--max-requests`).
+//! - [`worker`]: a closed loop on one connection: send, read, classify, record, repeat.
+//! - [`tally`]: per-worker counts, error classes and the latency histogram, merged per window.
+//! - [`report`]: [`Report`] and [`LevelResult`], the console table, CSV and JSON output.
+//!
+//! Workers run on the caller's tokio runtime; each owns its connection and its tally, so the
+//! only shared state on the hot path is a stop flag and the optional request budget.
+
+pub mod args;
+pub mod concurrency;
+pub mod element;
+pub mod level;
+pub mod metadata;
+pub mod payload;
+pub mod report;
+pub mod tally;
+pub mod target;
+pub mod tensors;
+pub mod worker;
+
+pub use args::{LoadtestArgs, Protocol, ShapeOverride};
+pub use concurrency::ConcurrencyLevels;
+pub use report::{LevelResult, Report, WindowResult};
+pub use tally::ErrorCounts;
+
+use anyhow::Context;
+use level::{LevelSettings, Targets};
+use payload::RequestTemplate;
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::sync::Arc;
+use target::Target;
+
+/// Runs the sweep: checks every target, then measures each concurrency level in turn, printing
+/// progress and a final table; writes `--csv` and `--json` when asked.
+pub async fn run(args: LoadtestArgs) -> anyhow::Result<Report> {
+    args.validate()?;
+    // Open the output files first, so an unwritable path fails before minutes of load.
+    let csv = args
+        .csv
+        .as_ref()
+        .map(|p| File::create(p).with_context(|| format!("cannot create {}", p.display())))
+        .transpose()?;
+    let json = args
+        .json
+        .as_ref()
+        .map(|p| File::create(p).with_context(|| format!("cannot create {}", p.display())))
+        .transpose()?;
+
+    let mut servers = Vec::with_capacity(args.url.len());
+    let mut described_models = Vec::with_capacity(args.url.len());
+    for url in &args.url {
+        let target = Target::resolve(url).await?;
+        described_models.push(
+            metadata::fetch(
+                &target,
+                &args.model,
+                args.model_version.as_deref(),
+                args.timeout,
+            )
+            .await?,
+        );
+        servers.push(target);
+    }
+    metadata::check_consistent(&servers, &described_models)?;
+    let model = &described_models[0];
+    let inputs = tensors::generate(&model.inputs, args.batch, &args.shape)
+        .with_context(|| format!("cannot generate inputs for model '{}'", args.model))?;
+    let outputs: Vec<String> = model.outputs.iter().map(|o| o.name.clone()).collect();
+    let payload = payload::encode(args.protocol, &inputs.tensors, &outputs);
+    let infer_path = format!(
+        "{}/infer",
+        metadata::model_path(&args.model, args.model_version.as_deref())
+    );
+    let templates = servers
+        .iter()
+        .map(|s| RequestTemplate::new(s, &infer_path, &payload).map(Arc::new))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let targets = Targets {
+        servers: servers.into_iter().map(Arc::new).collect(),
+        templates,
+    };
+
+    let described: Vec<String> = inputs
+        .tensors
+        .iter()
+        .map(|t| format!("{} {} {:?}", t.name, t.datatype, t.shape))
+        .collect();
+    println!(
+        "Load test of model '{}' on {} ({}, {} bytes per request; inputs: {})",
+        args.model,
+        args.url.join(", "),
+        args.protocol,
+        payload.body.len(),
+        described.join(", ")
+    );
+    let settings = LevelSettings {
+        warmup: args.warmup,
+        window: args.window,
+        max_windows: args.max_windows,
+        stability: args.stability,
+        max_requests: args.max_requests,
+        timeout: args.timeout,
+        rows: inputs.rows,
+        verbose: args.verbose,
+    };
+    println!("{}", report::table_header());
+    let mut levels = Vec::with_capacity(args.concurrency.0.len());
+    for &concurrency in &args.concurrency.0 {
+        let level = level::run_level(concurrency, &targets, &settings).await;
+        println!("{}", report::table_row(&level));
+        levels.push(level);
+    }
+
+    let report = Report {
+        model: args.model.clone(),
+        model_version: args.model_version.clone(),
+        urls: targets.servers.iter().map(|s| s.url.clone()).collect(),
+        protocol: args.protocol,
+        rows_per_request: inputs.rows,
+        levels,
+    };
+    println!();
+    report::print_table(&report);
+    if let (Some(file), Some(path)) = (csv, &args.csv) {
+        let mut out = BufWriter::new(file);
+        report::write_csv(&report, &mut out)
+            .and_then(|()| out.flush())
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    if let (Some(file), Some(path)) = (json, &args.json) {
+        let mut out = BufWriter::new(file);
+        serde_json::to_writer_pretty(&mut out, &report)?;
+        writeln!(out)
+            .and_then(|()| out.flush())
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(report)
+}

@@ -29,6 +29,8 @@ pub enum Command {
     Serve(ServeArgs),
     /// Write the model zoo (cifar10, inception_v3) as a model repository of real ONNX files.
     Zoo(ZooArgs),
+    /// Load-test running servers: closed-loop concurrency sweeps, latency percentiles, CSV/JSON.
+    Loadtest(spindle_loadtest::LoadtestArgs),
     /// Measure: in-process engine throughput (the limit serving is judged against).
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -142,6 +144,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => serve(args).await,
         Command::Zoo(args) => zoo(args),
+        Command::Loadtest(args) => {
+            spindle_loadtest::run(args).await?;
+            Ok(())
+        }
         Command::Bench(BenchCommand::Engine(args)) => {
             tokio::task::spawn_blocking(move || crate::bench::run(&args)).await??;
             Ok(())

@@ -90,6 +90,28 @@ pub fn check(kind: &str, spec: &TensorSpec, declared: &Declared) -> Result<(), E
     Ok(())
 }
 
+/// Checks the tensors handed to a runner: one per spec, in order, each matching its spec.
+/// Engines call it before converting, so a caller that bypassed validation gets a clear
+/// [`EngineError::Run`] instead of an engine's internal error.
+pub fn check_run_inputs(specs: &[TensorSpec], inputs: &[crate::Tensor]) -> Result<(), EngineError> {
+    if inputs.len() != specs.len() {
+        return Err(EngineError::Run(format!(
+            "expected {} inputs ({}) but got {}",
+            specs.len(),
+            specs
+                .iter()
+                .map(|s| s.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+            inputs.len()
+        )));
+    }
+    for (spec, tensor) in specs.iter().zip(inputs) {
+        spec.check(tensor).map_err(EngineError::Run)?;
+    }
+    Ok(())
+}
+
 /// Formats model dimensions the way configs write them: `-1` for variable.
 fn format_dims(dims: &[Option<i64>]) -> String {
     format!(

@@ -170,23 +170,10 @@ struct OrtRunner {
 impl Runner for OrtRunner {
     fn run(&mut self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>, EngineError> {
         let signature = &*self.signature;
-        if inputs.len() != signature.inputs.len() {
-            return Err(EngineError::Run(format!(
-                "expected {} inputs ({}) but got {}",
-                signature.inputs.len(),
-                signature
-                    .inputs
-                    .iter()
-                    .map(|s| s.name.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                inputs.len()
-            )));
-        }
+        signature::check_run_inputs(&signature.inputs, &inputs)?;
         let mut values: Vec<(Cow<'_, str>, SessionInputValue<'_>)> =
             Vec::with_capacity(inputs.len());
         for (spec, tensor) in signature.inputs.iter().zip(inputs) {
-            spec.check(&tensor).map_err(EngineError::Run)?;
             let value = convert::to_ort(tensor)
                 .map_err(|e| EngineError::Run(format!("input '{}': {e}", spec.name)))?;
             values.push((Cow::Borrowed(spec.name.as_str()), value.into()));

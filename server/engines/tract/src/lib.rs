@@ -223,22 +223,9 @@ struct TractRunner {
 impl Runner for TractRunner {
     fn run(&mut self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>, EngineError> {
         let model = &*self.model;
-        if inputs.len() != model.inputs.len() {
-            return Err(EngineError::Run(format!(
-                "expected {} inputs ({}) but got {}",
-                model.inputs.len(),
-                model
-                    .inputs
-                    .iter()
-                    .map(|s| s.name.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                inputs.len()
-            )));
-        }
+        signature::check_run_inputs(&model.inputs, &inputs)?;
         let mut slots: Vec<Option<TValue>> = (0..inputs.len()).map(|_| None).collect();
         for ((spec, tensor), &slot) in model.inputs.iter().zip(&inputs).zip(&model.input_slots) {
-            spec.check(tensor).map_err(EngineError::Run)?;
             let value = convert::to_tract(tensor)
                 .map_err(|e| EngineError::Run(format!("input '{}': {e}", spec.name)))?;
             slots[slot] = Some(value.into_tvalue());

@@ -1,0 +1,286 @@
+//! The arguments of `spindle loadtest` and the parsers for their values (shape overrides,
+//! durations; concurrency lists live in [`crate::concurrency`]).
+
+use crate::concurrency::ConcurrencyLevels;
+use clap::{Args, ValueEnum};
+use serde::Serialize;
+use std::fmt;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+/// How inference requests are encoded on the wire.
+#[derive(ValueEnum, Serialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum Protocol {
+    /// KServe v2 binary tensor extension: a JSON header, then raw little-endian tensor bytes.
+    HttpBinary,
+    /// Plain KServe v2 JSON with `data` arrays.
+    HttpJson,
+}
+
+impl fmt::Display for Protocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Protocol::HttpBinary => "http-binary",
+            Protocol::HttpJson => "http-json",
+        })
+    }
+}
+
+/// Measure a KServe v2 HTTP server's throughput and latency at several concurrency levels.
+#[derive(Args, Debug, Clone, PartialEq)]
+pub struct LoadtestArgs {
+    /// Server base URL(s), comma-separated (http://host:port). Each connection is pinned to one
+    /// URL, assigned round-robin.
+    #[arg(long, value_delimiter = ',', required = true)]
+    pub url: Vec<String>,
+    /// Model to load-test.
+    #[arg(long)]
+    pub model: String,
+    /// Model version (default: the server's choice).
+    #[arg(long)]
+    pub model_version: Option<String>,
+    /// Concurrency levels: a list (1,4,16,64), a range with a factor (1:64:x2) or a step
+    /// (1:10:+3), or a mix of these, comma-separated.
+    #[arg(long, default_value = "1,4,16,64")]
+    pub concurrency: ConcurrencyLevels,
+    /// Request encoding.
+    #[arg(long, value_enum, default_value_t = Protocol::HttpBinary)]
+    pub protocol: Protocol,
+    /// Rows per request (the size of the batch dimension).
+    #[arg(long, default_value_t = 1, value_parser = parse_positive)]
+    pub batch: usize,
+    /// Fixed dimensions (without the batch dimension) for inputs with variable dims, e.g.
+    /// `--shape tokens:128`. Repeat for several inputs.
+    #[arg(long, value_name = "NAME:D1,D2,..")]
+    pub shape: Vec<ShapeOverride>,
+    /// Load sent before each level's measurement starts (discarded).
+    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+    pub warmup: Duration,
+    /// Length of one measurement window.
+    #[arg(long, default_value = "2s", value_parser = parse_nonzero_duration)]
+    pub window: Duration,
+    /// Windows measured per level at most; a level that is not stable by then is reported as
+    /// unstable.
+    #[arg(long, default_value_t = 10, value_parser = parse_positive)]
+    pub max_windows: usize,
+    /// Stability threshold in percent: a level ends once 3 consecutive windows' throughputs are
+    /// each within this of their mean.
+    #[arg(long, default_value_t = 10.0)]
+    pub stability: f64,
+    /// Hard cap on the requests sent per level, warmup included.
+    #[arg(long)]
+    pub max_requests: Option<u64>,
+    /// Per-request timeout (connecting included).
+    #[arg(long, default_value = "10s", value_parser = parse_nonzero_duration)]
+    pub timeout: Duration,
+    /// Write the results as CSV with perf_analyzer's columns.
+    #[arg(long)]
+    pub csv: Option<PathBuf>,
+    /// Write the full report as JSON.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Print one line per measurement window.
+    #[arg(long)]
+    pub verbose: bool,
+}
+
+impl LoadtestArgs {
+    /// Arguments for one server and model with every other flag at its default.
+    pub fn new(url: impl Into<String>, model: impl Into<String>) -> Self {
+        LoadtestArgs {
+            url: vec![url.into()],
+            model: model.into(),
+            model_version: None,
+            concurrency: ConcurrencyLevels(vec![1, 4, 16, 64]),
+            protocol: Protocol::HttpBinary,
+            batch: 1,
+            shape: Vec::new(),
+            warmup: Duration::from_secs(2),
+            window: Duration::from_secs(2),
+            max_windows: 10,
+            stability: 10.0,
+            max_requests: None,
+            timeout: Duration::from_secs(10),
+            csv: None,
+            json: None,
+            verbose: false,
+        }
+    }
+
+    /// Checks what the value parsers cannot (the struct may be built without clap).
+    pub fn validate(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(!self.url.is_empty(), "give at least one --url");
+        anyhow::ensure!(
+            !self.concurrency.0.is_empty(),
+            "give at least one --concurrency level"
+        );
+        anyhow::ensure!(
+            self.concurrency.0.iter().all(|&c| c > 0),
+            "concurrency levels must be at least 1, got {}",
+            self.concurrency
+        );
+        anyhow::ensure!(self.batch > 0, "--batch must be at least 1");
+        anyhow::ensure!(!self.window.is_zero(), "--window must be longer than zero");
+        anyhow::ensure!(
+            !self.timeout.is_zero(),
+            "--timeout must be longer than zero"
+        );
+        anyhow::ensure!(self.max_windows > 0, "--max-windows must be at least 1");
+        anyhow::ensure!(
+            self.stability.is_finite() && self.stability > 0.0,
+            "--stability is a percentage above zero, got {}",
+            self.stability
+        );
+        Ok(())
+    }
+}
+
+/// Fixed dimensions for one input, without its batch dimension.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShapeOverride {
+    /// The input's name.
+    pub name: String,
+    /// Its dimensions, batch dimension excluded.
+    pub dims: Vec<usize>,
+}
+
+impl FromStr for ShapeOverride {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        let usage = || format!("'{text}' is not a shape: use NAME:D1,D2,.. such as tokens:128");
+        let (name, dims) = text.rsplit_once(':').ok_or_else(usage)?;
+        if name.is_empty() {
+            return Err(usage());
+        }
+        let dims = if dims.trim().is_empty() {
+            Vec::new()
+        } else {
+            dims.split(',')
+                .map(|d| d.trim().parse::<usize>())
+                .collect::<Result<_, _>>()
+                .map_err(|_| usage())?
+        };
+        Ok(ShapeOverride {
+            name: name.to_string(),
+            dims,
+        })
+    }
+}
+
+fn parse_positive(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".to_string()),
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!("'{text}' is not a whole number")),
+    }
+}
+
+fn parse_nonzero_duration(text: &str) -> Result<Duration, String> {
+    match humantime::parse_duration(text) {
+        Ok(d) if d.is_zero() => Err("must be longer than zero".to_string()),
+        Ok(d) => Ok(d),
+        Err(e) => Err(format!("'{text}' is not a duration like 500ms or 2s: {e}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: LoadtestArgs,
+    }
+
+    #[test]
+    fn shapes_parse() {
+        let s: ShapeOverride = "tokens:128".parse().unwrap();
+        assert_eq!(
+            s,
+            ShapeOverride {
+                name: "tokens".into(),
+                dims: vec![128]
+            }
+        );
+        let s: ShapeOverride = "image:224,224,3".parse().unwrap();
+        assert_eq!(s.dims, vec![224, 224, 3]);
+        assert!("image".parse::<ShapeOverride>().is_err());
+        assert!("image:a,b".parse::<ShapeOverride>().is_err());
+    }
+
+    #[test]
+    fn clap_defaults_match_new() {
+        let cli = Cli::parse_from(["loadtest", "--url", "http://h:1", "--model", "m"]);
+        assert_eq!(cli.args, LoadtestArgs::new("http://h:1", "m"));
+    }
+
+    #[test]
+    fn flags_parse() {
+        let cli = Cli::parse_from([
+            "loadtest",
+            "--url",
+            "http://a:1,http://b:2",
+            "--model",
+            "m",
+            "--concurrency",
+            "1:64:x2",
+            "--protocol",
+            "http-json",
+            "--batch",
+            "8",
+            "--warmup",
+            "500ms",
+            "--window",
+            "1s",
+            "--max-requests",
+            "1000",
+            "--timeout",
+            "250ms",
+            "--shape",
+            "x:3,4",
+        ]);
+        let a = cli.args;
+        assert_eq!(a.url, vec!["http://a:1", "http://b:2"]);
+        assert_eq!(a.concurrency.0, vec![1, 2, 4, 8, 16, 32, 64]);
+        assert_eq!(a.protocol, Protocol::HttpJson);
+        assert_eq!((a.batch, a.max_requests), (8, Some(1000)));
+        assert_eq!(
+            (a.warmup, a.window, a.timeout),
+            (
+                Duration::from_millis(500),
+                Duration::from_secs(1),
+                Duration::from_millis(250)
+            )
+        );
+        assert_eq!(a.shape[0].dims, vec![3, 4]);
+        assert!(
+            Cli::try_parse_from([
+                "loadtest",
+                "--url",
+                "http://h:1",
+                "--model",
+                "m",
+                "--window",
+                "0s"
+            ])
+            .is_err()
+        );
+        assert!(
+            Cli::try_parse_from([
+                "loadtest",
+                "--url",
+                "http://h:1",
+                "--model",
+                "m",
+                "--batch",
+                "0"
+            ])
+            .is_err()
+        );
+    }
+}

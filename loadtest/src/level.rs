@@ -1,0 +1,191 @@
+//! One concurrency level: start its workers, let them warm up, then measure window after window
+//! until throughput is stable, the window limit is reached or the request budget runs out.
+
+use crate::payload::RequestTemplate;
+use crate::report::{LevelResult, WindowResult, window_line};
+use crate::tally::Tally;
+use crate::target::Target;
+use crate::worker::{LevelControl, Worker};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+
+/// Windows that must agree before a level counts as stable (as perf_analyzer does).
+pub const STABLE_WINDOWS: usize = 3;
+
+/// How every level is measured.
+#[derive(Debug, Clone)]
+pub struct LevelSettings {
+    /// Load before measuring, discarded.
+    pub warmup: Duration,
+    /// One measurement window.
+    pub window: Duration,
+    /// Windows at most.
+    pub max_windows: usize,
+    /// Stability threshold, percent.
+    pub stability: f64,
+    /// Requests per level at most, warmup included.
+    pub max_requests: Option<u64>,
+    /// Per-request timeout.
+    pub timeout: Duration,
+    /// Inferences per request.
+    pub rows: usize,
+    /// Print a line per window.
+    pub verbose: bool,
+}
+
+/// The servers and the prepared request for each (same order).
+#[derive(Debug, Clone)]
+pub struct Targets {
+    /// Servers under test.
+    pub servers: Vec<Arc<Target>>,
+    /// The request for each server.
+    pub templates: Vec<Arc<RequestTemplate>>,
+}
+
+/// Measures one concurrency level.
+pub async fn run_level(
+    concurrency: usize,
+    targets: &Targets,
+    settings: &LevelSettings,
+) -> LevelResult {
+    let control = Arc::new(LevelControl::new(settings.max_requests));
+    let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
+    let slots: Vec<Arc<Mutex<Tally>>> = (0..concurrency)
+        .map(|_| Arc::new(Mutex::new(Tally::new(settings.timeout))))
+        .collect();
+    let mut handles = Vec::with_capacity(concurrency);
+    for (index, slot) in slots.iter().enumerate() {
+        let pick = index % targets.servers.len();
+        let worker = Worker {
+            target: targets.servers[pick].clone(),
+            template: targets.templates[pick].clone(),
+            control: control.clone(),
+            tally: slot.clone(),
+            timeout: settings.timeout,
+        };
+        // Every worker holds a sender; the channel closes when the last one has finished.
+        let done = done_tx.clone();
+        handles.push(tokio::spawn(async move {
+            worker.run().await;
+            drop(done);
+        }));
+    }
+    drop(done_tx);
+
+    let mut collector = Collector {
+        slots,
+        spare: Tally::new(settings.timeout),
+        window: Tally::new(settings.timeout),
+    };
+    let mut finished = false;
+    if !settings.warmup.is_zero() {
+        finished = all_finished(&mut done_rx, settings.warmup).await;
+        collector.collect();
+        if finished {
+            println!(
+                "  concurrency {concurrency}: --max-requests was used up during the warmup; nothing was measured"
+            );
+        }
+    }
+
+    let mut total = Tally::new(settings.timeout);
+    let mut windows: Vec<WindowResult> = Vec::new();
+    let mut stable = false;
+    while !finished && !stable && windows.len() < settings.max_windows {
+        let start = Instant::now();
+        finished = all_finished(&mut done_rx, settings.window).await;
+        let elapsed = start.elapsed();
+        let tally = collector.collect();
+        total.merge(tally);
+        let window = WindowResult::new(tally, elapsed);
+        if settings.verbose {
+            println!("{}", window_line(concurrency, windows.len(), &window));
+        }
+        windows.push(window);
+        stable = is_stable(&windows, settings.stability);
+    }
+
+    control.stop();
+    for handle in handles {
+        // Workers finish their request in flight (bounded by the timeout); a panic is already
+        // reported by tokio and must not hide the other levels' results.
+        let _ = handle.await;
+    }
+    LevelResult::new(concurrency, settings.rows, &total, windows, stable)
+}
+
+/// Waits up to `limit`; true when every worker has finished (request budget used up).
+async fn all_finished(done: &mut mpsc::Receiver<()>, limit: Duration) -> bool {
+    matches!(tokio::time::timeout(limit, done.recv()).await, Ok(None))
+}
+
+/// Gathers the workers' tallies at a window's end.
+struct Collector {
+    slots: Vec<Arc<Mutex<Tally>>>,
+    spare: Tally,
+    window: Tally,
+}
+
+impl Collector {
+    /// Swaps each worker's tally for an empty one (holding its lock only for the swap) and
+    /// merges them into the window's.
+    fn collect(&mut self) -> &Tally {
+        self.window.reset();
+        for slot in &self.slots {
+            std::mem::swap(
+                &mut *slot.lock().unwrap_or_else(PoisonError::into_inner),
+                &mut self.spare,
+            );
+            self.window.merge(&self.spare);
+            self.spare.reset();
+        }
+        &self.window
+    }
+}
+
+/// True when the last [`STABLE_WINDOWS`] windows' throughputs are each within `percent` of their
+/// mean.
+pub fn is_stable(windows: &[WindowResult], percent: f64) -> bool {
+    let Some(last) = windows
+        .len()
+        .checked_sub(STABLE_WINDOWS)
+        .map(|start| &windows[start..])
+    else {
+        return false;
+    };
+    let mean = last.iter().map(|w| w.throughput_rps).sum::<f64>() / last.len() as f64;
+    last.iter()
+        .all(|w| (w.throughput_rps - mean).abs() <= mean * percent / 100.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn windows(throughputs: &[f64]) -> Vec<WindowResult> {
+        throughputs
+            .iter()
+            .map(|&t| WindowResult {
+                duration_s: 1.0,
+                requests: t as u64,
+                errors: 0,
+                throughput_rps: t,
+                p50_us: 0,
+                p99_us: 0,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn stability_needs_three_agreeing_windows() {
+        assert!(!is_stable(&windows(&[100.0, 100.0]), 10.0));
+        assert!(is_stable(&windows(&[50.0, 100.0, 105.0, 95.0]), 10.0));
+        assert!(!is_stable(&windows(&[100.0, 100.0, 130.0]), 10.0));
+        assert!(is_stable(&windows(&[100.0, 100.0, 130.0]), 20.0));
+        assert!(
+            is_stable(&windows(&[0.0, 0.0, 0.0]), 10.0),
+            "a level where everything fails is steady too"
+        );
+    }
+}

@@ -1,0 +1,269 @@
+//! Synthetic input tensors: concrete shapes from the model's metadata and deterministic
+//! pseudo-random values for each datatype, held as little-endian bytes.
+
+use crate::args::ShapeOverride;
+use crate::element::ElementType;
+use crate::metadata::TensorMetadata;
+use anyhow::bail;
+use serde_json::Value;
+
+/// Largest input the generator builds (so a typo in a shape is an error, not an OOM).
+const MAX_INPUT_BYTES: usize = 1 << 30;
+
+/// SplitMix64: a tiny, fast, deterministic generator.
+struct SplitMix64(u64);
+
+impl SplitMix64 {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+}
+
+/// One generated input tensor.
+#[derive(Debug, Clone)]
+pub struct InputTensor {
+    /// Input name.
+    pub name: String,
+    /// Datatype name as the server spells it.
+    pub datatype: String,
+    /// Element type.
+    pub element: ElementType,
+    /// Concrete shape, batch dimension included where the model has one.
+    pub shape: Vec<usize>,
+    /// Elements, little-endian.
+    pub raw: Vec<u8>,
+}
+
+impl InputTensor {
+    /// The elements as a flat JSON array.
+    pub fn json_data(&self) -> Value {
+        Value::Array(
+            self.raw
+                .chunks_exact(self.element.size())
+                .map(|e| self.element.to_json(e))
+                .collect(),
+        )
+    }
+}
+
+/// The inputs of one request and how many inferences (rows) it carries.
+#[derive(Debug, Clone)]
+pub struct GeneratedInputs {
+    /// Inputs in metadata order.
+    pub tensors: Vec<InputTensor>,
+    /// Inferences per request: `batch` when the model has a batch dimension, else 1.
+    pub rows: usize,
+}
+
+/// Builds every input from the metadata: a leading -1 is the batch dimension (`batch` rows);
+/// other -1 dimensions must be fixed with `--shape`.
+pub fn generate(
+    inputs: &[TensorMetadata],
+    batch: usize,
+    overrides: &[ShapeOverride],
+) -> anyhow::Result<GeneratedInputs> {
+    if inputs.is_empty() {
+        bail!("the model's metadata lists no inputs");
+    }
+    if let Some(unknown) = overrides
+        .iter()
+        .find(|o| !inputs.iter().any(|i| i.name == o.name))
+    {
+        let names: Vec<&str> = inputs.iter().map(|i| i.name.as_str()).collect();
+        bail!(
+            "--shape names input '{}', which the model does not have (inputs: {})",
+            unknown.name,
+            names.join(", ")
+        );
+    }
+    let mut batched = false;
+    let mut tensors = Vec::with_capacity(inputs.len());
+    for (index, meta) in inputs.iter().enumerate() {
+        let element = ElementType::parse(&meta.datatype, &meta.name)?;
+        let has_batch = meta.shape.first() == Some(&-1);
+        batched |= has_batch;
+        if !has_batch && batch != 1 {
+            bail!(
+                "input '{}' has no batch dimension (shape {:?}), so --batch must be 1, not {batch}",
+                meta.name,
+                meta.shape
+            );
+        }
+        let rest = &meta.shape[usize::from(has_batch)..];
+        let override_dims = overrides
+            .iter()
+            .find(|o| o.name == meta.name)
+            .map(|o| o.dims.as_slice());
+        let mut shape = if has_batch { vec![batch] } else { Vec::new() };
+        shape.extend(fixed_dims(meta, rest, override_dims)?);
+        let elements = shape.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d));
+        let bytes = elements
+            .and_then(|n| n.checked_mul(element.size()))
+            .filter(|&b| b <= MAX_INPUT_BYTES);
+        let Some(bytes) = bytes else {
+            bail!(
+                "input '{}' with shape {shape:?} would be over {} MiB per request",
+                meta.name,
+                MAX_INPUT_BYTES >> 20
+            );
+        };
+        let mut random = SplitMix64(0x5eed_0000 + index as u64);
+        let mut raw = Vec::with_capacity(bytes);
+        for _ in 0..bytes / element.size() {
+            element.push(random.next(), &mut raw);
+        }
+        tensors.push(InputTensor {
+            name: meta.name.clone(),
+            datatype: meta.datatype.clone(),
+            element,
+            shape,
+            raw,
+        });
+    }
+    Ok(GeneratedInputs {
+        tensors,
+        rows: if batched { batch } else { 1 },
+    })
+}
+
+/// The non-batch dimensions of an input: the metadata's, with `--shape` filling variable ones.
+fn fixed_dims(
+    meta: &TensorMetadata,
+    dims: &[i64],
+    given: Option<&[usize]>,
+) -> anyhow::Result<Vec<usize>> {
+    let Some(given) = given else {
+        return dims
+            .iter()
+            .map(|&d| usize::try_from(d).ok())
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| {
+                let example: Vec<String> = dims.iter().map(|&d| if d < 0 { "N".into() } else { d.to_string() }).collect();
+                anyhow::anyhow!(
+                    "input '{}' has variable dimensions {:?}; the load generator needs fixed shapes: give them with --shape {}:{}",
+                    meta.name,
+                    meta.shape,
+                    meta.name,
+                    example.join(",")
+                )
+            });
+    };
+    let matches = given.len() == dims.len()
+        && dims
+            .iter()
+            .zip(given)
+            .all(|(&d, &g)| d < 0 || d as usize == g);
+    if !matches {
+        bail!(
+            "--shape {}:{:?} does not fit the model's shape {:?} (give every dimension after the batch one; fixed ones must match)",
+            meta.name,
+            given,
+            meta.shape
+        );
+    }
+    Ok(given.to_vec())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta(name: &str, datatype: &str, shape: &[i64]) -> TensorMetadata {
+        TensorMetadata {
+            name: name.into(),
+            datatype: datatype.into(),
+            shape: shape.to_vec(),
+        }
+    }
+
+    #[test]
+    fn batch_dimension_takes_the_batch() {
+        let g = generate(&[meta("x", "FP32", &[-1, 24, 24, 3])], 4, &[]).unwrap();
+        assert_eq!(g.rows, 4);
+        assert_eq!(g.tensors[0].shape, vec![4, 24, 24, 3]);
+        assert_eq!(g.tensors[0].raw.len(), 4 * 24 * 24 * 3 * 4);
+        let again = generate(&[meta("x", "FP32", &[-1, 24, 24, 3])], 4, &[]).unwrap();
+        assert_eq!(
+            g.tensors[0].raw, again.tensors[0].raw,
+            "values are deterministic"
+        );
+    }
+
+    #[test]
+    fn values_stay_in_range_per_datatype() {
+        for dtype in ["FP32", "FP64", "FP16", "BF16"] {
+            let g = generate(&[meta("x", dtype, &[-1, 64])], 1, &[]).unwrap();
+            for v in g.tensors[0].json_data().as_array().unwrap() {
+                let v = v.as_f64().unwrap();
+                assert!((0.0..1.0).contains(&v), "{dtype}: {v}");
+            }
+        }
+        for dtype in ["INT8", "UINT8", "INT16", "INT32", "INT64", "UINT64"] {
+            let g = generate(&[meta("x", dtype, &[64])], 1, &[]).unwrap();
+            let values = g.tensors[0].json_data();
+            assert!(
+                values
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .all(|v| (0..=100).contains(&v.as_i64().unwrap())),
+                "{dtype}"
+            );
+        }
+        let g = generate(&[meta("b", "BOOL", &[16])], 1, &[]).unwrap();
+        assert!(g.tensors[0].raw.iter().all(|&b| b <= 1));
+        assert_eq!(g.tensors[0].json_data().as_array().unwrap().len(), 16);
+    }
+
+    #[test]
+    fn unusable_metadata_is_explained() {
+        let e = generate(&[meta("s", "BYTES", &[-1, 1])], 1, &[])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("needs real samples"), "{e}");
+        let e = generate(&[meta("t", "INT64", &[-1, -1])], 1, &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("fixed shapes") && e.contains("--shape t:N"),
+            "{e}"
+        );
+        let e = generate(&[meta("x", "FP32", &[3, 4])], 2, &[])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("no batch dimension"), "{e}");
+        let over = ShapeOverride {
+            name: "y".into(),
+            dims: vec![3],
+        };
+        let e = generate(&[meta("x", "FP32", &[3])], 1, &[over])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("does not have"), "{e}");
+    }
+
+    #[test]
+    fn shape_overrides_fill_variable_dims() {
+        let over = ShapeOverride {
+            name: "t".into(),
+            dims: vec![128],
+        };
+        let g = generate(&[meta("t", "INT64", &[-1, -1])], 2, &[over]).unwrap();
+        assert_eq!(g.tensors[0].shape, vec![2, 128]);
+        let wrong = ShapeOverride {
+            name: "t".into(),
+            dims: vec![5, 5],
+        };
+        assert!(generate(&[meta("t", "INT64", &[-1, 4, -1])], 1, &[wrong]).is_err());
+    }
+
+    #[test]
+    fn fixed_shape_models_send_one_inference() {
+        let g = generate(&[meta("x", "FP32", &[3, 4])], 1, &[]).unwrap();
+        assert_eq!((g.rows, g.tensors[0].shape.clone()), (1, vec![3, 4]));
+    }
+}

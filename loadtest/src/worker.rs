@@ -1,0 +1,215 @@
+//! A closed-loop worker: it owns one keep-alive connection and sends requests back to back,
+//! classifying each answer and recording it in its own [`Tally`].
+
+use crate::payload::{HEADER_LENGTH, RequestTemplate};
+use crate::tally::{ErrorClass, Outcome, Tally};
+use crate::target::{Connection, Target};
+use http_body_util::BodyExt;
+use hyper::StatusCode;
+use hyper::body::Incoming;
+use hyper::header::HeaderMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+/// Pause after a connection failure, so that a dead server is not hammered in a tight loop.
+const RECONNECT_PAUSE: Duration = Duration::from_millis(20);
+
+/// Shared by a level's workers: when to stop, and how many requests may still be sent.
+#[derive(Debug)]
+pub struct LevelControl {
+    stop: AtomicBool,
+    budget: Option<AtomicU64>,
+}
+
+impl LevelControl {
+    /// Control for a level that may send at most `max_requests` requests (`None`: no cap).
+    pub fn new(max_requests: Option<u64>) -> Self {
+        LevelControl {
+            stop: AtomicBool::new(false),
+            budget: max_requests.map(AtomicU64::new),
+        }
+    }
+
+    /// Asks every worker to stop after its current request.
+    pub fn stop(&self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+
+    /// Takes permission to send one more request.
+    fn next_ticket(&self) -> bool {
+        if self.stop.load(Ordering::Relaxed) {
+            return false;
+        }
+        match &self.budget {
+            None => true,
+            Some(left) => left
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+                .is_ok(),
+        }
+    }
+}
+
+/// One closed-loop worker.
+#[derive(Debug)]
+pub struct Worker {
+    /// The server this worker's connection goes to.
+    pub target: Arc<Target>,
+    /// The request it sends.
+    pub template: Arc<RequestTemplate>,
+    /// The level's stop flag and request budget.
+    pub control: Arc<LevelControl>,
+    /// Where results go; the coordinator swaps it out at each window's end.
+    pub tally: Arc<Mutex<Tally>>,
+    /// Per-request timeout, connecting included.
+    pub timeout: Duration,
+}
+
+impl Worker {
+    /// Sends requests until the level stops or its budget runs out.
+    pub async fn run(self) {
+        let mut connection: Option<Connection> = None;
+        while self.control.next_ticket() {
+            let mut sent_at = Instant::now();
+            let attempt =
+                tokio::time::timeout(self.timeout, self.attempt(&mut connection, &mut sent_at));
+            let outcome = attempt.await.unwrap_or_else(|_| {
+                Outcome::Failure(
+                    ErrorClass::Timeout,
+                    format!(
+                        "{}: no answer within {}",
+                        self.target.url,
+                        humantime::format_duration(self.timeout)
+                    ),
+                )
+            });
+            let latency = sent_at.elapsed();
+            let broken = matches!(
+                outcome,
+                Outcome::Failure(ErrorClass::Connection | ErrorClass::Timeout, _)
+            );
+            let refused = matches!(outcome, Outcome::Failure(ErrorClass::Connection, _));
+            if broken {
+                // After a timeout the connection may still carry the late answer: start afresh.
+                connection = None;
+            }
+            self.tally
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .record(outcome, latency);
+            if refused {
+                tokio::time::sleep(RECONNECT_PAUSE).await;
+            }
+        }
+    }
+
+    /// One request, reconnecting first if needed. `sent_at` is set once the connection is ready,
+    /// so latency excludes connecting.
+    async fn attempt(&self, connection: &mut Option<Connection>, sent_at: &mut Instant) -> Outcome {
+        let usable = match connection.as_mut() {
+            Some(open) => open.ready().await.is_ok(),
+            None => false,
+        };
+        let sender = match connection {
+            Some(open) if usable => open,
+            _ => match self.target.connect().await {
+                Ok(open) => connection.insert(open),
+                Err(e) => {
+                    *connection = None;
+                    return Outcome::Failure(
+                        ErrorClass::Connection,
+                        format!("cannot connect to {}: {e:#}", self.target.url),
+                    );
+                }
+            },
+        };
+        *sent_at = Instant::now();
+        let response = match sender.send_request(self.template.request()).await {
+            Ok(response) => response,
+            Err(e) => {
+                return Outcome::Failure(
+                    ErrorClass::Connection,
+                    format!("{}: {e}", self.target.url),
+                );
+            }
+        };
+        let (parts, body) = response.into_parts();
+        if parts.status == StatusCode::OK {
+            check_success(&parts.headers, body, &self.target.url).await
+        } else {
+            failure(parts.status, body, &self.target.url).await
+        }
+    }
+}
+
+/// Reads a 200 answer's body without buffering it and checks its length against the
+/// binary-tensor header.
+async fn check_success(headers: &HeaderMap, mut body: Incoming, url: &str) -> Outcome {
+    let mut received = 0usize;
+    while let Some(frame) = body.frame().await {
+        match frame {
+            Ok(frame) => received += frame.data_ref().map_or(0, |d| d.len()),
+            Err(e) => {
+                return Outcome::Failure(
+                    ErrorClass::Connection,
+                    format!("{url}: reading the answer: {e}"),
+                );
+            }
+        }
+    }
+    if let Some(value) = headers.get(HEADER_LENGTH) {
+        let Some(json_len) = value
+            .to_str()
+            .ok()
+            .and_then(|v| v.trim().parse::<usize>().ok())
+        else {
+            return Outcome::Failure(
+                ErrorClass::InvalidResponse,
+                format!("{url}: {HEADER_LENGTH} is {value:?}, not a byte count"),
+            );
+        };
+        if received < json_len {
+            return Outcome::Failure(
+                ErrorClass::InvalidResponse,
+                format!(
+                    "{url}: the body has {received} bytes, fewer than its {HEADER_LENGTH} of {json_len}"
+                ),
+            );
+        }
+    }
+    if received == 0 {
+        return Outcome::Failure(
+            ErrorClass::InvalidResponse,
+            format!("{url}: status 200 with an empty body"),
+        );
+    }
+    Outcome::Success {
+        queue_us: micros(headers, "x-spindle-queue-us"),
+        compute_us: micros(headers, "x-spindle-compute-us"),
+    }
+}
+
+fn micros(headers: &HeaderMap, name: &str) -> Option<u64> {
+    headers.get(name)?.to_str().ok()?.trim().parse().ok()
+}
+
+/// Classifies a non-200 answer, keeping the server's message.
+async fn failure(status: StatusCode, body: Incoming, url: &str) -> Outcome {
+    let body = match body.collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(e) => {
+            return Outcome::Failure(
+                ErrorClass::Connection,
+                format!("{url}: reading the {status} answer: {e}"),
+            );
+        }
+    };
+    let class = match status.as_u16() {
+        429 => ErrorClass::TooManyRequests,
+        400..=499 => ErrorClass::ClientError,
+        500..=599 => ErrorClass::ServerError,
+        _ => ErrorClass::InvalidResponse,
+    };
+    let message = String::from_utf8_lossy(&body[..body.len().min(300)]);
+    Outcome::Failure(class, format!("{url}: {status}: {}", message.trim()))
+}

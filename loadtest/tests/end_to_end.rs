@@ -1,0 +1,288 @@
+//! The load generator against a real (small) HTTP server: counts, error classes, server timings,
+//! early failures, output files and stability.
+
+mod support;
+
+use spindle_loadtest::{ConcurrencyLevels, LoadtestArgs, Protocol, run};
+use std::time::Duration;
+use support::{Fault, dead_url, start};
+
+/// Arguments for a short, deterministic run: no warmup, one long window, a request cap.
+fn quick(url: &str, concurrency: &[usize], max_requests: u64) -> LoadtestArgs {
+    let mut args = LoadtestArgs::new(url, "m");
+    args.concurrency = ConcurrencyLevels(concurrency.to_vec());
+    args.warmup = Duration::ZERO;
+    args.window = Duration::from_secs(20);
+    args.max_requests = Some(max_requests);
+    args.timeout = Duration::from_secs(5);
+    args
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_fifth_request_rejected_is_counted_as_429() {
+    let server = start(
+        &[-1, 24, 24, 3],
+        vec![
+            Fault::None,
+            Fault::None,
+            Fault::None,
+            Fault::None,
+            Fault::Status(429),
+        ],
+    );
+    let report = run(quick(&server.url, &[1, 4], 100)).await.unwrap();
+    assert_eq!(server.infers(), 200, "max-requests caps each level");
+    assert_eq!(
+        server.malformed.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "the server accepted every request"
+    );
+    for level in &report.levels {
+        assert_eq!(level.requests, 80, "concurrency {}", level.concurrency);
+        assert_eq!(level.errors.total, 20);
+        assert_eq!(level.errors.too_many_requests, 20);
+        assert!(level.first_error.as_deref().unwrap().contains("429"));
+        assert!(level.throughput_rps > 0.0 && level.p50_us > 0 && level.p99_us >= level.p50_us);
+        assert_eq!(
+            (level.server_queue_us, level.server_compute_us),
+            (100.0, 250.0)
+        );
+        assert!(
+            !level.stable,
+            "a level cut short by max-requests is not stable"
+        );
+    }
+    assert_eq!(report.rows_per_request, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_are_classified() {
+    let script = vec![
+        Fault::None,
+        Fault::Status(429),
+        Fault::Status(400),
+        Fault::Status(503),
+        Fault::ShortBody,
+    ];
+    let server = start(&[-1, 8], script);
+    let report = run(quick(&server.url, &[2], 50)).await.unwrap();
+    let level = &report.levels[0];
+    let e = &level.errors;
+    assert_eq!(level.requests, 10);
+    assert_eq!(
+        (
+            e.too_many_requests,
+            e.client_error,
+            e.server_error,
+            e.invalid_response
+        ),
+        (10, 10, 10, 10)
+    );
+    assert_eq!((e.total, e.timeout, e.connection), (40, 0, 0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn timeouts_and_dropped_connections_reconnect() {
+    let script = vec![
+        Fault::None,
+        Fault::Delay(Duration::from_millis(800)),
+        Fault::None,
+        Fault::Drop,
+    ];
+    let server = start(&[-1, 8], script);
+    let mut args = quick(&server.url, &[1], 40);
+    args.timeout = Duration::from_millis(200);
+    let report = run(args).await.unwrap();
+    let e = &report.levels[0].errors;
+    assert_eq!(
+        (report.levels[0].requests, e.timeout, e.connection),
+        (20, 10, 10)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batches_and_json_requests_are_accepted() {
+    let server = start(&[-1, 4, 4, 3], vec![]);
+    let mut args = quick(&server.url, &[3], 30);
+    args.batch = 4;
+    args.protocol = Protocol::HttpJson;
+    let report = run(args).await.unwrap();
+    let level = &report.levels[0];
+    assert_eq!((level.requests, level.errors.total), (30, 0));
+    assert_eq!(report.rows_per_request, 4);
+    assert!((level.inferences_per_s - 4.0 * level.throughput_rps).abs() < 1e-6);
+    assert_eq!(
+        level.server_queue_us, 0.0,
+        "JSON answers carry no timing headers here"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_spread_across_urls() {
+    let (a, b) = (start(&[-1, 8], vec![]), start(&[-1, 8], vec![]));
+    let mut args = quick(&a.url, &[4], 400);
+    args.url.push(b.url.clone());
+    let report = run(args).await.unwrap();
+    assert_eq!(report.levels[0].requests, 400);
+    assert_eq!(a.infers() + b.infers(), 400);
+    assert!(
+        a.infers() > 0 && b.infers() > 0,
+        "a: {}, b: {}",
+        a.infers(),
+        b.infers()
+    );
+}
+
+#[tokio::test]
+async fn unreachable_url_fails_before_any_load() {
+    let live = start(&[-1, 8], vec![]);
+    let dead = dead_url();
+    let mut args = quick(&live.url, &[1], 10);
+    args.url.push(dead.clone());
+    let error = format!("{:#}", run(args).await.unwrap_err());
+    assert!(
+        error.contains(&dead) && error.contains("unreachable"),
+        "{error}"
+    );
+    assert_eq!(live.infers(), 0, "no load before every target is checked");
+}
+
+#[tokio::test]
+async fn unknown_model_fails_with_the_servers_message() {
+    let server = start(&[-1, 8], vec![]);
+    let mut args = quick(&server.url, &[1], 10);
+    args.model = "nope".into();
+    let error = format!("{:#}", run(args).await.unwrap_err());
+    assert!(error.contains(&server.url), "{error}");
+    assert!(
+        error.contains("does not serve model 'nope'")
+            && error.contains("model 'nope' is not loaded"),
+        "{error}"
+    );
+    assert_eq!(server.infers(), 0);
+}
+
+#[tokio::test]
+async fn variable_dims_ask_for_fixed_shapes() {
+    let server = start(&[-1, -1], vec![]);
+    let error = format!("{:#}", run(quick(&server.url, &[1], 10)).await.unwrap_err());
+    assert!(
+        error.contains("fixed shapes") && error.contains("--shape x:N"),
+        "{error}"
+    );
+    let mut args = quick(&server.url, &[1], 10);
+    args.shape = vec!["x:16".parse().unwrap()];
+    assert_eq!(run(args).await.unwrap().levels[0].errors.total, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn steady_load_stops_after_three_agreeing_windows_and_writes_files() {
+    let server = start(&[-1, 8], vec![]);
+    let dir = tempfile::tempdir().unwrap();
+    let mut args = quick(&server.url, &[2], u64::MAX);
+    args.max_requests = None;
+    args.warmup = Duration::from_millis(100);
+    args.window = Duration::from_millis(200);
+    args.stability = 100.0;
+    args.csv = Some(dir.path().join("out.csv"));
+    args.json = Some(dir.path().join("out.json"));
+    let report = run(args).await.unwrap();
+    let level = &report.levels[0];
+    assert!(level.stable);
+    assert_eq!(level.windows.len(), 3);
+    assert!(
+        (0.5..1.0).contains(&level.duration_s),
+        "{}",
+        level.duration_s
+    );
+
+    let csv = std::fs::read_to_string(dir.path().join("out.csv")).unwrap();
+    let lines: Vec<&str> = csv.lines().collect();
+    assert!(lines[0].starts_with(
+        "Concurrency,Inferences/Second,Client Send,Network+Server Send/Recv,Server Queue"
+    ));
+    assert!(lines[1].starts_with("2,"));
+    let cells: Vec<&str> = lines[1].split(',').collect();
+    assert_eq!((cells[4], cells[6]), ("100", "250"));
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("out.json")).unwrap()).unwrap();
+    assert_eq!(json["levels"][0]["concurrency"], 2);
+    assert_eq!(json["protocol"], "http-binary");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unstable_levels_end_at_max_windows() {
+    let server = start(&[-1, 8], vec![]);
+    let mut args = quick(&server.url, &[1], u64::MAX);
+    args.max_requests = None;
+    args.window = Duration::from_millis(100);
+    args.max_windows = 2;
+    let report = run(args).await.unwrap();
+    assert_eq!(report.levels[0].windows.len(), 2);
+    assert!(!report.levels[0].stable);
+}
+
+/// How many requests per second one generator drives against the trivial server at concurrency
+/// 16, and the CPU each side spends per request. Run with
+/// `cargo test --release -p spindle-loadtest -- --ignored --nocapture`.
+#[test]
+#[ignore = "a measurement, not a check"]
+fn generator_throughput_at_concurrency_16() {
+    let server = start(&[-1, 16], vec![]);
+    for client_threads in [1, 2] {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(client_threads)
+            .enable_all()
+            .build()
+            .unwrap();
+        let mut args = quick(&server.url, &[16], u64::MAX);
+        args.max_requests = None;
+        args.warmup = Duration::from_secs(1);
+        args.window = Duration::from_secs(2);
+        args.max_windows = 3;
+        let before = thread_cpu();
+        let report = runtime.block_on(run(args)).unwrap();
+        let after = thread_cpu();
+        let level = &report.levels[0];
+        let sent = level.throughput_rps * (level.duration_s + 1.0);
+        println!(
+            "THROUGHPUT client_threads={client_threads}: {:.0} req/s at concurrency 16 (p50 {} us, p99 {} us, errors {}); \
+             CPU per request: client {:.1} us, server {:.1} us",
+            level.throughput_rps,
+            level.p50_us,
+            level.p99_us,
+            level.errors.total,
+            (after.0 - before.0) / sent,
+            (after.1 - before.1) / sent,
+        );
+        assert_eq!(level.errors.total, 0);
+    }
+}
+
+/// CPU microseconds used so far by (every other thread, the server's thread), from /proc.
+fn thread_cpu() -> (f64, f64) {
+    let mut cpu = (0.0, 0.0);
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return cpu;
+    };
+    for task in tasks.flatten() {
+        let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
+            continue;
+        };
+        let Some((name, rest)) = stat.split_once(" (").and_then(|(_, r)| r.rsplit_once(") "))
+        else {
+            continue;
+        };
+        let fields: Vec<&str> = rest.split(' ').collect();
+        // utime and stime are fields 14 and 15 of stat, in clock ticks (100 per second on Linux).
+        let ticks: f64 =
+            fields[11].parse::<f64>().unwrap_or(0.0) + fields[12].parse::<f64>().unwrap_or(0.0);
+        let micros = ticks * 10_000.0;
+        if name == support::SERVER_THREAD {
+            cpu.1 += micros
+        } else {
+            cpu.0 += micros
+        }
+    }
+    cpu
+}
