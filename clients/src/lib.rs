@@ -1,1 +1,3 @@
-//! Spindle's client library: KServe v2 over HTTP with binary tensors.
+//! Spindle's client library (async KServe v2 over HTTP and gRPC, retries, several endpoints)
+//! belongs here; it is the work of the protocols issue. Until then the load generator in
+//! `loadtest/` carries its own minimal HTTP client.
