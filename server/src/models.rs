@@ -78,9 +78,22 @@ impl ModelManager {
         &self.metrics
     }
 
-    /// A snapshot of every model and its versions.
-    pub fn snapshot(&self) -> BTreeMap<String, ModelRecord> {
-        self.models.read().expect("model table lock").clone()
+    /// Number of models known (ready or failed).
+    pub fn model_count(&self) -> usize {
+        self.models.read().expect("model table lock").len()
+    }
+
+    /// The ready versions of `name`, oldest first.
+    pub fn ready_versions(&self, name: &str) -> Vec<u64> {
+        let models = self.models.read().expect("model table lock");
+        models.get(name).map_or_else(Vec::new, |record| {
+            record
+                .versions
+                .iter()
+                .filter(|(_, state)| matches!(state, VersionState::Ready(_)))
+                .map(|(v, _)| *v)
+                .collect()
+        })
     }
 
     /// Finds the model version a request names, or the newest ready one.

@@ -49,7 +49,7 @@ impl Server {
         let ready = tokio::task::spawn_blocking(move || loading.load_repository(&repo, &engines))
             .await
             .context("model loading panicked")??;
-        let total = models.snapshot().len();
+        let total = models.model_count();
         if ready == 0 && total > 0 {
             anyhow::bail!(
                 "none of the {total} models in {} could be loaded (see the errors above)",

@@ -3,7 +3,7 @@
 use super::AppState;
 use super::codec::{encode_response, parse_request};
 use super::error::ApiError;
-use crate::models::{LoadedModel, VersionState};
+use crate::models::LoadedModel;
 use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
@@ -75,17 +75,10 @@ fn specs_json(specs: &[TensorSpec]) -> Vec<Value> {
 fn metadata_json(state: &AppState, model: &LoadedModel) -> Value {
     let versions: Vec<String> = state
         .models
-        .snapshot()
-        .get(&model.name)
-        .map(|record| {
-            record
-                .versions
-                .iter()
-                .filter(|(_, s)| matches!(s, VersionState::Ready(_)))
-                .map(|(v, _)| v.to_string())
-                .collect()
-        })
-        .unwrap_or_default();
+        .ready_versions(&model.name)
+        .iter()
+        .map(u64::to_string)
+        .collect();
     json!({
         "name": model.name,
         "versions": versions,
