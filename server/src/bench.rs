@@ -7,7 +7,6 @@ use anyhow::Context;
 use clap::Args;
 use serde::Serialize;
 use spindle_core::engine::{Device, EngineChoice};
-use spindle_core::tensor::{Tensor, TensorData};
 use spindle_loader::{ModelRepository, read_model_file};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -82,9 +81,14 @@ pub fn run(args: &EngineBenchArgs) -> anyhow::Result<EngineBenchReport> {
         .pop()
         .context("no runner")?;
     let spec = &config.inputs[0];
-    let row = spec
-        .row_elements()
-        .context("benchmark needs fixed non-batch dimensions")?;
+    if spec.dtype != spindle_core::DataType::F32 || spec.row_elements().is_none() {
+        anyhow::bail!(
+            "spindle bench engine feeds FP32 inputs with fixed dimensions; '{}' is {} {}",
+            spec.name,
+            spec.dtype,
+            spec.dims_display()
+        );
+    }
     let mut results = Vec::new();
     eprintln!(
         "{} on {} ({} threads)",
@@ -104,12 +108,7 @@ pub fn run(args: &EngineBenchArgs) -> anyhow::Result<EngineBenchReport> {
             );
             continue;
         }
-        let mut shape = vec![batch];
-        shape.extend(spec.dims[1..].iter().map(|&d| d as usize));
-        let values: Vec<f32> = (0..batch * row)
-            .map(|i| ((i * 7919) % 1000) as f32 / 1000.0)
-            .collect();
-        let input = Tensor::new(shape, TensorData::F32(values))?;
+        let input = spindle_zoo::sample_images(batch, &config, 1);
         // Warm up: first runs allocate and tune.
         for _ in 0..3 {
             runner.run(vec![input.clone()])?;

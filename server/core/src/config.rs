@@ -103,6 +103,15 @@ impl TensorSpec {
     }
 }
 
+/// The names of `specs`, comma separated, for messages that list what a model expects.
+pub fn spec_names(specs: &[TensorSpec]) -> String {
+    specs
+        .iter()
+        .map(|s| s.name.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 fn default_max_queue_size() -> usize {
     1024
 }

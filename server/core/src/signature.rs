@@ -5,7 +5,7 @@
 //! (a config `-1` against a fixed model dimension is a lie that would only surface at run time).
 //! Where the model leaves a dimension variable, any config value is accepted.
 
-use crate::config::TensorSpec;
+use crate::config::{TensorSpec, spec_names};
 use crate::engine::EngineError;
 
 /// What the model declares for one tensor, as far as it is known.
@@ -27,11 +27,7 @@ pub fn match_names(
         return Err(EngineError::SignatureMismatch(format!(
             "config declares {} {kind}s ({}) but the model has {} ({})",
             specs.len(),
-            specs
-                .iter()
-                .map(|s| s.name.as_str())
-                .collect::<Vec<_>>()
-                .join(", "),
+            spec_names(specs),
             model_names.len(),
             model_names.join(", ")
         )));
@@ -98,11 +94,7 @@ pub fn check_run_inputs(specs: &[TensorSpec], inputs: &[crate::Tensor]) -> Resul
         return Err(EngineError::Run(format!(
             "expected {} inputs ({}) but got {}",
             specs.len(),
-            specs
-                .iter()
-                .map(|s| s.name.as_str())
-                .collect::<Vec<_>>()
-                .join(", "),
+            spec_names(specs),
             inputs.len()
         )));
     }

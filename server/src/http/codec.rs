@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
-use spindle_core::config::{ModelConfig, TensorSpec};
+use spindle_core::config::{ModelConfig, TensorSpec, spec_names};
 use spindle_core::dtype::DataType;
 use spindle_core::error::InferError;
 use spindle_core::tensor::{Tensor, TensorData};
@@ -111,7 +111,7 @@ pub fn parse_request(
                 "unknown input '{}' for model '{}' (expected: {})",
                 input.name,
                 config.name,
-                names(&config.inputs)
+                spec_names(&config.inputs)
             )));
         };
         if slots[index].is_some() {
@@ -150,14 +150,6 @@ pub fn parse_request(
         outputs,
         timeout,
     })
-}
-
-fn names(specs: &[TensorSpec]) -> String {
-    specs
-        .iter()
-        .map(|s| s.name.as_str())
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 fn bool_param(params: &Map<String, Value>, key: &str) -> Result<Option<bool>, InferError> {
@@ -321,7 +313,7 @@ fn choose_outputs(
                         "unknown output '{}' for model '{}' (available: {})",
                         out.name,
                         config.name,
-                        names(&config.outputs)
+                        spec_names(&config.outputs)
                     ))
                 })?;
             let binary = bool_param(&out.parameters, "binary_data")?.unwrap_or(binary_default);

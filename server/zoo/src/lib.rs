@@ -21,7 +21,7 @@ pub mod rng;
 
 use prost::Message;
 use spindle_core::config::TensorSpec;
-use spindle_core::{DataType, ModelConfig};
+use spindle_core::{DataType, ModelConfig, Tensor, TensorData};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -178,6 +178,19 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         let _ = std::fs::remove_file(&temporary);
     }
     written.map_err(|e| std::io::Error::new(e.kind(), format!("writing {}: {e}", path.display())))
+}
+
+/// Deterministic pseudo-random inputs in [0, 1) for a model whose first input is FP32 with
+/// fixed non-batch dimensions (the zoo's image models): what tests and benchmarks feed engines
+/// and servers.
+pub fn sample_images(batch: usize, config: &ModelConfig, seed: u64) -> Tensor {
+    let mut shape = vec![batch];
+    shape.extend(config.inputs[0].dims[1..].iter().map(|&d| d as usize));
+    let mut rng = rng::NormalRng::new(seed);
+    let data = (0..shape.iter().product::<usize>())
+        .map(|_| (rng.next_u64() >> 40) as f32 / (1u64 << 24) as f32)
+        .collect();
+    Tensor::new(shape, TensorData::F32(data)).expect("shape and data agree")
 }
 
 #[cfg(test)]

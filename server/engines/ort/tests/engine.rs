@@ -34,25 +34,6 @@ fn options(instances: usize, threads: usize) -> LoadOptions {
     }
 }
 
-/// Deterministic pseudo-random images in [0, 1).
-fn images(batch: usize, config: &ModelConfig, seed: u64) -> Tensor {
-    let mut shape = vec![batch];
-    shape.extend(config.inputs[0].dims[1..].iter().map(|&d| d as usize));
-    let count = shape.iter().product();
-    let mut state = seed
-        .wrapping_mul(6364136223846793005)
-        .wrapping_add(1442695040888963407);
-    let data = (0..count)
-        .map(|_| {
-            state = state
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            (state >> 40) as f32 / (1u64 << 24) as f32
-        })
-        .collect();
-    Tensor::new(shape, TensorData::F32(data)).unwrap()
-}
-
 fn floats(output: &Tensor) -> &[f32] {
     match &output.data {
         TensorData::F32(v) => v,
@@ -83,7 +64,9 @@ fn cifar10_runs_batches_of_one_and_five() {
     // Every runner handles every batch size, in any order.
     for (runner, batches) in runners.iter_mut().zip([[1, 5], [5, 1]]) {
         for batch in batches {
-            let outputs = runner.run(vec![images(batch, &model.config, 3)]).unwrap();
+            let outputs = runner
+                .run(vec![spindle_zoo::sample_images(batch, &model.config, 3)])
+                .unwrap();
             assert_eq!(outputs.len(), 1);
             assert_eq!(outputs[0].shape, vec![batch, 10]);
             for row in floats(&outputs[0]).chunks(10) {
@@ -97,7 +80,7 @@ fn cifar10_runs_batches_of_one_and_five() {
 fn assert_parity(model: ZooModel, batch: usize) {
     let Some(engine) = engine() else { return };
     let built = spindle_zoo::build(model, 11);
-    let input = images(batch, &built.config, 4);
+    let input = spindle_zoo::sample_images(batch, &built.config, 4);
     let mut ort = engine
         .load(&built.onnx, &built.config, &options(1, 2))
         .unwrap();
@@ -144,7 +127,9 @@ fn wrong_run_shapes_are_run_errors() {
         }
         other => panic!("expected a run error, got {other:?}"),
     }
-    let outputs = runner.run(vec![images(2, &model.config, 1)]).unwrap();
+    let outputs = runner
+        .run(vec![spindle_zoo::sample_images(2, &model.config, 1)])
+        .unwrap();
     assert_eq!(outputs[0].shape, vec![2, 10]);
 }
 
@@ -228,7 +213,9 @@ fn cuda_is_used_or_refused_never_replaced_by_the_cpu() {
                 "CUDA was requested from a library without a CUDA provider, and loading succeeded: \
                  it must have fallen back to the CPU"
             );
-            let outputs = runners[0].run(vec![images(2, &model.config, 1)]).unwrap();
+            let outputs = runners[0]
+                .run(vec![spindle_zoo::sample_images(2, &model.config, 1)])
+                .unwrap();
             assert_eq!(outputs[0].shape, vec![2, 10]);
         }
     }
@@ -284,7 +271,7 @@ fn measure_cifar10_throughput() {
         .pop()
         .unwrap();
     for batch in [1, 16, 64, 128] {
-        let input = images(batch, &model.config, 5);
+        let input = spindle_zoo::sample_images(batch, &model.config, 5);
         for _ in 0..3 {
             runner.run(vec![input.clone()]).unwrap();
         }

@@ -15,25 +15,6 @@ fn options(instances: usize) -> LoadOptions {
     }
 }
 
-/// Deterministic pseudo-random images in [0, 1).
-fn images(batch: usize, config: &ModelConfig, seed: u64) -> Tensor {
-    let mut shape = vec![batch];
-    shape.extend(config.inputs[0].dims[1..].iter().map(|&d| d as usize));
-    let count = shape.iter().product();
-    let mut state = seed
-        .wrapping_mul(6364136223846793005)
-        .wrapping_add(1442695040888963407);
-    let data = (0..count)
-        .map(|_| {
-            state = state
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            (state >> 40) as f32 / (1u64 << 24) as f32
-        })
-        .collect();
-    Tensor::new(shape, TensorData::F32(data)).unwrap()
-}
-
 fn probabilities(output: &Tensor) -> &[f32] {
     match &output.data {
         TensorData::F32(v) => v,
@@ -58,7 +39,9 @@ fn cifar10_runs_batches_of_one_and_five() {
     // Every runner handles every batch size, in any order.
     for (runner, batches) in runners.iter_mut().zip([[1, 5], [5, 1]]) {
         for batch in batches {
-            let outputs = runner.run(vec![images(batch, &model.config, 3)]).unwrap();
+            let outputs = runner
+                .run(vec![spindle_zoo::sample_images(batch, &model.config, 3)])
+                .unwrap();
             assert_eq!(outputs.len(), 1);
             assert_eq!(outputs[0].shape, vec![batch, 10]);
             for row in probabilities(&outputs[0]).chunks(10) {
@@ -75,7 +58,7 @@ fn runners_agree_and_repeat_themselves() {
     let mut runners = TractEngine
         .load(&model.onnx, &model.config, &options(2))
         .unwrap();
-    let input = images(3, &model.config, 9);
+    let input = spindle_zoo::sample_images(3, &model.config, 9);
     let a = runners[0].run(vec![input.clone()]).unwrap();
     let b = runners[1].run(vec![input.clone()]).unwrap();
     let c = runners[0].run(vec![input]).unwrap();
@@ -103,7 +86,9 @@ fn wrong_run_shapes_are_run_errors_and_the_runner_recovers() {
     assert!(
         matches!(runner.run(vec![]), Err(EngineError::Run(m)) if m.contains("expected 1 inputs"))
     );
-    let outputs = runner.run(vec![images(2, &model.config, 1)]).unwrap();
+    let outputs = runner
+        .run(vec![spindle_zoo::sample_images(2, &model.config, 1)])
+        .unwrap();
     assert_eq!(outputs[0].shape, vec![2, 10]);
 }
 
@@ -178,7 +163,7 @@ fn measure_cifar10_throughput() {
         .pop()
         .unwrap();
     for batch in [1, 16] {
-        let input = images(batch, &model.config, 5);
+        let input = spindle_zoo::sample_images(batch, &model.config, 5);
         runner.run(vec![input.clone()]).unwrap();
         let runs = if batch == 1 { 400 } else { 40 };
         let start = Instant::now();
