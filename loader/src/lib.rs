@@ -25,32 +25,33 @@ pub const MODEL_FILE: &str = "model.onnx";
 /// Optional class labels beside the config.
 pub const LABELS_FILE: &str = "labels.txt";
 
-/// A repository problem, naming the path involved.
+/// A repository problem, naming the path involved. The underlying error is part of the message
+/// (field `cause`, deliberately not `source`), so it is printed once, not again as a cause.
 #[derive(Debug, thiserror::Error)]
 pub enum RepoError {
     /// The repository root is missing or unreadable.
-    #[error("model repository {path}: {source}")]
+    #[error("model repository {path}: {cause}")]
     Root {
         /// The root given.
         path: PathBuf,
         /// The I/O error.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// A file could not be read.
-    #[error("{path}: {source}")]
+    #[error("{path}: {cause}")]
     Io {
         /// The file.
         path: PathBuf,
         /// The I/O error.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// A config file is invalid.
-    #[error("{path}: {source}")]
+    #[error("{path}: {cause}")]
     Config {
         /// The config file.
         path: PathBuf,
         /// What is wrong, naming the field.
-        source: ConfigError,
+        cause: ConfigError,
     },
     /// A model directory holds no integer version directory with a model file.
     #[error("{path}: no version directory (expected {path}/1/{MODEL_FILE})")]
@@ -104,14 +105,14 @@ impl ModelRepository {
     /// Opens a repository; the root must be an existing directory.
     pub fn open(root: impl Into<PathBuf>) -> Result<ModelRepository, RepoError> {
         let root = root.into();
-        let meta = std::fs::metadata(&root).map_err(|source| RepoError::Root {
+        let meta = std::fs::metadata(&root).map_err(|cause| RepoError::Root {
             path: root.clone(),
-            source,
+            cause,
         })?;
         if !meta.is_dir() {
             return Err(RepoError::Root {
                 path: root,
-                source: std::io::Error::other("not a directory"),
+                cause: std::io::Error::other("not a directory"),
             });
         }
         Ok(ModelRepository { root })
@@ -183,10 +184,10 @@ impl ModelRepository {
         let labels = match std::fs::read_to_string(&labels_path) {
             Ok(text) => Some(text.lines().map(str::to_string).collect()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-            Err(source) => {
+            Err(cause) => {
                 return Err(RepoError::Io {
                     path: labels_path,
-                    source,
+                    cause,
                 });
             }
         };
@@ -201,18 +202,18 @@ impl ModelRepository {
 }
 
 fn read_config(path: &Path, dir_name: &str) -> Result<ModelConfig, RepoError> {
-    let text = std::fs::read_to_string(path).map_err(|source| RepoError::Io {
+    let text = std::fs::read_to_string(path).map_err(|cause| RepoError::Io {
         path: path.to_path_buf(),
-        source,
+        cause,
     })?;
-    let config = ModelConfig::from_toml(&text).map_err(|source| RepoError::Config {
+    let config = ModelConfig::from_toml(&text).map_err(|cause| RepoError::Config {
         path: path.to_path_buf(),
-        source,
+        cause,
     })?;
     if config.name != dir_name {
         return Err(RepoError::Config {
             path: path.to_path_buf(),
-            source: ConfigError {
+            cause: ConfigError {
                 field: "name".into(),
                 message: format!(
                     "'{}' differs from its directory name '{dir_name}'",
@@ -226,16 +227,16 @@ fn read_config(path: &Path, dir_name: &str) -> Result<ModelConfig, RepoError> {
 
 /// Reads a model file.
 pub fn read_model_file(path: &Path) -> Result<Vec<u8>, RepoError> {
-    std::fs::read(path).map_err(|source| RepoError::Io {
+    std::fs::read(path).map_err(|cause| RepoError::Io {
         path: path.to_path_buf(),
-        source,
+        cause,
     })
 }
 
 fn read_dir_sorted(dir: &Path) -> Result<Vec<PathBuf>, RepoError> {
-    let io = |source| RepoError::Io {
+    let io = |cause| RepoError::Io {
         path: dir.to_path_buf(),
-        source,
+        cause,
     };
     let mut paths = std::fs::read_dir(dir)
         .map_err(io)?

@@ -13,9 +13,15 @@ use std::time::Duration;
 /// Exit code for invalid usage or configuration (sysexits' EX_USAGE).
 pub const EXIT_USAGE: i32 = 64;
 
+/// A command line that names something unusable (a repository that does not exist). `main`
+/// exits with [`EXIT_USAGE`] for it, before anything binds.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
 /// Spindle: a small, fast inference server for ONNX models, speaking KServe v2 over HTTP.
 #[derive(Parser, Debug)]
-#[command(name = "spindle", version, about, long_about = None)]
+#[command(name = "spindle", version)]
 pub struct Cli {
     /// What to do.
     #[command(subcommand)]
@@ -180,6 +186,14 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     };
     if args.demo {
         ensure_demo_repo(&repo)?;
+    }
+    if !repo.is_dir() {
+        return Err(UsageError(format!(
+            "--repo {}: no such directory (create one with `spindle zoo --out {}`, or use --demo)",
+            repo.display(),
+            repo.display()
+        ))
+        .into());
     }
     let config = ServeConfig {
         repo,

@@ -1,7 +1,7 @@
 //! The `spindle` binary: parse arguments, set up logging, run the command.
 
 use clap::Parser;
-use spindle_server::cli::{Cli, EXIT_USAGE, run};
+use spindle_server::cli::{Cli, EXIT_USAGE, UsageError, run};
 use tracing_subscriber::EnvFilter;
 
 fn main() {
@@ -28,8 +28,8 @@ fn main() {
         .build()
         .expect("building the tokio runtime");
     if let Err(e) = runtime.block_on(run(cli)) {
-        tracing::error!("{e:#}");
         eprintln!("error: {e:#}");
-        std::process::exit(1);
+        let usage = e.downcast_ref::<UsageError>().is_some();
+        std::process::exit(if usage { EXIT_USAGE } else { 1 });
     }
 }
