@@ -180,6 +180,7 @@ fn zoo(args: ZooArgs) -> anyhow::Result<()> {
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let stop = stop_signal().context("installing the SIGTERM and Ctrl-C handlers")?;
     let repo = match (&args.repo, args.demo) {
         (Some(repo), _) => repo.clone(),
         (None, _) => default_demo_repo(),
@@ -211,7 +212,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 args.http_addr
             )
         })?;
-    server.run(listener, stop_signal()).await
+    server.run(listener, stop).await
 }
 
 fn ensure_demo_repo(repo: &std::path::Path) -> anyhow::Result<()> {
