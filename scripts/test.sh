@@ -16,6 +16,17 @@ set +e
 cargo test --workspace --release 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 set -e
-# One closing line for the whole workspace (cargo's last line is a crate's doc-tests).
-awk '/^test result:/ { passed += $4; failed += $6 } END { printf "%d passed, %d failed\n", passed, failed }' "$log"
+# Real clients against the real binary: tritonclient (HTTP, gRPC) and TF Serving REST.
+set +e
+tests/conformance/run.sh 2>&1 | tee -a "$log"
+conformance=${PIPESTATUS[0]}
+set -e
+# One closing line for the whole workspace (cargo's last line is a crate's doc-tests; unittest
+# prints "Ran N tests" and "OK" or "FAILED (failures=F, errors=E)").
+awk '/^test result:/ { passed += $4; failed += $6 }
+     /^Ran [0-9]+ tests/ { ran = $2 }
+     /^OK/ { passed += ran }
+     /^FAILED \(/ { n = 0; s = $0; while (match(s, /[0-9]+/)) { n += substr(s, RSTART, RLENGTH); s = substr(s, RSTART + RLENGTH) }; failed += n; passed += ran - n }
+     END { printf "%d passed, %d failed\n", passed, failed }' "$log"
+[ "$status" -eq 0 ] && exit "$conformance"
 exit "$status"

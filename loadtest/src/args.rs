@@ -17,6 +17,10 @@ pub enum Protocol {
     HttpBinary,
     /// Plain KServe v2 JSON with `data` arrays.
     HttpJson,
+    /// KServe v2 over gRPC with raw contents (URLs are the gRPC addresses).
+    Grpc,
+    /// TensorFlow Serving REST: `{"instances": [...]}` to `/v1/models/{m}:predict`.
+    TfRest,
 }
 
 impl fmt::Display for Protocol {
@@ -24,6 +28,8 @@ impl fmt::Display for Protocol {
         f.write_str(match self {
             Protocol::HttpBinary => "http-binary",
             Protocol::HttpJson => "http-json",
+            Protocol::Grpc => "grpc",
+            Protocol::TfRest => "tf-rest",
         })
     }
 }

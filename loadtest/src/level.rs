@@ -1,10 +1,10 @@
 //! One concurrency level: start its workers, let them warm up, then measure window after window
 //! until throughput is stable, the window limit is reached or the request budget runs out.
 
-use crate::payload::RequestTemplate;
 use crate::report::{LevelResult, WindowResult, window_line};
 use crate::tally::Tally;
 use crate::target::Target;
+use crate::worker::Template;
 use crate::worker::{LevelControl, Worker};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -40,7 +40,7 @@ pub struct Targets {
     /// Servers under test.
     pub servers: Vec<Arc<Target>>,
     /// The request for each server.
-    pub templates: Vec<Arc<RequestTemplate>>,
+    pub templates: Vec<Template>,
 }
 
 /// Measures one concurrency level.

@@ -1,5 +1,6 @@
-//! Spindle's load generator: closed-loop concurrency sweeps against KServe v2 HTTP servers, with
-//! HDR latency histograms (the start of a perf_analyzer-class tool).
+//! Spindle's load generator: closed-loop concurrency sweeps against KServe v2 servers (HTTP with
+//! binary or JSON tensors, gRPC) and TF Serving REST, with HDR latency histograms (the start of
+//! a perf_analyzer-class tool).
 //!
 //! A run flows through the modules in this order:
 //!
@@ -10,8 +11,9 @@
 //!   server or unknown model fails fast with the server's message.
 //! - [`tensors`]: concrete input shapes and deterministic pseudo-random values, per datatype
 //!   as [`element`] defines them.
-//! - [`payload`]: the request body, encoded once (binary tensor extension or JSON) and shared by
-//!   every request as `Bytes`.
+//! - [`payload`]: the HTTP request body, encoded once (binary tensor extension, JSON, or TF
+//!   Serving rows) and shared by every request as `Bytes`; [`grpc`] prepares `ModelInfer`
+//!   messages and fetches metadata over gRPC.
 //! - [`level`]: one concurrency level: spawns the workers, warms up, measures windows until three
 //!   agree on throughput (or `--max-windows`, or `--max-requests`).
 //! - [`worker`]: a closed loop on one connection: send, read, classify, record, repeat.
@@ -24,6 +26,7 @@
 pub mod args;
 pub mod concurrency;
 pub mod element;
+pub mod grpc;
 pub mod level;
 pub mod metadata;
 pub mod payload;
@@ -45,6 +48,7 @@ use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::sync::Arc;
 use target::Target;
+use worker::Template;
 
 /// Runs the sweep: checks every target, then measures each concurrency level in turn, printing
 /// progress and a final table; writes `--csv` and `--json` when asked.
@@ -66,15 +70,13 @@ pub async fn run(args: LoadtestArgs) -> anyhow::Result<Report> {
     let mut described_models = Vec::with_capacity(args.url.len());
     for url in &args.url {
         let target = Target::resolve(url).await?;
-        described_models.push(
-            metadata::fetch(
-                &target,
-                &args.model,
-                args.model_version.as_deref(),
-                args.timeout,
-            )
-            .await?,
-        );
+        let version = args.model_version.as_deref();
+        described_models.push(match args.protocol {
+            Protocol::Grpc => {
+                grpc::fetch_metadata(&target, &args.model, version, args.timeout).await?
+            }
+            _ => metadata::fetch(&target, &args.model, version, args.timeout).await?,
+        });
         servers.push(target);
     }
     metadata::check_consistent(&servers, &described_models)?;
@@ -83,13 +85,23 @@ pub async fn run(args: LoadtestArgs) -> anyhow::Result<Report> {
         .with_context(|| format!("cannot generate inputs for model '{}'", args.model))?;
     let outputs: Vec<String> = model.outputs.iter().map(|o| o.name.clone()).collect();
     let payload = payload::encode(args.protocol, &inputs.tensors, &outputs);
-    let infer_path = format!(
-        "{}/infer",
-        metadata::model_path(&args.model, args.model_version.as_deref())
-    );
+    let version = args.model_version.as_deref();
+    let infer_path = match args.protocol {
+        Protocol::TfRest => match version {
+            Some(v) => format!("/v1/models/{}/versions/{v}:predict", args.model),
+            None => format!("/v1/models/{}:predict", args.model),
+        },
+        _ => format!("{}/infer", metadata::model_path(&args.model, version)),
+    };
     let templates = servers
         .iter()
-        .map(|s| RequestTemplate::new(s, &infer_path, &payload).map(Arc::new))
+        .map(|s| match args.protocol {
+            Protocol::Grpc => grpc::GrpcTemplate::new(s, &args.model, version, &inputs.tensors)
+                .map(|t| Template::Grpc(Arc::new(t))),
+            _ => {
+                RequestTemplate::new(s, &infer_path, &payload).map(|t| Template::Http(Arc::new(t)))
+            }
+        })
         .collect::<anyhow::Result<Vec<_>>>()?;
     let targets = Targets {
         servers: servers.into_iter().map(Arc::new).collect(),

@@ -65,11 +65,64 @@ pub fn encode_json(inputs: &[InputTensor]) -> Payload {
     }
 }
 
-/// Encodes the inputs for a protocol.
+/// Encodes the inputs in TensorFlow Serving's row format: one `instances` entry per batch row,
+/// the row's nested values (or an object by input name when the model has several inputs).
+pub fn encode_tf_rest(inputs: &[InputTensor]) -> Payload {
+    let rows = inputs
+        .first()
+        .map_or(0, |t| t.shape.first().copied().unwrap_or(1));
+    let per_input: Vec<Vec<Value>> = inputs
+        .iter()
+        .map(|t| {
+            let Value::Array(flat) = t.json_data() else {
+                unreachable!("json_data is an array")
+            };
+            let inner = t.shape.get(1..).unwrap_or(&[]);
+            let per_row = inner.iter().product::<usize>().max(1);
+            flat.chunks(per_row).map(|row| nest(row, inner)).collect()
+        })
+        .collect();
+    let instances: Vec<Value> = (0..rows)
+        .map(|r| match inputs {
+            [_] => per_input[0][r].clone(),
+            _ => Value::Object(
+                inputs
+                    .iter()
+                    .zip(&per_input)
+                    .map(|(t, values)| (t.name.clone(), values[r].clone()))
+                    .collect(),
+            ),
+        })
+        .collect();
+    let body = serde_json::to_vec(&json!({ "instances": instances }))
+        .expect("a JSON value always serialises");
+    Payload {
+        body: Bytes::from(body),
+        header_len: None,
+    }
+}
+
+/// Nests a flat run of values into lists of `shape`.
+fn nest(flat: &[Value], shape: &[usize]) -> Value {
+    match shape.split_first() {
+        None => flat.first().cloned().unwrap_or(Value::Null),
+        Some((&n, rest)) => {
+            let step = rest.iter().product::<usize>().max(1);
+            Value::Array(
+                (0..n)
+                    .map(|i| nest(&flat[i * step..(i + 1) * step], rest))
+                    .collect(),
+            )
+        }
+    }
+}
+
+/// Encodes the inputs for an HTTP protocol (gRPC requests are built by [`crate::grpc`]).
 pub fn encode(protocol: Protocol, inputs: &[InputTensor], outputs: &[String]) -> Payload {
     match protocol {
-        Protocol::HttpBinary => encode_binary(inputs, outputs),
+        Protocol::HttpBinary | Protocol::Grpc => encode_binary(inputs, outputs),
         Protocol::HttpJson => encode_json(inputs),
+        Protocol::TfRest => encode_tf_rest(inputs),
     }
 }
 
@@ -170,6 +223,23 @@ mod tests {
         assert_eq!(payload.body.len(), n + 16);
         assert_eq!(&payload.body[n..n + 8], &a.raw[..]);
         assert_eq!(&payload.body[n + 8..], &b.raw[..]);
+    }
+
+    #[test]
+    fn tf_rest_rows_nest_each_row() {
+        let a = tensor(
+            "a",
+            [1.0f32, 2.0, 3.0, 4.0]
+                .iter()
+                .flat_map(|v| v.to_le_bytes())
+                .collect(),
+            vec![2, 2],
+            ElementType::F32,
+            "FP32",
+        );
+        let payload = encode_tf_rest(&[a]);
+        let body: Value = serde_json::from_slice(&payload.body).unwrap();
+        assert_eq!(body, json!({"instances": [[1.0, 2.0], [3.0, 4.0]]}));
     }
 
     #[test]

@@ -35,8 +35,10 @@ impl Target {
             .parse()
             .with_context(|| format!("'{url}' is not a URL (expected http://host:port)"))?;
         match uri.scheme_str() {
-            Some("http") => {}
-            Some(other) => bail!("{url}: only http:// is supported, not {other}://"),
+            Some("http" | "grpc") => {}
+            Some(other) => {
+                bail!("{url}: use http:// (or grpc:// with --protocol grpc), not {other}://")
+            }
             None => bail!("'{url}' has no scheme; write it as http://{trimmed}"),
         }
         let authority = uri
@@ -65,6 +67,11 @@ impl Target {
         let full = format!("{}{path}", self.base_path);
         full.parse()
             .with_context(|| format!("{}: '{full}' is not a valid request path", self.url))
+    }
+
+    /// `host:port` as given.
+    pub fn authority(&self) -> &str {
+        self.host.to_str().unwrap_or_default()
     }
 
     /// Opens a connection with TCP_NODELAY; its I/O is driven by a task on the current runtime
@@ -103,7 +110,7 @@ mod tests {
             .await
             .unwrap_err()
             .to_string();
-        assert!(e.contains("only http://"), "{e}");
+        assert!(e.contains("use http://"), "{e}");
         let e = Target::resolve("127.0.0.1:1")
             .await
             .unwrap_err()

@@ -1,6 +1,7 @@
 //! A closed-loop worker: it owns one keep-alive connection and sends requests back to back,
 //! classifying each answer and recording it in its own [`Tally`].
 
+use crate::grpc::{GrpcClient, GrpcTemplate};
 use crate::payload::{HEADER_LENGTH, RequestTemplate};
 use crate::tally::{ErrorClass, Outcome, Tally};
 use crate::target::{Connection, Target};
@@ -50,13 +51,28 @@ impl LevelControl {
     }
 }
 
+/// A prepared request, by protocol.
+#[derive(Debug, Clone)]
+pub enum Template {
+    /// An HTTP request (KServe v2 binary or JSON, or TF Serving REST).
+    Http(Arc<RequestTemplate>),
+    /// A gRPC `ModelInfer`.
+    Grpc(Arc<GrpcTemplate>),
+}
+
+/// A worker's open connection, by protocol.
+enum Open {
+    Http(Connection),
+    Grpc(GrpcClient),
+}
+
 /// One closed-loop worker.
 #[derive(Debug)]
 pub struct Worker {
     /// The server this worker's connection goes to.
     pub target: Arc<Target>,
     /// The request it sends.
-    pub template: Arc<RequestTemplate>,
+    pub template: Template,
     /// The level's stop flag and request budget.
     pub control: Arc<LevelControl>,
     /// Where results go; the coordinator swaps it out at each window's end.
@@ -68,7 +84,7 @@ pub struct Worker {
 impl Worker {
     /// Sends requests until the level stops or its budget runs out.
     pub async fn run(self) {
-        let mut connection: Option<Connection> = None;
+        let mut connection: Option<Open> = None;
         while self.control.next_ticket() {
             let mut sent_at = Instant::now();
             let attempt =
@@ -105,15 +121,20 @@ impl Worker {
 
     /// One request, reconnecting first if needed. `sent_at` is set once the connection is ready,
     /// so latency excludes connecting.
-    async fn attempt(&self, connection: &mut Option<Connection>, sent_at: &mut Instant) -> Outcome {
+    async fn attempt(&self, connection: &mut Option<Open>, sent_at: &mut Instant) -> Outcome {
         let usable = match connection.as_mut() {
-            Some(open) => open.ready().await.is_ok(),
+            Some(Open::Http(open)) => open.ready().await.is_ok(),
+            // A channel reconnects by itself; a broken one fails its call and is replaced.
+            Some(Open::Grpc(_)) => true,
             None => false,
         };
-        let sender = match connection {
-            Some(open) if usable => open,
-            _ => match self.target.connect().await {
-                Ok(open) => connection.insert(open),
+        if !usable {
+            let opened = match &self.template {
+                Template::Http(_) => self.target.connect().await.map(Open::Http),
+                Template::Grpc(grpc) => grpc.connect().await.map(Open::Grpc),
+            };
+            match opened {
+                Ok(open) => *connection = Some(open),
                 Err(e) => {
                     *connection = None;
                     return Outcome::Failure(
@@ -121,10 +142,18 @@ impl Worker {
                         format!("cannot connect to {}: {e:#}", self.target.url),
                     );
                 }
-            },
-        };
+            }
+        }
         *sent_at = Instant::now();
-        let response = match sender.send_request(self.template.request()).await {
+        let (Some(open), template) = (connection.as_mut(), &self.template) else {
+            unreachable!("connected above")
+        };
+        let (sender, template) = match (open, template) {
+            (Open::Grpc(client), Template::Grpc(grpc)) => return grpc.attempt(client).await,
+            (Open::Http(sender), Template::Http(http)) => (sender, http),
+            _ => unreachable!("a worker's connection matches its template"),
+        };
+        let response = match sender.send_request(template.request()).await {
             Ok(response) => response,
             Err(e) => {
                 return Outcome::Failure(

@@ -1,7 +1,7 @@
 //! The `spindle` command line. Arguments are parsed and validated here, before anything binds;
 //! a bad value exits with code 64 (EX_USAGE) and a message that names it.
 
-use crate::serve::{ServeConfig, Server, stop_signal};
+use crate::serve::{Listeners, ServeConfig, Server, stop_signal};
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use spindle_core::config::parse_duration;
@@ -19,7 +19,8 @@ pub const EXIT_USAGE: i32 = 64;
 #[error("{0}")]
 pub struct UsageError(pub String);
 
-/// Spindle: a small, fast inference server for ONNX models, speaking KServe v2 over HTTP.
+/// Spindle: a small, fast inference server for ONNX models, speaking KServe v2 (HTTP and gRPC)
+/// and TensorFlow Serving REST.
 #[derive(Parser, Debug)]
 #[command(name = "spindle", version)]
 pub struct Cli {
@@ -31,10 +32,13 @@ pub struct Cli {
 /// Subcommands.
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Serve a model repository over HTTP (KServe v2 / Open Inference Protocol).
+    /// Serve a model repository: KServe v2 over HTTP and gRPC, TF Serving REST, /metrics.
     Serve(ServeArgs),
     /// Write the model zoo (cifar10, inception_v3) as a model repository of real ONNX files.
     Zoo(ZooArgs),
+    /// Send one request to a running server and print the answer (an image, a JSON tensor, or
+    /// TSV rows), e.g. `spindle infer --model cifar10 --image cat.png --top 3`.
+    Infer(crate::infer_cmd::InferArgs),
     /// Load-test running servers: closed-loop concurrency sweeps, latency percentiles, CSV/JSON.
     Loadtest(spindle_loadtest::LoadtestArgs),
     /// Measure: in-process engine throughput (the limit serving is judged against).
@@ -63,6 +67,19 @@ pub struct ServeArgs {
     /// explicit choice.
     #[arg(long, default_value = "127.0.0.1:8000")]
     pub http_addr: SocketAddr,
+    /// gRPC address (KServe v2 `inference.GRPCInferenceService` and `grpc.health.v1.Health`).
+    #[arg(long, default_value = "127.0.0.1:8001")]
+    pub grpc_addr: SocketAddr,
+    /// Serve HTTP only.
+    #[arg(long)]
+    pub no_grpc: bool,
+    /// Largest gRPC message accepted or sent, e.g. 64MiB (larger requests get RESOURCE_EXHAUSTED).
+    #[arg(long, default_value = "64MiB", value_parser = parse_bytes)]
+    pub grpc_max_message: usize,
+    /// Largest decoded image accepted by image inputs, in pixels (width x height); guards
+    /// against decompression bombs.
+    #[arg(long, default_value_t = crate::preprocess::DEFAULT_MAX_IMAGE_PIXELS)]
+    pub max_image_pixels: u64,
     /// Engine: auto (ONNX Runtime when its library loads, else tract), ort, or tract.
     #[arg(long, default_value = "auto", value_parser = parse_engine)]
     pub engine: EngineChoice,
@@ -150,6 +167,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => serve(args).await,
         Command::Zoo(args) => zoo(args),
+        Command::Infer(args) => crate::infer_cmd::run(args).await,
         Command::Loadtest(args) => {
             spindle_loadtest::run(args).await?;
             Ok(())
@@ -202,17 +220,23 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         device: args.device,
         max_body: args.max_body,
         shutdown_grace: args.shutdown_grace,
+        grpc_max_message: args.grpc_max_message,
+        max_image_pixels: args.max_image_pixels,
     };
     let server = Server::load(config).await?;
-    let listener = tokio::net::TcpListener::bind(args.http_addr)
-        .await
-        .with_context(|| {
-            format!(
-                "binding {} (is another server using it? pick another with --http-addr)",
-                args.http_addr
-            )
-        })?;
-    server.run(listener, stop).await
+    let http = bind(args.http_addr, "--http-addr").await?;
+    let grpc = if args.no_grpc {
+        None
+    } else {
+        Some(bind(args.grpc_addr, "--grpc-addr").await?)
+    };
+    server.run(Listeners { http, grpc }, stop).await
+}
+
+async fn bind(addr: SocketAddr, flag: &str) -> anyhow::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(addr).await.with_context(|| {
+        format!("binding {addr} (is another server using it? pick another with {flag})")
+    })
 }
 
 fn ensure_demo_repo(repo: &std::path::Path) -> anyhow::Result<()> {

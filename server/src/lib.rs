@@ -2,17 +2,26 @@
 //!
 //! - [`engines`]: picks ONNX Runtime or tract for each model, and their instance counts.
 //! - [`models`]: the model manager: loaded versions, failures and their reasons.
-//! - [`http`]: the KServe v2 HTTP front end and `/metrics`.
+//! - [`infer`]: the request pipeline all front ends share after parsing: checks, image
+//!   preprocessing ([`preprocess`]), the batcher, classification.
+//! - [`http`]: KServe v2 and TF Serving REST over HTTP, statistics, `/metrics`.
+//! - [`describe`]: Triton-shaped model configuration and statistics for both front ends.
+//! - [`grpc`]: KServe v2 over gRPC and the standard gRPC health service.
 //! - [`serve`]: loads a repository, binds and serves until a stop signal, then drains.
 //! - [`bench`]: `spindle bench engine`, the in-process limit serving is measured against.
-//! - [`cli`]: the `spindle` command line.
+//! - [`cli`]: the `spindle` command line; [`infer_cmd`] is `spindle infer`.
 //!
 //! The inference core (tensors, configs, the batcher, errors, metrics) lives in `spindle-core`;
 //! the front ends here only parse, look up a model, call its batcher and encode the answer.
 
 pub mod bench;
 pub mod cli;
+pub mod describe;
 pub mod engines;
+pub mod grpc;
 pub mod http;
+pub mod infer;
+pub mod infer_cmd;
 pub mod models;
+pub mod preprocess;
 pub mod serve;

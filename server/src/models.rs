@@ -26,8 +26,25 @@ pub struct LoadedModel {
     pub labels: Option<Vec<String>>,
     /// Engine name (`ort`, `tract`).
     pub engine: &'static str,
+    /// Device it runs on.
+    pub device: spindle_core::engine::Device,
+    /// Engine instances (workers).
+    pub instances: usize,
     /// The model's queue.
     pub batcher: Batcher,
+}
+
+/// One line of the repository index.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IndexEntry {
+    /// Model name.
+    pub name: String,
+    /// Version, when the entry is about one.
+    pub version: Option<u64>,
+    /// Serving.
+    pub ready: bool,
+    /// Why not, when not.
+    pub reason: String,
 }
 
 /// State of one model version.
@@ -94,6 +111,50 @@ impl ModelManager {
                 .map(|(v, _)| *v)
                 .collect()
         })
+    }
+
+    /// Every ready version of every model, by name then version.
+    pub fn all_ready(&self) -> Vec<Arc<LoadedModel>> {
+        let models = self.models.read().expect("model table lock");
+        models
+            .values()
+            .flat_map(|record| record.versions.values())
+            .filter_map(|state| match state {
+                VersionState::Ready(model) => Some(model.clone()),
+                VersionState::Failed(_) => None,
+            })
+            .collect()
+    }
+
+    /// The repository index as Triton reports it: every model version with its state
+    /// (`READY` or `UNAVAILABLE`) and, for failures, the reason. A model whose config failed is
+    /// listed once without a version.
+    pub fn index(&self) -> Vec<IndexEntry> {
+        let models = self.models.read().expect("model table lock");
+        let mut out = Vec::new();
+        for (name, record) in models.iter() {
+            if let Some(reason) = &record.failure {
+                out.push(IndexEntry {
+                    name: name.clone(),
+                    version: None,
+                    ready: false,
+                    reason: reason.clone(),
+                });
+            }
+            for (version, state) in &record.versions {
+                let (ready, reason) = match state {
+                    VersionState::Ready(_) => (true, String::new()),
+                    VersionState::Failed(reason) => (false, reason.clone()),
+                };
+                out.push(IndexEntry {
+                    name: name.clone(),
+                    version: Some(*version),
+                    ready,
+                    reason,
+                });
+            }
+        }
+        out
     }
 
     /// Finds the model version a request names, or the newest ready one.
@@ -244,6 +305,8 @@ impl ModelManager {
             config,
             labels: entry.labels,
             engine,
+            device: options.device,
+            instances: options.instances,
             batcher,
         });
         let mut models = self.models.write().expect("model table lock");

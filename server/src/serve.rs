@@ -2,6 +2,7 @@
 
 use crate::engines::Engines;
 use crate::http::{AppState, router};
+use crate::infer::Limits;
 use crate::models::ModelManager;
 use anyhow::Context;
 use spindle_core::engine::{Device, EngineChoice};
@@ -28,6 +29,18 @@ pub struct ServeConfig {
     pub max_body: usize,
     /// How long in-flight requests may take to finish after a stop signal.
     pub shutdown_grace: Duration,
+    /// gRPC message cap in bytes, both directions.
+    pub grpc_max_message: usize,
+    /// Decoded pixels allowed per image input.
+    pub max_image_pixels: u64,
+}
+
+/// The sockets a server answers on.
+pub struct Listeners {
+    /// KServe v2 and TF Serving REST over HTTP, and `/metrics`.
+    pub http: TcpListener,
+    /// KServe v2 over gRPC, when enabled.
+    pub grpc: Option<TcpListener>,
 }
 
 /// A server whose models are loaded, ready to serve on a listener.
@@ -61,6 +74,9 @@ impl Server {
             state: AppState {
                 models,
                 ready: Arc::new(AtomicBool::new(false)),
+                limits: Limits {
+                    max_image_pixels: config.max_image_pixels,
+                },
             },
             config,
         })
@@ -71,42 +87,72 @@ impl Server {
         &self.state.models
     }
 
-    /// Serves on `listener` until `shutdown` completes; then readiness goes false, in-flight
-    /// requests get up to the grace period to finish, and the call returns.
+    /// Serves on the listeners until `shutdown` completes; then readiness goes false (HTTP and
+    /// the gRPC health service), in-flight requests get up to the grace period to finish, and
+    /// the call returns.
     pub async fn run(
         self,
-        listener: TcpListener,
+        listeners: Listeners,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         use axum::serve::ListenerExt;
-        let addr: SocketAddr = listener.local_addr()?;
+        let addr: SocketAddr = listeners.http.local_addr()?;
         // Responses are small and latency matters: never let Nagle hold a reply back.
-        let listener = listener.tap_io(|tcp| {
+        let listener = listeners.http.tap_io(|tcp| {
             let _ = tcp.set_nodelay(true);
         });
         let app = router(self.state.clone(), self.config.max_body);
         let ready = self.state.ready.clone();
         ready.store(true, Ordering::Release);
-        tracing::info!(%addr, "serving KServe v2 over HTTP");
-        let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
+        tracing::info!(%addr, "serving KServe v2 and TF Serving REST over HTTP");
+        // One stop signal, watched by both front ends and the hard-stop timer.
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let signal_ready = ready.clone();
-        let graceful = async move {
+        tokio::spawn(async move {
             shutdown.await;
             signal_ready.store(false, Ordering::Release);
             tracing::info!("stop requested: readiness is false, finishing in-flight requests");
-            let _ = stopping_tx.send(());
+            let _ = stop_tx.send(true);
+        });
+        let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|&stop| stop).await;
         };
-        let server = axum::serve(listener, app).with_graceful_shutdown(graceful);
+        let http = axum::serve(listener, app).with_graceful_shutdown(stopped(stop_rx.clone()));
+        let grpc = match listeners.grpc {
+            Some(grpc_listener) => {
+                tracing::info!(addr = %grpc_listener.local_addr()?, "serving KServe v2 over gRPC");
+                let settings = crate::grpc::GrpcSettings {
+                    max_message: self.config.grpc_max_message,
+                };
+                let state = self.state.clone();
+                let stop = stopped(stop_rx.clone());
+                Some(tokio::spawn(crate::grpc::serve(
+                    state,
+                    settings,
+                    grpc_listener,
+                    stop,
+                )))
+            }
+            None => None,
+        };
         let grace = self.config.shutdown_grace;
-        let hard_stop = async move {
-            if stopping_rx.await.is_ok() {
+        let hard_stop = {
+            let stop = stopped(stop_rx);
+            async move {
+                stop.await;
                 tokio::time::sleep(grace).await;
-            } else {
-                std::future::pending::<()>().await;
             }
         };
+        let both = async {
+            let http = http.await.context("HTTP server failed");
+            let grpc = match grpc {
+                Some(task) => task.await.context("gRPC server panicked")?,
+                None => Ok(()),
+            };
+            http.and(grpc)
+        };
         tokio::select! {
-            result = server => result.context("HTTP server failed")?,
+            result = both => result?,
             _ = hard_stop => tracing::warn!(?grace, "grace period over; exiting with requests still in flight"),
         }
         tracing::info!("server stopped");

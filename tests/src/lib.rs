@@ -2,7 +2,7 @@
 //! the tests are in `tests/tests/`.
 
 use spindle_core::engine::{Device, EngineChoice};
-use spindle_server::serve::{ServeConfig, Server};
+use spindle_server::serve::{Listeners, ServeConfig, Server};
 use spindle_zoo::ZooModel;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -11,8 +11,10 @@ use tokio::sync::oneshot;
 
 /// A server running on a loopback port in the test's runtime.
 pub struct TestServer {
-    /// Its address.
+    /// Its HTTP address.
     pub addr: SocketAddr,
+    /// Its gRPC address.
+    pub grpc_addr: SocketAddr,
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
     _repo: Option<tempfile::TempDir>,
@@ -39,20 +41,29 @@ pub fn serve_config(repo: &Path) -> ServeConfig {
         device: Device::Cpu,
         max_body: 64 << 20,
         shutdown_grace: Duration::from_secs(5),
+        grpc_max_message: 64 << 20,
+        max_image_pixels: spindle_server::preprocess::DEFAULT_MAX_IMAGE_PIXELS,
     }
 }
 
 /// Loads `config` and serves it on 127.0.0.1:0.
 pub async fn start(config: ServeConfig) -> anyhow::Result<TestServer> {
     let server = Server::load(config).await?;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
+    let http = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let grpc = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = http.local_addr()?;
+    let grpc_addr = grpc.local_addr()?;
     let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(server.run(listener, async move {
+    let listeners = Listeners {
+        http,
+        grpc: Some(grpc),
+    };
+    let task = tokio::spawn(server.run(listeners, async move {
         let _ = stopped.await;
     }));
     Ok(TestServer {
         addr,
+        grpc_addr,
         stop: Some(stop),
         task: Some(task),
         _repo: None,

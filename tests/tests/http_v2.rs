@@ -289,7 +289,7 @@ async fn malformed_requests_get_clear_errors_and_the_server_stays_healthy() {
             infer,
             json!({"inputs": [{"name": "images", "shape": [1, 24, 24, 3], "datatype": "INT32", "data": vec![0; PIXELS]}]}),
             StatusCode::BAD_REQUEST,
-            vec!["input 'images'", "expected datatype FP32 but got INT32"],
+            vec!["input 'images'", "expected datatype FP32", "but got INT32"],
         ),
         (
             infer,

@@ -25,6 +25,7 @@
 use crate::engine::{EngineError, Runner};
 use crate::error::{ErrorKind, InferError};
 use crate::metrics::ModelMetrics;
+use crate::statistics::PhaseTimes;
 use crate::tensor::Tensor;
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -159,6 +160,11 @@ impl Batcher {
         self.metrics
             .request_duration
             .observe(started.elapsed().as_secs_f64());
+        let elapsed = started.elapsed();
+        match &result {
+            Ok(_) => self.metrics.stats.success.add(1, elapsed),
+            Err(_) => self.metrics.stats.fail.add(1, elapsed),
+        }
         self.metrics.count_request(match &result {
             Ok(_) => "success",
             Err(e) => e.kind.classify().label,
@@ -413,11 +419,13 @@ fn run_batch(runner: &mut dyn Runner, batch: Batch, metrics: &ModelMetrics) {
         queue_times.push(batch.dispatched - item.enqueued);
     }
     let joined = join_inputs(inputs);
+    let joined_at = std::time::Instant::now();
     // A panicking engine must not take its worker (and every later request) down with it.
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| runner.run(joined)))
         .unwrap_or_else(|_| Err(EngineError::Run("engine panicked".to_string())))
-        .map_err(|e| InferError::new(ErrorKind::Internal, e.to_string()))
-        .and_then(|outputs| split_outputs(outputs, &rows, batch.rows));
+        .map_err(|e| InferError::new(ErrorKind::Internal, e.to_string()));
+    let ran_at = std::time::Instant::now();
+    let result = result.and_then(|outputs| split_outputs(outputs, &rows, batch.rows));
     let compute_time = started.elapsed();
     metrics.compute_duration.observe(compute_time.as_secs_f64());
     metrics.batch_size.observe(batch.rows as f64);
@@ -425,9 +433,18 @@ fn run_batch(runner: &mut dyn Runner, batch: Batch, metrics: &ModelMetrics) {
     match result {
         Ok(per_request) => {
             metrics.inferences.inc_by(batch.rows as u64);
+            let phases = PhaseTimes {
+                input: joined_at - started,
+                infer: ran_at - joined_at,
+                output: ran_at.elapsed(),
+            };
+            metrics
+                .stats
+                .record_batch(batch.rows, per_request.len(), phases);
             for ((outputs, reply), queue_time) in
                 per_request.into_iter().zip(replies).zip(queue_times)
             {
+                metrics.stats.queue.add(1, queue_time);
                 let _ = reply.send(Ok(InferOutput {
                     outputs,
                     queue_time,

@@ -55,6 +55,39 @@ pub struct TensorSpec {
     pub dtype: DataType,
     /// Dimensions; `-1` is variable (the first is the batch dimension when the model batches).
     pub dims: Vec<i64>,
+    /// Inputs only: what else the server accepts for this input and turns into the tensor above
+    /// before batching (encoded images, for example), so clients need not repeat the training
+    /// pipeline's preprocessing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preprocess: Option<Preprocess>,
+}
+
+/// A server-side transform from what a client sends to what the model takes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Preprocess {
+    /// Encoded JPEG or PNG (one BYTES element per row), prepared as the TensorFlow CIFAR-10
+    /// tutorial evaluates: 32x32, central crop to the input's height and width, per-image
+    /// standardisation.
+    Cifar10Image,
+    /// Encoded JPEG or PNG, prepared as Inception v3 evaluates: central crop of 87.5 %, bilinear
+    /// resize to the input's height and width, scale to [-1, 1].
+    InceptionImage,
+}
+
+impl Preprocess {
+    /// The name used in config files and messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            Preprocess::Cifar10Image => "cifar10_image",
+            Preprocess::InceptionImage => "inception_image",
+        }
+    }
+
+    /// Whether the client sends encoded images.
+    pub fn is_image(self) -> bool {
+        matches!(self, Preprocess::Cifar10Image | Preprocess::InceptionImage)
+    }
 }
 
 impl TensorSpec {
@@ -227,6 +260,31 @@ impl ModelConfig {
     }
 
     fn validate_spec(&self, field: &str, spec: &TensorSpec) -> Result<(), ConfigError> {
+        if let Some(pre) = spec.preprocess {
+            if field.starts_with("outputs") {
+                return Err(ConfigError::new(
+                    format!("{field}.preprocess"),
+                    "only inputs can be preprocessed; remove it from this output",
+                ));
+            }
+            let image_like = spec.dtype == DataType::F32
+                && spec.dims.len() == 4
+                && spec.dims[0] == -1
+                && spec.dims[1] > 0
+                && spec.dims[2] > 0
+                && spec.dims[3] == 3;
+            if pre.is_image() && !image_like {
+                return Err(ConfigError::new(
+                    format!("{field}.preprocess"),
+                    format!(
+                        "'{}' needs an FP32 input of dims [-1, height, width, 3], not {} {:?}",
+                        pre.name(),
+                        spec.dtype,
+                        spec.dims
+                    ),
+                ));
+            }
+        }
         if spec.name.is_empty() {
             return Err(ConfigError::new(
                 format!("{field}.name"),
@@ -377,6 +435,36 @@ dims = [-1, 10]
             spec.check(&wrong).unwrap_err(),
             "input 'images': expected shape [-1, 24, 24, 3] but got [1, 3]"
         );
+    }
+
+    #[test]
+    fn image_preprocessing_needs_an_image_shaped_input() {
+        let with = CIFAR.replace(
+            "dims = [-1, 24, 24, 3]",
+            "dims = [-1, 24, 24, 3]\npreprocess = \"cifar10_image\"",
+        );
+        let config = ModelConfig::from_toml(&with).unwrap();
+        assert_eq!(config.inputs[0].preprocess, Some(Preprocess::Cifar10Image));
+        assert_eq!(ModelConfig::from_toml(&config.to_toml()).unwrap(), config);
+
+        let flat = with.replace("[-1, 24, 24, 3]", "[-1, 1728]");
+        let err = ModelConfig::from_toml(&flat).unwrap_err();
+        assert_eq!(err.field, "inputs[0].preprocess");
+        assert!(err.message.contains("[-1, height, width, 3]"), "{err}");
+
+        let on_output = CIFAR.replace(
+            "dims = [-1, 10]",
+            "dims = [-1, 10]\npreprocess = \"inception_image\"",
+        );
+        let err = ModelConfig::from_toml(&on_output).unwrap_err();
+        assert_eq!(err.field, "outputs[0].preprocess");
+
+        let unknown = CIFAR.replace(
+            "dims = [-1, 24, 24, 3]",
+            "dims = [-1, 24, 24, 3]\npreprocess = \"resnet\"",
+        );
+        let err = ModelConfig::from_toml(&unknown).unwrap_err();
+        assert!(err.message.contains("cifar10_image"), "{err}");
     }
 
     #[test]

@@ -11,6 +11,7 @@
 //! - [`signature`]: checks a model's declared inputs and outputs against its config (engines use it).
 //! - [`error`]: error kinds and the one table mapping them to HTTP and gRPC codes.
 //! - [`metrics`]: the Prometheus metrics every front end and the batcher record.
+//! - [`statistics`]: Triton-style cumulative per-model statistics (`ModelStatistics`).
 //!
 //! A request flows: front end parses it into [`tensor::Tensor`]s -> validates them against the
 //! [`config::ModelConfig`] -> [`batcher::Batcher::infer`] queues it -> the batcher task joins
@@ -24,6 +25,7 @@ pub mod engine;
 pub mod error;
 pub mod metrics;
 pub mod signature;
+pub mod statistics;
 pub mod tensor;
 
 pub use config::ModelConfig;

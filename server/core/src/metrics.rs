@@ -170,6 +170,7 @@ impl Metrics {
             in_flight: self.in_flight.with_label_values(&labels),
             inferences: self.inferences.with_label_values(&labels),
             executions: self.executions.with_label_values(&labels),
+            stats: Default::default(),
         }
     }
 }
@@ -204,6 +205,8 @@ pub struct ModelMetrics {
     pub inferences: IntCounter,
     /// Batches executed.
     pub executions: IntCounter,
+    /// Triton-style cumulative statistics of this version.
+    pub stats: std::sync::Arc<crate::statistics::ModelStats>,
 }
 
 impl ModelMetrics {

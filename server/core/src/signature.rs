@@ -122,6 +122,7 @@ mod tests {
             name: "images".into(),
             dtype: DataType::F32,
             dims,
+            preprocess: None,
         }
     }
 

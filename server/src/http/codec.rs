@@ -2,6 +2,10 @@
 //! data extension (`Inference-Header-Content-Length`: a JSON header, then raw little-endian
 //! tensors in input order).
 
+use crate::infer::{
+    AnsweredOutput, InferAnswer, InferRequest, OutputRequest, accepts_dtype, all_outputs,
+    output_index, output_parameters,
+};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use spindle_core::config::{ModelConfig, TensorSpec, spec_names};
@@ -41,30 +45,6 @@ struct OutputHeader {
     name: String,
     #[serde(default)]
     parameters: Map<String, Value>,
-}
-
-/// How one output is to be returned.
-#[derive(Debug, Clone)]
-pub struct OutputChoice {
-    /// Index into the config's outputs.
-    pub index: usize,
-    /// Raw bytes after the JSON instead of a JSON `data` array.
-    pub binary: bool,
-}
-
-/// A parsed, validated inference request.
-#[derive(Debug)]
-pub struct InferRequest {
-    /// The caller's request id, echoed back.
-    pub id: Option<String>,
-    /// Inputs in the config's order.
-    pub inputs: Vec<Tensor>,
-    /// Rows in the batch (1 for models without a batch dimension).
-    pub rows: usize,
-    /// Outputs to return, in the order to return them.
-    pub outputs: Vec<OutputChoice>,
-    /// Server-side timeout from `parameters.timeout` (microseconds, as Triton reads it).
-    pub timeout: Option<Duration>,
 }
 
 /// Parses a request body. `header_len` is the `Inference-Header-Content-Length` value when the
@@ -141,12 +121,10 @@ pub fn parse_request(
             ))
         })?);
     }
-    let rows = batch_rows(config, &inputs)?;
     let outputs = choose_outputs(config, header.outputs, binary_output_default)?;
     Ok(InferRequest {
         id: header.id,
         inputs,
-        rows,
         outputs,
         timeout,
     })
@@ -172,12 +150,7 @@ fn decode_input(
         .datatype
         .parse()
         .map_err(|e| InferError::invalid(format!("input '{name}': {e}")))?;
-    if dtype != spec.dtype {
-        return Err(InferError::invalid(format!(
-            "input '{name}': expected datatype {} but got {dtype}",
-            spec.dtype
-        )));
-    }
+    accepts_dtype(spec, dtype)?;
     let binary_size = match input.parameters.get("binary_data_size") {
         None => None,
         Some(v) => Some(v.as_u64().ok_or_else(|| {
@@ -219,7 +192,6 @@ fn decode_input(
             )));
         }
     };
-    spec.check(&tensor).map_err(InferError::invalid)?;
     Ok(tensor)
 }
 
@@ -231,6 +203,16 @@ fn flatten_json(value: &Value, out: &mut TensorData, input: &str) -> Result<(), 
         }
         return Ok(());
     }
+    push_json_element(value, out, input)
+}
+
+/// Appends one JSON scalar to `out`, converted to its element type; the error names the input
+/// and the element's index.
+pub fn push_json_element(
+    value: &Value,
+    out: &mut TensorData,
+    input: &str,
+) -> Result<(), InferError> {
     let index = out.len();
     let bad = |what: &str| {
         InferError::invalid(format!(
@@ -261,69 +243,30 @@ fn int_in_range<T: TryFrom<i64>>(value: &Value) -> Option<T> {
     value.as_i64().and_then(|v| T::try_from(v).ok())
 }
 
-fn batch_rows(config: &ModelConfig, inputs: &[Tensor]) -> Result<usize, InferError> {
-    if config.max_batch_size == 0 {
-        return Ok(1);
-    }
-    let rows = inputs[0].batch();
-    if rows == 0 {
-        return Err(InferError::invalid(format!(
-            "input '{}' has an empty batch (first dimension 0)",
-            config.inputs[0].name
-        )));
-    }
-    if let Some((spec, t)) = config
-        .inputs
-        .iter()
-        .zip(inputs)
-        .find(|(_, t)| t.batch() != rows)
-    {
-        return Err(InferError::invalid(format!(
-            "inputs disagree on the batch size: '{}' has {rows} rows but '{}' has {}",
-            config.inputs[0].name,
-            spec.name,
-            t.batch()
-        )));
-    }
-    Ok(rows)
-}
-
 fn choose_outputs(
     config: &ModelConfig,
     requested: Option<Vec<OutputHeader>>,
     binary_default: bool,
-) -> Result<Vec<OutputChoice>, InferError> {
+) -> Result<Vec<OutputRequest>, InferError> {
     let Some(requested) = requested else {
-        return Ok((0..config.outputs.len())
-            .map(|index| OutputChoice {
-                index,
-                binary: binary_default,
-            })
-            .collect());
+        return Ok(all_outputs(config, binary_default));
     };
     requested
         .into_iter()
         .map(|out| {
-            let index = config
-                .outputs
-                .iter()
-                .position(|s| s.name == out.name)
-                .ok_or_else(|| {
-                    InferError::invalid(format!(
-                        "unknown output '{}' for model '{}' (available: {})",
-                        out.name,
-                        config.name,
-                        spec_names(&config.outputs)
-                    ))
-                })?;
+            let index = output_index(config, &out.name)?;
             let binary = bool_param(&out.parameters, "binary_data")?.unwrap_or(binary_default);
-            if let Some(key) = out.parameters.keys().find(|k| k.as_str() != "binary_data") {
-                return Err(InferError::invalid(format!(
-                    "output '{}': unsupported parameter '{key}' (supported: binary_data)",
-                    out.name
-                )));
-            }
-            Ok(OutputChoice { index, binary })
+            let classification = output_parameters(
+                &out.name,
+                out.parameters.get("classification").map(Value::as_u64),
+                out.parameters.keys(),
+                &["binary_data", "classification"],
+            )?;
+            Ok(OutputRequest {
+                index,
+                binary,
+                classification,
+            })
         })
         .collect()
 }
@@ -380,49 +323,53 @@ pub struct EncodedResponse {
     pub header_len: Option<usize>,
 }
 
-/// Encodes the chosen outputs of a computed request.
+/// Encodes a computed request's outputs.
 pub fn encode_response(
     config: &ModelConfig,
     version: u64,
-    request: &InferRequest,
-    outputs: &[Tensor],
+    id: Option<&str>,
+    answer: &InferAnswer,
 ) -> EncodedResponse {
     let mut binary = Vec::new();
-    let outputs_json = request
+    let outputs_json = answer
         .outputs
         .iter()
-        .map(|choice| {
-            let tensor = &outputs[choice.index];
-            let spec = &config.outputs[choice.index];
-            let (parameters, data) = if choice.binary {
-                let before = binary.len();
-                tensor.write_le_bytes(&mut binary);
-                (
-                    Some(BinarySize {
-                        binary_data_size: binary.len() - before,
-                    }),
-                    None,
-                )
-            } else {
-                (None, Some(JsonData(&tensor.data)))
-            };
-            OutputJson {
-                name: &spec.name,
-                datatype: tensor.dtype().name(),
-                shape: &tensor.shape,
-                parameters,
-                data,
-            }
-        })
+        .map(
+            |AnsweredOutput {
+                 name,
+                 tensor,
+                 binary: raw,
+             }| {
+                let (parameters, data) = if *raw {
+                    let before = binary.len();
+                    tensor.write_le_bytes(&mut binary);
+                    (
+                        Some(BinarySize {
+                            binary_data_size: binary.len() - before,
+                        }),
+                        None,
+                    )
+                } else {
+                    (None, Some(JsonData(&tensor.data)))
+                };
+                OutputJson {
+                    name,
+                    datatype: tensor.dtype().name(),
+                    shape: &tensor.shape,
+                    parameters,
+                    data,
+                }
+            },
+        )
         .collect();
     let header = ResponseHeader {
         model_name: &config.name,
         model_version: version.to_string(),
-        id: request.id.as_deref(),
+        id,
         outputs: outputs_json,
     };
     let mut body = serde_json::to_vec(&header).expect("response header serialises");
-    if binary.is_empty() && !request.outputs.iter().any(|o| o.binary) {
+    if !answer.outputs.iter().any(|o| o.binary) {
         return EncodedResponse {
             body,
             header_len: None,

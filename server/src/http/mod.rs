@@ -1,11 +1,16 @@
-//! The HTTP front end: KServe v2 / Open Inference Protocol, health, and Prometheus metrics.
+//! The HTTP front end: KServe v2 / Open Inference Protocol, TensorFlow Serving REST, health, and
+//! Prometheus metrics.
 //!
 //! - [`v2`]: health, server and model metadata, readiness, inference.
 //! - [`codec`]: request parsing and response encoding, JSON and binary tensors.
+//! - [`triton`]: Triton's model configuration and statistics extensions.
+//! - [`tfserving`]: TensorFlow Serving's REST API (`/v1/models/...:predict`).
 //! - [`error`]: the JSON error body and status codes, from the core's error table.
 
 pub mod codec;
 pub mod error;
+pub mod tfserving;
+pub mod triton;
 pub mod v2;
 
 use crate::models::ModelManager;
@@ -24,6 +29,8 @@ pub struct AppState {
     pub models: Arc<ModelManager>,
     /// False until models are loaded, and again once shutdown begins.
     pub ready: Arc<AtomicBool>,
+    /// Request limits shared by every front end.
+    pub limits: crate::infer::Limits,
 }
 
 impl AppState {
@@ -37,6 +44,8 @@ impl AppState {
 pub fn router(state: AppState, max_body: usize) -> Router {
     Router::new()
         .merge(v2::routes())
+        .merge(triton::routes())
+        .merge(tfserving::routes())
         .route("/metrics", get(metrics))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(max_body))

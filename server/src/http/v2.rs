@@ -3,6 +3,7 @@
 use super::AppState;
 use super::codec::{encode_response, parse_request};
 use super::error::ApiError;
+use crate::infer;
 use crate::models::LoadedModel;
 use axum::Json;
 use axum::Router;
@@ -47,7 +48,7 @@ async fn server_metadata() -> Json<Value> {
     Json(json!({
         "name": "spindle",
         "version": env!("CARGO_PKG_VERSION"),
-        "extensions": ["binary_tensor_data"],
+        "extensions": crate::describe::EXTENSIONS,
     }))
 }
 
@@ -178,12 +179,11 @@ async fn run_infer(
                 })?,
         ),
     };
-    let mut request = parse_request(&loaded.config, &body, header_len)?;
+    let request = parse_request(&loaded.config, &body, header_len)?;
     drop(body);
-    let deadline = request.timeout.map(|t| tokio::time::Instant::now() + t);
-    let inputs = std::mem::take(&mut request.inputs);
-    let output = loaded.batcher.infer(inputs, request.rows, deadline).await?;
-    let encoded = encode_response(&loaded.config, loaded.version, &request, &output.outputs);
+    let id = request.id.clone();
+    let answer = infer::run(&loaded, request, state.limits).await?;
+    let encoded = encode_response(&loaded.config, loaded.version, id.as_deref(), &answer);
     let mut response = encoded.body.into_response();
     let headers = response.headers_mut();
     let content_type = if encoded.header_len.is_some() {
@@ -197,17 +197,17 @@ async fn run_infer(
     }
     headers.insert(
         "x-spindle-queue-us",
-        HeaderValue::from(output.queue_time.as_micros() as u64),
+        HeaderValue::from(answer.queue_time.as_micros() as u64),
     );
     headers.insert(
         "x-spindle-compute-us",
-        HeaderValue::from(output.compute_time.as_micros() as u64),
+        HeaderValue::from(answer.compute_time.as_micros() as u64),
     );
-    headers.insert("x-spindle-batch-rows", HeaderValue::from(output.batch_rows));
+    headers.insert("x-spindle-batch-rows", HeaderValue::from(answer.batch_rows));
     Ok(response)
 }
 
-fn body_error(rejection: BytesRejection) -> InferError {
+pub(crate) fn body_error(rejection: BytesRejection) -> InferError {
     if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
         InferError::new(
             ErrorKind::TooLarge,

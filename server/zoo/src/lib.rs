@@ -20,7 +20,7 @@ pub mod onnx;
 pub mod rng;
 
 use prost::Message;
-use spindle_core::config::TensorSpec;
+use spindle_core::config::{Preprocess, TensorSpec};
 use spindle_core::{DataType, ModelConfig, Tensor, TensorData};
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -134,11 +134,18 @@ fn config(model: ZooModel, max_batch_size: usize, image: &[usize], classes: usiz
             name: "images".to_string(),
             dtype: DataType::F32,
             dims: batched(image),
+            // Clients may send JPEG/PNG instead of tensors; the server prepares them as the
+            // model was evaluated in training.
+            preprocess: Some(match model {
+                ZooModel::Cifar10 => Preprocess::Cifar10Image,
+                ZooModel::InceptionV3 => Preprocess::InceptionImage,
+            }),
         }],
         outputs: vec![TensorSpec {
             name: "probabilities".to_string(),
             dtype: DataType::F32,
             dims: batched(&[classes]),
+            preprocess: None,
         }],
     }
 }

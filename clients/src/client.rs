@@ -1,0 +1,257 @@
+//! [`Client`]: several endpoints, round-robin, retries with backoff.
+
+use crate::grpc::GrpcTransport;
+use crate::http::HttpTransport;
+use crate::types::{ClientError, InferRequest, InferResponse, ModelMetadata, Protocol};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+/// How failed calls are retried.
+#[derive(Clone, Copy, Debug)]
+pub struct RetryPolicy {
+    /// Attempts after the first.
+    pub retries: u32,
+    /// First backoff; doubles each attempt.
+    pub initial_backoff: Duration,
+    /// Backoff cap.
+    pub max_backoff: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            retries: 4,
+            initial_backoff: Duration::from_millis(25),
+            max_backoff: Duration::from_secs(2),
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+enum Transport {
+    Http(HttpTransport),
+    Grpc(GrpcTransport),
+}
+
+impl Transport {
+    fn url(&self) -> &str {
+        match self {
+            Transport::Http(t) => t.url(),
+            Transport::Grpc(t) => t.url(),
+        }
+    }
+}
+
+/// Builds a [`Client`].
+#[derive(Debug)]
+pub struct ClientBuilder {
+    urls: Vec<String>,
+    default_protocol: Protocol,
+    timeout: Duration,
+    retry: RetryPolicy,
+    max_message: usize,
+}
+
+impl ClientBuilder {
+    /// Protocol for URLs given without a scheme (`host:port`); `http://` and `grpc://` URLs
+    /// say their own.
+    pub fn protocol(mut self, protocol: Protocol) -> Self {
+        self.default_protocol = protocol;
+        self
+    }
+
+    /// Per-attempt timeout (default 30 s).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Retry policy.
+    pub fn retry(mut self, retry: RetryPolicy) -> Self {
+        self.retry = retry;
+        self
+    }
+
+    /// Largest gRPC message sent or received (default 64 MiB).
+    pub fn max_message(mut self, bytes: usize) -> Self {
+        self.max_message = bytes;
+        self
+    }
+
+    /// The client; fails on an empty or malformed endpoint list.
+    pub fn build(self) -> Result<Client, ClientError> {
+        if self.urls.is_empty() {
+            return Err(ClientError::Config(
+                "no endpoints given (pass at least one URL like http://127.0.0.1:8000)".into(),
+            ));
+        }
+        let endpoints = self
+            .urls
+            .iter()
+            .map(|url| {
+                let url = url.trim();
+                let (protocol, rest) = if let Some(rest) = url.strip_prefix("grpc://") {
+                    (Protocol::Grpc, rest)
+                } else if let Some(rest) = url.strip_prefix("http://") {
+                    (Protocol::Http, rest)
+                } else if url.contains("://") {
+                    return Err(ClientError::Config(format!(
+                        "{url}: unsupported scheme (use http://HOST:PORT or grpc://HOST:PORT)"
+                    )));
+                } else {
+                    (self.default_protocol, url)
+                };
+                if rest.is_empty() || rest.contains('/') && !rest.ends_with('/') {
+                    return Err(ClientError::Config(format!(
+                        "{url}: expected HOST:PORT after the scheme"
+                    )));
+                }
+                let base = format!("http://{}", rest.trim_end_matches('/'));
+                Ok(match protocol {
+                    Protocol::Http => Transport::Http(HttpTransport::new(&base)),
+                    Protocol::Grpc => Transport::Grpc(GrpcTransport::new(&base, self.max_message)?),
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Client {
+            inner: Arc::new(Inner {
+                endpoints,
+                next: AtomicUsize::new(0),
+                timeout: self.timeout,
+                retry: self.retry,
+            }),
+        })
+    }
+}
+
+#[derive(Debug)]
+struct Inner {
+    endpoints: Vec<Transport>,
+    next: AtomicUsize,
+    timeout: Duration,
+    retry: RetryPolicy,
+}
+
+/// A KServe v2 client over one or more endpoints (the replicas of a deployment). Cheap to
+/// clone; clones share connections and the round-robin position.
+#[derive(Clone, Debug)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+impl Client {
+    /// A builder for these endpoints (`http://host:port`, `grpc://host:port`, or `host:port`).
+    pub fn builder<I, S>(urls: I) -> ClientBuilder
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        ClientBuilder {
+            urls: urls.into_iter().map(Into::into).collect(),
+            default_protocol: Protocol::Http,
+            timeout: Duration::from_secs(30),
+            retry: RetryPolicy::default(),
+            max_message: 64 << 20,
+        }
+    }
+
+    /// The endpoints' URLs.
+    pub fn endpoints(&self) -> Vec<String> {
+        self.inner
+            .endpoints
+            .iter()
+            .map(|t| t.url().to_string())
+            .collect()
+    }
+
+    /// Runs one inference: the next endpoint in turn; on a retryable failure (429, 503,
+    /// connection, timeout) backs off and tries the following endpoint, up to the retry policy.
+    pub async fn infer(&self, request: &InferRequest) -> Result<InferResponse, ClientError> {
+        self.with_retries(|t| {
+            let request = request.clone();
+            async move {
+                match t {
+                    Transport::Http(h) => h.infer(&request).await,
+                    Transport::Grpc(g) => g.infer(&request).await,
+                }
+            }
+        })
+        .await
+    }
+
+    /// A model's metadata.
+    pub async fn model_metadata(&self, model: &str) -> Result<ModelMetadata, ClientError> {
+        self.with_retries(|t| {
+            let model = model.to_string();
+            async move {
+                match t {
+                    Transport::Http(h) => h.model_metadata(&model).await,
+                    Transport::Grpc(g) => g.model_metadata(&model).await,
+                }
+            }
+        })
+        .await
+    }
+
+    /// Readiness of every endpoint, in order (`Err` for unreachable ones).
+    pub async fn ready(&self) -> Vec<Result<bool, ClientError>> {
+        let mut out = Vec::with_capacity(self.inner.endpoints.len());
+        for t in &self.inner.endpoints {
+            let call = async {
+                match t {
+                    Transport::Http(h) => h.server_ready().await,
+                    Transport::Grpc(g) => g.server_ready().await,
+                }
+            };
+            out.push(match tokio::time::timeout(self.inner.timeout, call).await {
+                Ok(r) => r,
+                Err(_) => Err(ClientError::Timeout {
+                    endpoint: t.url().to_string(),
+                    timeout: self.inner.timeout,
+                }),
+            });
+        }
+        out
+    }
+
+    async fn with_retries<T, F, Fut>(&self, call: F) -> Result<T, ClientError>
+    where
+        F: Fn(Transport) -> Fut,
+        Fut: std::future::Future<Output = Result<T, ClientError>>,
+    {
+        let inner = &self.inner;
+        let mut backoff = inner.retry.initial_backoff;
+        let mut attempt = 0;
+        loop {
+            let index = inner.next.fetch_add(1, Ordering::Relaxed) % inner.endpoints.len();
+            let transport = inner.endpoints[index].clone();
+            let url = transport.url().to_string();
+            let result = match tokio::time::timeout(inner.timeout, call(transport)).await {
+                Ok(r) => r,
+                Err(_) => Err(ClientError::Timeout {
+                    endpoint: url.clone(),
+                    timeout: inner.timeout,
+                }),
+            };
+            let error = match result {
+                Ok(value) => return Ok(value),
+                Err(e) if e.is_retryable() && attempt < inner.retry.retries => e,
+                Err(e) => return Err(e),
+            };
+            attempt += 1;
+            // The server's Retry-After wins when it asks for longer than our own backoff.
+            let wait = match &error {
+                ClientError::Server {
+                    retry_after: Some(after),
+                    ..
+                } => (*after).max(backoff),
+                _ => backoff,
+            }
+            .min(inner.retry.max_backoff);
+            tracing::debug!(endpoint = %url, attempt, ?wait, error = %error, "retrying");
+            tokio::time::sleep(wait).await;
+            backoff = (backoff * 2).min(inner.retry.max_backoff);
+        }
+    }
+}

@@ -1,0 +1,198 @@
+//! KServe v2 over gRPC with raw contents, over one multiplexed HTTP/2 channel per endpoint.
+
+use crate::types::{
+    ClientError, InferRequest, InferResponse, ModelMetadata, NamedTensor, TensorMetadata,
+};
+use spindle_core::tensor::Tensor;
+use spindle_proto::inference as pb;
+use spindle_proto::inference::grpc_inference_service_client::GrpcInferenceServiceClient;
+use std::collections::HashMap;
+use tonic::transport::Channel;
+
+/// One gRPC endpoint.
+#[derive(Clone, Debug)]
+pub struct GrpcTransport {
+    url: String,
+    client: GrpcInferenceServiceClient<Channel>,
+}
+
+impl GrpcTransport {
+    /// A transport to `http://host:port` (the channel connects lazily and reconnects by itself).
+    pub fn new(url: &str, max_message: usize) -> Result<GrpcTransport, ClientError> {
+        let channel = Channel::from_shared(url.to_string())
+            .map_err(|e| ClientError::Config(format!("{url}: not a gRPC address: {e}")))?
+            .tcp_nodelay(true)
+            .connect_lazy();
+        Ok(GrpcTransport {
+            url: url.to_string(),
+            client: GrpcInferenceServiceClient::new(channel)
+                .max_decoding_message_size(max_message)
+                .max_encoding_message_size(max_message),
+        })
+    }
+
+    /// The endpoint URL.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    fn error(&self, status: tonic::Status) -> ClientError {
+        use tonic::Code;
+        let message = status.message().to_string();
+        let http = match status.code() {
+            Code::InvalidArgument | Code::OutOfRange | Code::FailedPrecondition => 400,
+            Code::NotFound => 404,
+            // Overload and message size share RESOURCE_EXHAUSTED; only overload is retryable.
+            Code::ResourceExhausted if message.contains("queue is full") => 429,
+            Code::ResourceExhausted => 413,
+            Code::DeadlineExceeded => 504,
+            // Not ready, shutting down, or the channel could not connect: all worth a retry.
+            Code::Unavailable => 503,
+            Code::Unimplemented => 501,
+            _ => 500,
+        };
+        ClientError::Server {
+            endpoint: self.url.clone(),
+            status: http,
+            message,
+            retry_after: None,
+        }
+    }
+
+    /// `ServerReady`.
+    pub async fn server_ready(&self) -> Result<bool, ClientError> {
+        let mut client = self.client.clone();
+        let answer = client
+            .server_ready(pb::ServerReadyRequest {})
+            .await
+            .map_err(|s| self.error(s))?;
+        Ok(answer.into_inner().ready)
+    }
+
+    /// `ModelMetadata`.
+    pub async fn model_metadata(&self, model: &str) -> Result<ModelMetadata, ClientError> {
+        let mut client = self.client.clone();
+        let m = client
+            .model_metadata(pb::ModelMetadataRequest {
+                name: model.to_string(),
+                version: String::new(),
+            })
+            .await
+            .map_err(|s| self.error(s))?
+            .into_inner();
+        let tensors = |list: Vec<pb::model_metadata_response::TensorMetadata>| {
+            list.into_iter()
+                .map(|t| TensorMetadata {
+                    name: t.name,
+                    datatype: t.datatype,
+                    shape: t.shape,
+                })
+                .collect()
+        };
+        Ok(ModelMetadata {
+            name: m.name,
+            versions: m.versions,
+            inputs: tensors(m.inputs),
+            outputs: tensors(m.outputs),
+        })
+    }
+
+    /// `ModelInfer` with raw input contents.
+    pub async fn infer(&self, request: &InferRequest) -> Result<InferResponse, ClientError> {
+        let mut raw = Vec::with_capacity(request.inputs.len());
+        let inputs = request
+            .inputs
+            .iter()
+            .map(|input| {
+                let mut bytes = Vec::with_capacity(input.tensor.le_byte_len());
+                input.tensor.write_le_bytes(&mut bytes);
+                raw.push(bytes);
+                pb::model_infer_request::InferInputTensor {
+                    name: input.name.clone(),
+                    datatype: input.tensor.dtype().name().to_string(),
+                    shape: input.tensor.shape.iter().map(|&d| d as i64).collect(),
+                    parameters: HashMap::new(),
+                    contents: None,
+                }
+            })
+            .collect();
+        let outputs = request
+            .outputs
+            .iter()
+            .map(|o| pb::model_infer_request::InferRequestedOutputTensor {
+                name: o.name.clone(),
+                parameters: o
+                    .classification
+                    .map(|k| {
+                        (
+                            "classification".to_string(),
+                            pb::InferParameter {
+                                parameter_choice: Some(
+                                    pb::infer_parameter::ParameterChoice::Int64Param(k as i64),
+                                ),
+                            },
+                        )
+                    })
+                    .into_iter()
+                    .collect(),
+            })
+            .collect();
+        let mut parameters = HashMap::new();
+        if let Some(t) = request.server_timeout {
+            parameters.insert(
+                "timeout".to_string(),
+                pb::InferParameter {
+                    parameter_choice: Some(pb::infer_parameter::ParameterChoice::Int64Param(
+                        t.as_micros() as i64,
+                    )),
+                },
+            );
+        }
+        let message = pb::ModelInferRequest {
+            model_name: request.model.clone(),
+            model_version: request.version.clone().unwrap_or_default(),
+            id: String::new(),
+            parameters,
+            inputs,
+            outputs,
+            raw_input_contents: raw,
+        };
+        let mut client = self.client.clone();
+        let answer = client
+            .model_infer(message)
+            .await
+            .map_err(|s| self.error(s))?
+            .into_inner();
+        if answer.raw_output_contents.len() != answer.outputs.len() {
+            return Err(ClientError::Protocol(format!(
+                "{}: answer has {} outputs but {} raw contents",
+                self.url,
+                answer.outputs.len(),
+                answer.raw_output_contents.len()
+            )));
+        }
+        let outputs = answer
+            .outputs
+            .into_iter()
+            .zip(answer.raw_output_contents)
+            .map(|(out, bytes)| {
+                let dtype = out.datatype.parse().map_err(|e| {
+                    ClientError::Protocol(format!("{}: output '{}': {e}", self.url, out.name))
+                })?;
+                let shape = out.shape.iter().map(|&d| d.max(0) as usize).collect();
+                let tensor = Tensor::from_le_bytes(dtype, shape, &bytes).map_err(|e| {
+                    ClientError::Protocol(format!("{}: output '{}': {e}", self.url, out.name))
+                })?;
+                Ok(NamedTensor {
+                    name: out.name,
+                    tensor,
+                })
+            })
+            .collect::<Result<Vec<_>, ClientError>>()?;
+        Ok(InferResponse {
+            model: answer.model_name,
+            version: answer.model_version,
+            outputs,
+        })
+    }
+}

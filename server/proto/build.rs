@@ -1,0 +1,14 @@
+//! Generates the KServe v2 gRPC code with a vendored `protoc`, so a fresh clone builds without a
+//! system protobuf compiler.
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let mut config = prost_build::Config::new();
+    config.protoc_executable(protoc_bin_vendored::protoc_bin_path()?);
+    tonic_prost_build::configure().compile_with_config(
+        config,
+        &["proto/inference.proto"],
+        &["proto"],
+    )?;
+    println!("cargo:rerun-if-changed=proto/inference.proto");
+    Ok(())
+}

@@ -1,0 +1,11 @@
+//! KServe v2 / Open Inference Protocol gRPC types (package `inference`, service
+//! `GRPCInferenceService`), generated from `proto/inference.proto` at build time.
+//!
+//! The server implements [`inference::grpc_inference_service_server::GrpcInferenceService`];
+//! the client library uses [`inference::grpc_inference_service_client::GrpcInferenceServiceClient`].
+
+/// Generated messages and service stubs.
+#[allow(missing_docs, clippy::all)]
+pub mod inference {
+    tonic::include_proto!("inference");
+}
