@@ -34,7 +34,10 @@ impl TestServer {
 /// Default test settings for a repository.
 pub fn serve_config(repo: &Path) -> ServeConfig {
     ServeConfig {
-        repo: repo.to_path_buf(),
+        repo: repo.display().to_string(),
+        poll_interval: Duration::ZERO,
+        cache_dir: None,
+        model_control: spindle_server::repository::ModelControl::Poll,
         engine: EngineChoice::Auto,
         device: Device::Cpu,
         max_body: 64 << 20,

@@ -25,6 +25,7 @@ pub mod error;
 pub mod metrics;
 pub mod signature;
 pub mod tensor;
+pub mod version_policy;
 
 pub use config::ModelConfig;
 pub use dtype::DataType;

@@ -2,10 +2,12 @@
 //!
 //! - [`v2`]: health, server and model metadata, readiness, inference.
 //! - [`codec`]: request parsing and response encoding, JSON and binary tensors.
+//! - [`repository`]: the repository index and explicit model load/unload.
 //! - [`error`]: the JSON error body and status codes, from the core's error table.
 
 pub mod codec;
 pub mod error;
+pub mod repository;
 pub mod v2;
 
 use crate::models::ModelManager;
@@ -24,6 +26,8 @@ pub struct AppState {
     pub models: Arc<ModelManager>,
     /// False until models are loaded, and again once shutdown begins.
     pub ready: Arc<AtomicBool>,
+    /// The repository watcher (index, model control).
+    pub repository: Arc<crate::repository::RepositoryWatcher>,
 }
 
 impl AppState {
@@ -37,6 +41,7 @@ impl AppState {
 pub fn router(state: AppState, max_body: usize) -> Router {
     Router::new()
         .merge(v2::routes())
+        .merge(repository::routes())
         .route("/metrics", get(metrics))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(max_body))
