@@ -36,6 +36,10 @@ impl Default for RetryPolicy {
     }
 }
 
+/// The longest one metadata operation (list, stat, small read or write) may take before it
+/// counts as a failed attempt: a hung connection must not stall polling forever.
+const OPERATION_TIMEOUT: Duration = Duration::from_secs(20);
+
 /// One entry of a directory listing.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FileInfo {
@@ -96,9 +100,16 @@ impl Storage {
         let root = normalize_root(path).map_err(root_error)?;
         let base = format!("{scheme}://{authority}");
         // hdfs-native reads HADOOP_CONF_DIR (core-site.xml, hdfs-site.xml) for name services,
-        // HA NameNodes, Kerberos and delegation tokens.
+        // HA NameNodes, Kerberos and delegation tokens. Its own failover loop defaults to 15
+        // attempts with sleeps up to 15 s, which kept a poll against a stopped NameNode hanging
+        // for minutes; a short failover round here, and our backoff around it, bound that.
         let client = ClientBuilder::new()
             .with_url(base.clone())
+            .with_config([
+                ("dfs.client.failover.max.attempts", "2"),
+                ("dfs.client.failover.sleep.base.millis", "100"),
+                ("dfs.client.failover.sleep.max.millis", "500"),
+            ])
             .build()
             .map_err(|e| root_error(format!("cannot create an HDFS client: {e}")))?;
         Ok(Storage::Hdfs {
@@ -400,7 +411,15 @@ impl Storage {
     {
         let mut attempts = Attempts::new(self.retry_policy());
         loop {
-            match op().await {
+            let outcome = tokio::time::timeout(OPERATION_TIMEOUT, op())
+                .await
+                .unwrap_or_else(|_| {
+                    Err(HdfsError::IOError(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        format!("no answer within {OPERATION_TIMEOUT:?}"),
+                    )))
+                });
+            match outcome {
                 Ok(value) => return Ok(value),
                 Err(error) => attempts.failed(self, rel, error).await?,
             }

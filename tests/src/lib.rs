@@ -1,6 +1,8 @@
 //! Spindle integration tests: real servers on port 0, real clients. Shared fixtures live here;
 //! the tests are in `tests/tests/`.
 
+pub mod hdfs;
+
 use spindle_core::engine::{Device, EngineChoice};
 use spindle_server::serve::{ServeConfig, Server};
 use spindle_zoo::ZooModel;
