@@ -94,13 +94,13 @@ impl ModelCache {
             .root
             .join(&model.name)
             .join(version.version.to_string());
-        if read_string(&dest.join(FINGERPRINT_FILE)).as_deref() == Some(&version.fingerprint) {
-            if let Ok(cached) = self.read_version(&model.name, version.version) {
-                return Ok(CachedVersion {
-                    downloaded_bytes: 0,
-                    ..cached
-                });
-            }
+        if read_string(&dest.join(FINGERPRINT_FILE)).as_deref() == Some(&version.fingerprint)
+            && let Ok(cached) = self.read_version(&model.name, version.version)
+        {
+            return Ok(CachedVersion {
+                downloaded_bytes: 0,
+                ..cached
+            });
         }
         let tmp = self.root.join(&model.name).join(format!(
             ".fetch-{}-{}",
@@ -143,10 +143,10 @@ impl ModelCache {
                     downloaded += len;
                 }
             }
-            if !tmp.join(LABELS_FILE).exists() {
-                if let Some(labels) = &model.labels_text {
-                    write_synced(&tmp.join(LABELS_FILE), labels.as_bytes())?;
-                }
+            if !tmp.join(LABELS_FILE).exists()
+                && let Some(labels) = &model.labels_text
+            {
+                write_synced(&tmp.join(LABELS_FILE), labels.as_bytes())?;
             }
             let config_text = model.config_text.clone().unwrap_or_else(|| config.to_toml());
             write_synced(&tmp.join(CONFIG_FILE), config_text.as_bytes())?;
