@@ -9,6 +9,7 @@ use spindle_core::config::ModelConfig;
 use spindle_core::engine::EngineError;
 use spindle_core::error::{ErrorKind, InferError};
 use spindle_core::metrics::Metrics;
+use spindle_core::tensor::Tensor;
 use spindle_loader::CachedVersion;
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
@@ -27,6 +28,25 @@ pub struct LoadedModel {
     pub engine: &'static str,
     /// The model's queue.
     pub batcher: Batcher,
+}
+
+/// One row of zeros for every input: enough to make the engine run every kernel once.
+fn warmup_inputs(config: &ModelConfig) -> Vec<Tensor> {
+    config
+        .inputs
+        .iter()
+        .map(|spec| {
+            let shape: Vec<usize> = spec
+                .dims
+                .iter()
+                .map(|&d| if d < 0 { 1 } else { d as usize })
+                .collect();
+            let count: usize = shape.iter().product();
+            let width = spec.dtype.size().unwrap_or(4);
+            Tensor::from_le_bytes(spec.dtype, shape, &vec![0u8; count * width])
+                .expect("zeros of the declared shape always decode")
+        })
+        .collect()
 }
 
 /// Why a version could not be built.
@@ -190,7 +210,7 @@ impl ModelManager {
                 let runners = engine.load(&bytes, &config, &options)?;
                 Ok((engine.name(), options, runners))
             });
-        let (engine, options, runners) = match loaded {
+        let (engine, options, mut runners) = match loaded {
             Ok(parts) => parts,
             Err(EngineError::Unavailable(why)) => {
                 return Err(LoadFailure::Fatal(EngineError::Unavailable(why)));
@@ -206,6 +226,18 @@ impl ModelManager {
                 });
             }
         };
+        // One batch through the first runner before the version can take requests: the first
+        // real request does not pay for lazy initialisation, and a model that loads but cannot
+        // run never serves. Done here, before the batcher exists, so it is not counted as a
+        // request in the metrics.
+        if let Some(runner) = runners.first_mut() {
+            runner
+                .run(warmup_inputs(&config))
+                .map_err(|e| LoadFailure::Failed {
+                    class: "warmup",
+                    reason: format!("{}: the warm-up batch failed: {e}", model_path.display()),
+                })?;
+        }
         let settings = BatchSettings {
             max_batch_size: config.max_batch_size,
             preferred_batch_sizes: config.preferred_batch_sizes.clone(),

@@ -15,7 +15,6 @@ use crate::models::{LoadFailure, LoadedModel, ModelManager, VersionState};
 use metrics::RepositoryMetrics;
 use serde::Serialize;
 use spindle_core::engine::EngineError;
-use spindle_core::tensor::Tensor;
 use spindle_loader::{
     CachedVersion, ModelCache, ModelEntry, ModelRepository, RepoError, VersionEntry, check_name,
 };
@@ -295,8 +294,8 @@ impl RepositoryWatcher {
         );
     }
 
-    /// Builds the engine for a cached version and runs one batch through it, so the first real
-    /// request does not pay for lazy initialisation, and a model that cannot run never serves.
+    /// Builds the engine for a cached version; `ModelManager::build` runs one warm-up batch
+    /// through it before it may serve.
     async fn build_and_warm(
         &self,
         cached: &CachedVersion,
@@ -310,18 +309,6 @@ impl RepositoryWatcher {
                 class: "invalid_model",
                 reason: format!("loading {} panicked: {e}", cached.model_path().display()),
             })??;
-        let inputs = warmup_inputs(&model);
-        model
-            .batcher
-            .infer(inputs, 1, None)
-            .await
-            .map_err(|e| LoadFailure::Failed {
-                class: "warmup",
-                reason: format!(
-                    "{} version {}: the warm-up batch failed: {}",
-                    cached.model, cached.version, e.message
-                ),
-            })?;
         Ok(Arc::new(model))
     }
 
@@ -494,24 +481,4 @@ pub enum ControlError {
     /// The load failed.
     #[error("{0}")]
     Failed(String),
-}
-
-/// One row of zeros for every input: enough to make the engine run every kernel once.
-fn warmup_inputs(model: &LoadedModel) -> Vec<Tensor> {
-    model
-        .config
-        .inputs
-        .iter()
-        .map(|spec| {
-            let shape: Vec<usize> = spec
-                .dims
-                .iter()
-                .map(|&d| if d < 0 { 1 } else { d as usize })
-                .collect();
-            let count: usize = shape.iter().product();
-            let width = spec.dtype.size().unwrap_or(4);
-            Tensor::from_le_bytes(spec.dtype, shape, &vec![0u8; count * width])
-                .expect("zeros of the declared shape always decode")
-        })
-        .collect()
 }
