@@ -7,11 +7,28 @@ cd "$(dirname "$0")/.."
 ORT_DYLIB_PATH=$(scripts/setup-ort.sh)
 export ORT_DYLIB_PATH
 echo "test: ONNX Runtime library at $ORT_DYLIB_PATH" >&2
+# A real HDFS for the repository tests (Hadoop 2.7.3 from the pyspark sdist, cached outside the
+# repository). Its own state dir, so a developer's cluster is untouched; stopped at exit.
+# SPINDLE_SKIP_HDFS=1 skips it, and the HDFS tests say they were skipped.
+hdfs_state=""
+if [ "${SPINDLE_SKIP_HDFS:-}" != 1 ]; then
+  hdfs_state=$(mktemp -d /tmp/spindle-hdfs-test.XXXXXX)
+  SPINDLE_HDFS_URL=$(SPINDLE_HDFS_DIR=$hdfs_state scripts/hdfs.sh start --datanodes 1)
+  export SPINDLE_HDFS_URL
+  echo "test: HDFS at $SPINDLE_HDFS_URL" >&2
+fi
+stop_hdfs() {
+  if [ -n "$hdfs_state" ]; then
+    SPINDLE_HDFS_DIR=$hdfs_state scripts/hdfs.sh stop >/dev/null || true
+    rm -rf "$hdfs_state"
+  fi
+}
+trap stop_hdfs EXIT
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --release -- -D warnings
 # Release: tract and the zoo's CNNs are far too slow unoptimised, and the demo shares this build.
 log=$(mktemp)
-trap 'rm -f "$log"' EXIT
+trap 'rm -f "$log"; stop_hdfs' EXIT
 set +e
 cargo test --workspace --release 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}

@@ -6,17 +6,18 @@ use crate::engines::Engines;
 use anyhow::Context;
 use clap::Args;
 use serde::Serialize;
+use spindle_core::config::ModelConfig;
 use spindle_core::engine::{Device, EngineChoice};
-use spindle_loader::{ModelRepository, read_model_file};
+use spindle_loader::{MODEL_FILE, ModelRepository, RetryPolicy};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 /// `spindle bench engine` arguments.
 #[derive(Args, Debug, Clone)]
 pub struct EngineBenchArgs {
-    /// Model repository.
+    /// Model repository: a directory or hdfs:// URL.
     #[arg(long)]
-    pub repo: PathBuf,
+    pub repo: String,
     /// Model to run (its newest version).
     #[arg(long)]
     pub model: String,
@@ -64,13 +65,29 @@ pub struct EngineBenchReport {
     pub best: BatchResult,
 }
 
-/// Runs the benchmark, printing a table.
-pub fn run(args: &EngineBenchArgs) -> anyhow::Result<EngineBenchReport> {
-    let repo = ModelRepository::open(&args.repo)?;
-    let entry = repo.model(&args.model)?;
+/// Reads the newest complete version of `model` and its config.
+async fn read_latest(repo: &str, model: &str) -> anyhow::Result<(ModelConfig, Vec<u8>)> {
+    let repo = ModelRepository::open(repo, RetryPolicy::default()).await?;
+    let entry = repo.model(model).await?;
+    let version = entry
+        .complete_versions()
+        .last()
+        .map(|v| v.version)
+        .context("model has no version")?;
     let config = entry.config.map_err(anyhow::Error::from)?;
-    let version = entry.versions.last().context("model has no version")?;
-    let bytes = read_model_file(&version.model_path)?;
+    let rel = format!("{model}/{version}/{MODEL_FILE}");
+    let bytes = repo
+        .storage()
+        .read(&rel)
+        .await?
+        .with_context(|| format!("{} vanished", repo.storage().display(&rel)))?;
+    Ok((config, bytes))
+}
+
+/// Runs the benchmark, printing a table. Call it on a blocking thread of a tokio runtime.
+pub fn run(args: &EngineBenchArgs) -> anyhow::Result<EngineBenchReport> {
+    let (config, bytes) =
+        tokio::runtime::Handle::current().block_on(read_latest(&args.repo, &args.model))?;
     let engines = Engines::new(args.engine, Device::Cpu);
     let engine = engines.for_model(&config)?;
     let mut options = engines.load_options(engine.as_ref(), &config);

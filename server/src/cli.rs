@@ -44,6 +44,9 @@ pub enum Command {
     /// Measure: in-process engine throughput (the limit serving is judged against).
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Publish to and list a model repository (a directory or hdfs://).
+    #[command(subcommand)]
+    Repo(crate::repo_cmd::RepoCommand),
 }
 
 /// `spindle bench` subcommands.
@@ -56,9 +59,21 @@ pub enum BenchCommand {
 /// `spindle serve`.
 #[derive(Args, Debug)]
 pub struct ServeArgs {
-    /// Model repository: DIR/<model>/config.toml and DIR/<model>/<version>/model.onnx.
+    /// Model repository: DIR/<model>/config.toml and DIR/<model>/<version>/model.onnx; DIR may
+    /// be hdfs://host:port/path or hdfs://nameservice/path (with HADOOP_CONF_DIR).
     #[arg(long, required_unless_present = "demo")]
-    pub repo: Option<PathBuf>,
+    pub repo: Option<String>,
+    /// How often to poll the repository for new versions, e.g. 10s; 0 turns polling off.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub poll_interval: Duration,
+    /// Keep verified copies of model versions here; a start while HDFS is down then serves
+    /// the last good copies (default: a temporary directory, removed at exit).
+    #[arg(long)]
+    pub cache_dir: Option<PathBuf>,
+    /// poll: serve every model of the repository; explicit: also allow
+    /// POST /v2/repository/models/{m}/load and /unload.
+    #[arg(long, default_value = "poll", value_parser = parse_model_control)]
+    pub model_control: crate::repository::ModelControl,
     /// Serve the built-in zoo, writing it first if missing (into --repo, or the user cache
     /// directory ~/.cache/spindle/demo-repo).
     #[arg(long)]
@@ -98,9 +113,9 @@ pub struct ServeArgs {
 /// `spindle zoo`.
 #[derive(Args, Debug)]
 pub struct ZooArgs {
-    /// Directory to write the repository into (created if missing).
+    /// Directory to write the repository into (created if missing), or an hdfs:// URL.
     #[arg(long)]
-    pub out: PathBuf,
+    pub out: String,
     /// Seed of the He-initialised weights; the same seed writes byte-identical files.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
@@ -110,6 +125,10 @@ pub struct ZooArgs {
 }
 
 fn parse_engine(s: &str) -> Result<EngineChoice, String> {
+    s.parse()
+}
+
+fn parse_model_control(s: &str) -> Result<crate::repository::ModelControl, String> {
     s.parse()
 }
 
@@ -166,8 +185,9 @@ pub fn default_demo_repo() -> PathBuf {
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => serve(args).await,
-        Command::Zoo(args) => zoo(args),
+        Command::Zoo(args) => zoo(args).await,
         Command::Infer(args) => crate::infer_cmd::run(args).await,
+        Command::Repo(command) => crate::repo_cmd::run(command).await,
         Command::Loadtest(args) => {
             spindle_loadtest::run(args).await?;
             Ok(())
@@ -179,7 +199,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-fn zoo(args: ZooArgs) -> anyhow::Result<()> {
+async fn zoo(args: ZooArgs) -> anyhow::Result<()> {
     for model in &args.models {
         let built = spindle_zoo::build(*model, args.seed);
         eprintln!(
@@ -189,8 +209,19 @@ fn zoo(args: ZooArgs) -> anyhow::Result<()> {
             built.multiply_adds as f64 / 1e6
         );
     }
-    let dirs = spindle_zoo::write_zoo(&args.out, args.seed, &args.models)
-        .with_context(|| format!("writing the zoo into {}", args.out.display()))?;
+    if spindle_loader::is_hdfs(&args.out) {
+        // Written locally first, then published version by version: HDFS readers never see
+        // a half-written model.
+        let local = tempfile::tempdir().context("creating a temporary directory")?;
+        spindle_zoo::write_zoo(local.path(), args.seed, &args.models)
+            .with_context(|| format!("writing the zoo into {}", local.path().display()))?;
+        for path in crate::repo_cmd::publish_dir(local.path(), &args.out).await? {
+            println!("{path}");
+        }
+        return Ok(());
+    }
+    let dirs = spindle_zoo::write_zoo(std::path::Path::new(&args.out), args.seed, &args.models)
+        .with_context(|| format!("writing the zoo into {}", args.out))?;
     for dir in dirs {
         println!("{}", dir.display());
     }
@@ -201,21 +232,25 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let stop = stop_signal().context("installing the SIGTERM and Ctrl-C handlers")?;
     let repo = match (&args.repo, args.demo) {
         (Some(repo), _) => repo.clone(),
-        (None, _) => default_demo_repo(),
+        (None, _) => default_demo_repo().display().to_string(),
     };
-    if args.demo {
-        ensure_demo_repo(&repo)?;
-    }
-    if !repo.is_dir() {
-        return Err(UsageError(format!(
-            "--repo {}: no such directory (create one with `spindle zoo --out {}`, or use --demo)",
-            repo.display(),
-            repo.display()
-        ))
-        .into());
+    if !spindle_loader::is_hdfs(&repo) {
+        let dir = std::path::Path::new(&repo);
+        if args.demo {
+            ensure_demo_repo(dir)?;
+        }
+        if !dir.is_dir() {
+            return Err(UsageError(format!(
+                "--repo {repo}: no such directory (create one with `spindle zoo --out {repo}`, or use --demo)"
+            ))
+            .into());
+        }
     }
     let config = ServeConfig {
         repo,
+        poll_interval: args.poll_interval,
+        cache_dir: args.cache_dir,
+        model_control: args.model_control,
         engine: args.engine,
         device: args.device,
         max_body: args.max_body,

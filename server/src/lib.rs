@@ -7,6 +7,8 @@
 //! - [`http`]: KServe v2 and TF Serving REST over HTTP, statistics, `/metrics`.
 //! - [`describe`]: Triton-shaped model configuration and statistics for both front ends.
 //! - [`grpc`]: KServe v2 over gRPC and the standard gRPC health service.
+//! - [`repository`]: keeps served versions in step with the repository (polling, hot swap).
+//! - [`repo_cmd`]: `spindle repo publish` and `spindle repo ls`.
 //! - [`serve`]: loads a repository, binds and serves until a stop signal, then drains.
 //! - [`bench`]: `spindle bench engine`, the in-process limit serving is measured against.
 //! - [`cli`]: the `spindle` command line; [`infer_cmd`] is `spindle infer`.
@@ -24,4 +26,6 @@ pub mod infer;
 pub mod infer_cmd;
 pub mod models;
 pub mod preprocess;
+pub mod repo_cmd;
+pub mod repository;
 pub mod serve;

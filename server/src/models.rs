@@ -9,10 +9,10 @@ use spindle_core::config::ModelConfig;
 use spindle_core::engine::EngineError;
 use spindle_core::error::{ErrorKind, InferError};
 use spindle_core::metrics::Metrics;
-use spindle_loader::{ModelEntry, ModelRepository, RepoError, read_model_file};
+use spindle_core::tensor::Tensor;
+use spindle_loader::CachedVersion;
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
-use std::time::Instant;
 
 /// A model version that is loaded and serving.
 pub struct LoadedModel {
@@ -34,17 +34,38 @@ pub struct LoadedModel {
     pub batcher: Batcher,
 }
 
-/// One line of the repository index.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct IndexEntry {
-    /// Model name.
-    pub name: String,
-    /// Version, when the entry is about one.
-    pub version: Option<u64>,
-    /// Serving.
-    pub ready: bool,
-    /// Why not, when not.
-    pub reason: String,
+/// One row of zeros for every input: enough to make the engine run every kernel once.
+fn warmup_inputs(config: &ModelConfig) -> Vec<Tensor> {
+    config
+        .inputs
+        .iter()
+        .map(|spec| {
+            let shape: Vec<usize> = spec
+                .dims
+                .iter()
+                .map(|&d| if d < 0 { 1 } else { d as usize })
+                .collect();
+            let count: usize = shape.iter().product();
+            let width = spec.dtype.size().unwrap_or(4);
+            Tensor::from_le_bytes(spec.dtype, shape, &vec![0u8; count * width])
+                .expect("zeros of the declared shape always decode")
+        })
+        .collect()
+}
+
+/// Why a version could not be built.
+#[derive(Debug)]
+pub enum LoadFailure {
+    /// The engine itself is unavailable (a missing library or device): every model would fail
+    /// the same way, so the server stops.
+    Fatal(EngineError),
+    /// This version is bad; `class` labels the metric, `reason` names the file and problem.
+    Failed {
+        /// Metric label: invalid_model, signature, ...
+        class: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
 }
 
 /// State of one model version.
@@ -126,37 +147,6 @@ impl ModelManager {
             .collect()
     }
 
-    /// The repository index as Triton reports it: every model version with its state
-    /// (`READY` or `UNAVAILABLE`) and, for failures, the reason. A model whose config failed is
-    /// listed once without a version.
-    pub fn index(&self) -> Vec<IndexEntry> {
-        let models = self.models.read().expect("model table lock");
-        let mut out = Vec::new();
-        for (name, record) in models.iter() {
-            if let Some(reason) = &record.failure {
-                out.push(IndexEntry {
-                    name: name.clone(),
-                    version: None,
-                    ready: false,
-                    reason: reason.clone(),
-                });
-            }
-            for (version, state) in &record.versions {
-                let (ready, reason) = match state {
-                    VersionState::Ready(_) => (true, String::new()),
-                    VersionState::Failed(reason) => (false, reason.clone()),
-                };
-                out.push(IndexEntry {
-                    name: name.clone(),
-                    version: Some(*version),
-                    ready,
-                    reason,
-                });
-            }
-        }
-        out
-    }
-
     /// Finds the model version a request names, or the newest ready one.
     pub fn lookup(
         &self,
@@ -218,108 +208,151 @@ impl ModelManager {
         }
     }
 
-    /// Loads the newest version of every model in `repo`. Must run on a thread that may block,
-    /// inside the tokio runtime (batchers spawn their task on it). A model that fails is recorded
-    /// with its reason and the others still load. Returns how many versions are ready, or the
-    /// first engine-availability error (a missing library or device is fatal: it would fail every
-    /// model the same way).
-    pub fn load_repository(
+    /// Builds a servable model version from a verified local copy: engine, runners, batcher.
+    /// Must run on a thread that may block, inside the tokio runtime (the batcher spawns its
+    /// task on it). Nothing is put in the table yet: the caller warms the version up first.
+    pub fn build(
         &self,
-        repo: &ModelRepository,
+        cached: &CachedVersion,
         engines: &Engines,
-    ) -> Result<usize, anyhow::Error> {
-        let entries = repo.scan()?;
-        if entries.is_empty() {
-            tracing::warn!(repo = %repo.root().display(), "model repository holds no models");
-        }
-        let mut ready = 0;
-        for entry in entries {
-            match self.load_entry(entry, engines) {
-                Ok(true) => ready += 1,
-                Ok(false) => {}
-                Err(fatal) => return Err(fatal.into()),
-            }
-        }
-        Ok(ready)
-    }
-
-    /// Loads one model's newest version; `Ok(false)` when it failed (recorded), `Err` when the
-    /// engine itself is unavailable.
-    fn load_entry(&self, entry: ModelEntry, engines: &Engines) -> Result<bool, EngineError> {
-        let name = entry.name.clone();
-        let config = match entry.config {
-            Ok(config) => config,
-            Err(e) => {
-                self.record_failure(&name, None, "config", &e.to_string());
-                return Ok(false);
-            }
-        };
-        let latest = entry
-            .versions
-            .last()
-            .expect("configs without versions are errors")
-            .clone();
-        let started = Instant::now();
-        let loaded = read_model_file(&latest.model_path)
-            .map_err(|e: RepoError| EngineError::InvalidModel(e.to_string()))
+    ) -> Result<LoadedModel, LoadFailure> {
+        let config = cached.config.clone();
+        let model_path = cached.model_path();
+        let loaded = cached
+            .read_model()
+            .map_err(|e| EngineError::InvalidModel(e.to_string()))
             .and_then(|bytes| {
                 let engine = engines.for_model(&config)?;
                 let options = engines.load_options(engine.as_ref(), &config);
                 let runners = engine.load(&bytes, &config, &options)?;
                 Ok((engine.name(), options, runners))
             });
-        let (engine, options, runners) = match loaded {
+        let (engine, options, mut runners) = match loaded {
             Ok(parts) => parts,
-            Err(EngineError::Unavailable(why)) => return Err(EngineError::Unavailable(why)),
+            Err(EngineError::Unavailable(why)) => {
+                return Err(LoadFailure::Fatal(EngineError::Unavailable(why)));
+            }
             Err(e) => {
-                let reason = format!("{}: {e}", latest.model_path.display());
                 let class = match e {
                     EngineError::SignatureMismatch(_) => "signature",
                     _ => "invalid_model",
                 };
-                self.record_failure(&name, Some(latest.version), class, &reason);
-                return Ok(false);
+                return Err(LoadFailure::Failed {
+                    class,
+                    reason: format!("{}: {e}", model_path.display()),
+                });
             }
         };
+        // One batch through the first runner before the version can take requests: the first
+        // real request does not pay for lazy initialisation, and a model that loads but cannot
+        // run never serves. Done here, before the batcher exists, so it is not counted as a
+        // request in the metrics.
+        if let Some(runner) = runners.first_mut() {
+            runner
+                .run(warmup_inputs(&config))
+                .map_err(|e| LoadFailure::Failed {
+                    class: "warmup",
+                    reason: format!("{}: the warm-up batch failed: {e}", model_path.display()),
+                })?;
+        }
         let settings = BatchSettings {
             max_batch_size: config.max_batch_size,
             preferred_batch_sizes: config.preferred_batch_sizes.clone(),
             max_queue_delay: config.max_queue_delay,
             max_queue_size: config.max_queue_size,
         };
-        let metrics = self.metrics.for_model(&name, latest.version);
-        let batcher = Batcher::start(&name, settings, runners, metrics);
+        let metrics = self.metrics.for_model(&cached.model, cached.version);
+        let batcher = Batcher::start(&cached.model, settings, runners, metrics);
         tracing::info!(
-            model = %name,
-            version = latest.version,
+            model = %cached.model,
+            version = cached.version,
             engine,
             device = %options.device,
             instances = options.instances,
             threads = options.intra_op_threads,
-            load_ms = started.elapsed().as_millis() as u64,
-            "model loaded"
+            "model version built"
         );
-        let model = Arc::new(LoadedModel {
-            name: name.clone(),
-            version: latest.version,
+        Ok(LoadedModel {
+            name: cached.model.clone(),
+            version: cached.version,
             config,
-            labels: entry.labels,
+            labels: cached.labels.clone(),
             engine,
             device: options.device,
             instances: options.instances,
             batcher,
-        });
-        let mut models = self.models.write().expect("model table lock");
-        let record = models.entry(name).or_default();
-        record.failure = None;
-        record
-            .versions
-            .insert(latest.version, VersionState::Ready(model));
-        self.metrics.models_loaded.inc();
-        Ok(true)
+        })
     }
 
-    fn record_failure(&self, name: &str, version: Option<u64>, class: &str, reason: &str) {
+    /// Puts a ready version in the table. From now on requests without a version get it if it
+    /// is the newest; requests already running on an older version finish there, because they
+    /// hold their own `Arc` of it.
+    pub fn insert_ready(&self, model: Arc<LoadedModel>) {
+        let mut models = self.models.write().expect("model table lock");
+        let record = models.entry(model.name.clone()).or_default();
+        record.failure = None;
+        let previous = record
+            .versions
+            .insert(model.version, VersionState::Ready(model));
+        if !matches!(previous, Some(VersionState::Ready(_))) {
+            self.metrics.models_loaded.inc();
+        }
+    }
+
+    /// Takes a version out of the table; its batcher stops once the last request holding it is
+    /// answered. Returns whether it was there.
+    pub fn remove_version(&self, name: &str, version: u64) -> bool {
+        let mut models = self.models.write().expect("model table lock");
+        let Some(record) = models.get_mut(name) else {
+            return false;
+        };
+        let removed = record.versions.remove(&version);
+        if matches!(removed, Some(VersionState::Ready(_))) {
+            self.metrics.models_loaded.dec();
+        }
+        if record.versions.is_empty() && record.failure.is_none() {
+            models.remove(name);
+        }
+        removed.is_some()
+    }
+
+    /// Takes a whole model out of the table (unloaded, or gone from the repository).
+    pub fn remove_model(&self, name: &str) {
+        let mut models = self.models.write().expect("model table lock");
+        if let Some(record) = models.remove(name) {
+            let ready = record
+                .versions
+                .values()
+                .filter(|s| matches!(s, VersionState::Ready(_)))
+                .count();
+            self.metrics.models_loaded.sub(ready as i64);
+        }
+    }
+
+    /// A copy of one model's record.
+    pub fn record(&self, name: &str) -> Option<ModelRecord> {
+        self.models
+            .read()
+            .expect("model table lock")
+            .get(name)
+            .cloned()
+    }
+
+    /// Every model's record, by name (for the repository index).
+    pub fn records(&self) -> BTreeMap<String, ModelRecord> {
+        self.models.read().expect("model table lock").clone()
+    }
+
+    /// Clears a model-wide failure (its config is good again).
+    pub fn clear_model_failure(&self, name: &str) {
+        if let Some(record) = self.models.write().expect("model table lock").get_mut(name) {
+            record.failure = None;
+        }
+    }
+
+    /// Records that a model (`version: None`) or one version failed, with its reason; counted in
+    /// the load-failure metric under `class`. Ready versions are untouched: they keep serving.
+    pub fn record_failure(&self, name: &str, version: Option<u64>, class: &str, reason: &str) {
         tracing::error!(model = %name, version, reason = %reason, "model failed to load");
         self.metrics
             .load_failures

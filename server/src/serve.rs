@@ -4,10 +4,11 @@ use crate::engines::Engines;
 use crate::http::{AppState, router};
 use crate::infer::Limits;
 use crate::models::ModelManager;
+use crate::repository::{ModelControl, RepositoryWatcher, SyncError};
 use anyhow::Context;
 use spindle_core::engine::{Device, EngineChoice};
 use spindle_core::metrics::Metrics;
-use spindle_loader::ModelRepository;
+use spindle_loader::{ModelCache, ModelRepository, RetryPolicy};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -19,8 +20,15 @@ use tokio::net::TcpListener;
 /// Everything `serve` needs, validated before anything binds.
 #[derive(Clone, Debug)]
 pub struct ServeConfig {
-    /// Model repository root.
-    pub repo: PathBuf,
+    /// Model repository: a directory or an `hdfs://` URL.
+    pub repo: String,
+    /// How often the repository is polled for new versions; zero turns polling off.
+    pub poll_interval: Duration,
+    /// Where verified copies of model versions are kept; with one, a start while the
+    /// repository is unreachable serves the last good copies. `None`: a temporary directory.
+    pub cache_dir: Option<PathBuf>,
+    /// Whether the load/unload API is on.
+    pub model_control: ModelControl,
     /// `--engine`.
     pub engine: EngineChoice,
     /// `--device`.
@@ -47,6 +55,8 @@ pub struct Listeners {
 pub struct Server {
     state: AppState,
     config: ServeConfig,
+    /// The temporary cache directory, removed when the server ends (none with --cache-dir).
+    _cache: Option<tempfile::TempDir>,
 }
 
 impl Server {
@@ -54,20 +64,53 @@ impl Server {
     /// requested engine or device is unavailable, or when not a single model could be loaded (so
     /// that a supervisor such as YARN restarts us rather than keeping a useless server).
     pub async fn load(config: ServeConfig) -> anyhow::Result<Server> {
-        let repo = ModelRepository::open(&config.repo)?;
+        let repo = ModelRepository::connect(&config.repo, RetryPolicy::default())?;
+        let (cache, cache_guard) = match &config.cache_dir {
+            Some(dir) => (ModelCache::new(dir)?, None),
+            None => {
+                let tmp = tempfile::Builder::new()
+                    .prefix("spindle-cache-")
+                    .tempdir()?;
+                (ModelCache::new(tmp.path())?, Some(tmp))
+            }
+        };
         let metrics = Metrics::new();
         let models = Arc::new(ModelManager::new(metrics));
-        let engines = Engines::new(config.engine, config.device);
-        let loading = models.clone();
-        let ready = tokio::task::spawn_blocking(move || loading.load_repository(&repo, &engines))
-            .await
-            .context("model loading panicked")??;
+        let engines = Arc::new(Engines::new(config.engine, config.device));
+        let watcher = Arc::new(RepositoryWatcher::new(
+            repo,
+            cache,
+            models.clone(),
+            engines,
+            config.model_control,
+        ));
+        match watcher.sync().await {
+            Ok(()) => {}
+            Err(SyncError::Repo(e)) if e.is_unreachable() => {
+                let ready = watcher.load_from_cache().await?;
+                if ready == 0 {
+                    anyhow::bail!(
+                        "{e}\nno cached copy to serve meanwhile (run with --cache-dir DIR so the next start can serve the last good versions while HDFS is down)"
+                    );
+                }
+                tracing::warn!(error = %e, ready, "model repository unreachable: serving the last good copies from the cache until it comes back");
+            }
+            Err(e) => return Err(e.into()),
+        }
         let total = models.model_count();
+        let ready = models
+            .records()
+            .values()
+            .filter(|r| r.latest_ready().is_some())
+            .count();
         if ready == 0 && total > 0 {
             anyhow::bail!(
                 "none of the {total} models in {} could be loaded (see the errors above)",
-                config.repo.display()
+                config.repo
             );
+        }
+        if total == 0 {
+            tracing::warn!(repo = %config.repo, "model repository holds no models");
         }
         tracing::info!(ready, failed = total - ready, "model repository loaded");
         Ok(Server {
@@ -77,9 +120,16 @@ impl Server {
                 limits: Limits {
                     max_image_pixels: config.max_image_pixels,
                 },
+                repository: watcher,
             },
             config,
+            _cache: cache_guard,
         })
+    }
+
+    /// The repository watcher (tests inspect it).
+    pub fn repository(&self) -> &Arc<RepositoryWatcher> {
+        &self.state.repository
     }
 
     /// The model manager (tests inspect it).
@@ -102,6 +152,10 @@ impl Server {
             let _ = tcp.set_nodelay(true);
         });
         let app = router(self.state.clone(), self.config.max_body);
+        let _polling = crate::repository::poll::spawn(
+            self.state.repository.clone(),
+            self.config.poll_interval,
+        );
         let ready = self.state.ready.clone();
         ready.store(true, Ordering::Release);
         tracing::info!(%addr, "serving KServe v2 and TF Serving REST over HTTP");

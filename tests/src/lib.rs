@@ -1,6 +1,8 @@
 //! Spindle integration tests: real servers on port 0, real clients. Shared fixtures live here;
 //! the tests are in `tests/tests/`.
 
+pub mod hdfs;
+
 use spindle_core::engine::{Device, EngineChoice};
 use spindle_server::serve::{Listeners, ServeConfig, Server};
 use spindle_zoo::ZooModel;
@@ -36,7 +38,10 @@ impl TestServer {
 /// Default test settings for a repository.
 pub fn serve_config(repo: &Path) -> ServeConfig {
     ServeConfig {
-        repo: repo.to_path_buf(),
+        repo: repo.display().to_string(),
+        poll_interval: Duration::ZERO,
+        cache_dir: None,
+        model_control: spindle_server::repository::ModelControl::Poll,
         engine: EngineChoice::Auto,
         device: Device::Cpu,
         max_body: 64 << 20,

@@ -23,6 +23,7 @@
 use crate::dtype::DataType;
 use crate::engine::EngineChoice;
 use crate::tensor::{Tensor, element_count};
+use crate::version_policy::VersionPolicy;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
@@ -180,6 +181,13 @@ pub struct ModelConfig {
     pub inputs: Vec<TensorSpec>,
     /// Outputs, in the order engines return them.
     pub outputs: Vec<TensorSpec>,
+    /// Which versions to serve (repository loading; default: the newest one).
+    #[serde(default, skip_serializing_if = "VersionPolicy::is_default")]
+    pub version_policy: VersionPolicy,
+    /// Serve a version only once its directory holds a `_SUCCESS` marker: for writers that
+    /// cannot publish by rename (a Spark or Pig job writing in place).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub require_success_marker: bool,
 }
 
 impl ModelConfig {
@@ -225,6 +233,9 @@ impl ModelConfig {
                 "a model needs at least one output",
             ));
         }
+        self.version_policy
+            .validate()
+            .map_err(|message| ConfigError::new("version_policy", message))?;
         if self.max_queue_size == 0 {
             return Err(ConfigError::new("max_queue_size", "must be at least 1"));
         }

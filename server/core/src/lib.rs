@@ -27,6 +27,7 @@ pub mod metrics;
 pub mod signature;
 pub mod statistics;
 pub mod tensor;
+pub mod version_policy;
 
 pub use config::ModelConfig;
 pub use dtype::DataType;

@@ -91,7 +91,7 @@ pub fn parse_request(
                     classification,
                 })
             })
-            .collect::<Result<Vec<_>, _>>()?
+            .collect::<Result<Vec<_>, InferError>>()?
     };
     Ok(InferRequest {
         id: (!request.id.is_empty()).then_some(request.id),

@@ -283,15 +283,14 @@ impl GrpcInferenceService for InferenceService {
         let only_ready = request.into_inner().ready;
         let models = self
             .state
-            .models
-            .index()
+            .repository
+            .index(only_ready)
             .into_iter()
-            .filter(|e| e.ready || !only_ready)
             .map(|e| pb::repository_index_response::ModelIndex {
                 name: e.name,
-                version: e.version.map(|v| v.to_string()).unwrap_or_default(),
-                state: if e.ready { "READY" } else { "UNAVAILABLE" }.into(),
-                reason: e.reason,
+                version: e.version.unwrap_or_default(),
+                state: e.state,
+                reason: e.reason.unwrap_or_default(),
             })
             .collect();
         Ok(Response::new(pb::RepositoryIndexResponse { models }))
@@ -299,23 +298,27 @@ impl GrpcInferenceService for InferenceService {
 
     async fn repository_model_load(
         &self,
-        _: Request<pb::RepositoryModelLoadRequest>,
+        request: Request<pb::RepositoryModelLoadRequest>,
     ) -> Result<Response<pb::RepositoryModelLoadResponse>, Status> {
-        Err(model_control_off())
+        let name = request.into_inner().model_name;
+        self.state
+            .repository
+            .load_model(&name)
+            .await
+            .map_err(|e| status(e.into()))?;
+        Ok(Response::new(pb::RepositoryModelLoadResponse {}))
     }
 
     async fn repository_model_unload(
         &self,
-        _: Request<pb::RepositoryModelUnloadRequest>,
+        request: Request<pb::RepositoryModelUnloadRequest>,
     ) -> Result<Response<pb::RepositoryModelUnloadResponse>, Status> {
-        Err(model_control_off())
+        let name = request.into_inner().model_name;
+        self.state
+            .repository
+            .unload_model(&name)
+            .await
+            .map_err(|e| status(e.into()))?;
+        Ok(Response::new(pb::RepositoryModelUnloadResponse {}))
     }
-}
-
-/// Loading and unloading on request is a privileged operation (Triton's CVE-2023-31036 came
-/// through it); this server manages models from its repository only.
-fn model_control_off() -> Status {
-    Status::failed_precondition(
-        "model control is disabled: this server loads models from its repository only",
-    )
 }

@@ -5,10 +5,12 @@
 //! - [`codec`]: request parsing and response encoding, JSON and binary tensors.
 //! - [`triton`]: Triton's model configuration and statistics extensions.
 //! - [`tfserving`]: TensorFlow Serving's REST API (`/v1/models/...:predict`).
+//! - [`repository`]: the repository index and explicit model load/unload.
 //! - [`error`]: the JSON error body and status codes, from the core's error table.
 
 pub mod codec;
 pub mod error;
+pub mod repository;
 pub mod tfserving;
 pub mod triton;
 pub mod v2;
@@ -31,6 +33,8 @@ pub struct AppState {
     pub ready: Arc<AtomicBool>,
     /// Request limits shared by every front end.
     pub limits: crate::infer::Limits,
+    /// The repository watcher (index, model control).
+    pub repository: Arc<crate::repository::RepositoryWatcher>,
 }
 
 impl AppState {
@@ -46,6 +50,7 @@ pub fn router(state: AppState, max_body: usize) -> Router {
         .merge(v2::routes())
         .merge(triton::routes())
         .merge(tfserving::routes())
+        .merge(repository::routes())
         .route("/metrics", get(metrics))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(max_body))

@@ -526,22 +526,23 @@ fn status_json(state: &AppState, model: &str, version: Option<&str>) -> Result<V
             None
         }
     };
+    let wanted = wanted.map(|v| v.to_string());
     let statuses: Vec<Value> = state
-        .models
-        .index()
+        .repository
+        .index(false)
         .into_iter()
         .filter(|e| e.name == model && e.version.is_some())
         .filter(|e| wanted.is_none() || e.version == wanted)
         .map(|e| {
-            let (state, code) = if e.ready {
+            let (state, code) = if e.state == "READY" {
                 ("AVAILABLE", "OK")
             } else {
                 ("END", "UNKNOWN")
             };
             json!({
-                "version": e.version.unwrap_or_default().to_string(),
+                "version": e.version,
                 "state": state,
-                "status": { "error_code": code, "error_message": e.reason },
+                "status": { "error_code": code, "error_message": e.reason.unwrap_or_default() },
             })
         })
         .collect();

@@ -130,6 +130,8 @@ fn config(model: ZooModel, max_batch_size: usize, image: &[usize], classes: usiz
         instance_count: None,
         intra_op_threads: None,
         engine: Default::default(),
+        version_policy: Default::default(),
+        require_success_marker: false,
         inputs: vec![TensorSpec {
             name: "images".to_string(),
             dtype: DataType::F32,

@@ -1,0 +1,162 @@
+//! `spindle repo publish` and `spindle repo ls`: write and inspect a model repository, local or
+//! on HDFS, the way the server reads it.
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use spindle_loader::{MODEL_FILE, ModelRepository, RetryPolicy, SHA256_FILE, SUCCESS_FILE};
+use std::path::PathBuf;
+
+/// `spindle repo` subcommands.
+#[derive(Subcommand, Debug)]
+pub enum RepoCommand {
+    /// Publish a model file as a new version (uploaded beside the versions, then renamed into
+    /// place in one step, with a sha256 sidecar).
+    Publish(PublishArgs),
+    /// List models, their versions and whether each would be served.
+    Ls(LsArgs),
+}
+
+/// `spindle repo publish`.
+#[derive(Args, Debug)]
+pub struct PublishArgs {
+    /// Repository: a directory or hdfs://host:port/path (hdfs://nameservice/path with
+    /// HADOOP_CONF_DIR).
+    pub repo: String,
+    /// Model name.
+    pub model: String,
+    /// The ONNX file to publish.
+    pub file: PathBuf,
+    /// Version number (default: the newest plus one).
+    #[arg(long)]
+    pub version: Option<u64>,
+    /// A config.toml to install for the model (needed for its first version).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// A labels.txt to install beside the config.
+    #[arg(long)]
+    pub labels: Option<PathBuf>,
+}
+
+/// `spindle repo ls`.
+#[derive(Args, Debug)]
+pub struct LsArgs {
+    /// Repository: a directory or hdfs:// URL.
+    pub repo: String,
+}
+
+/// Runs a `spindle repo` subcommand.
+pub async fn run(command: RepoCommand) -> anyhow::Result<()> {
+    match command {
+        RepoCommand::Publish(args) => publish(args).await,
+        RepoCommand::Ls(args) => ls(args).await,
+    }
+}
+
+async fn publish(args: PublishArgs) -> anyhow::Result<()> {
+    let model = std::fs::read(&args.file)
+        .with_context(|| format!("reading the model file {}", args.file.display()))?;
+    let read_text = |path: &Option<PathBuf>| -> anyhow::Result<Option<String>> {
+        path.as_ref()
+            .map(|p| std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display())))
+            .transpose()
+    };
+    let config = read_text(&args.config)?;
+    let labels = read_text(&args.labels)?;
+    let repo = ModelRepository::connect(&args.repo, RetryPolicy::default())?;
+    let version = repo
+        .publish(
+            &args.model,
+            &model,
+            args.version,
+            config.as_deref(),
+            labels.as_deref(),
+        )
+        .await?;
+    println!(
+        "{}",
+        repo.storage().display(&format!("{}/{version}", args.model))
+    );
+    Ok(())
+}
+
+async fn ls(args: LsArgs) -> anyhow::Result<()> {
+    let repo = ModelRepository::open(&args.repo, RetryPolicy::default()).await?;
+    let models = repo.scan().await?;
+    if models.is_empty() {
+        println!("{}: no models", repo.location());
+    }
+    for model in models {
+        match &model.config {
+            Ok(config) => println!(
+                "{}  (version policy: {:?})",
+                model.name, config.version_policy
+            ),
+            Err(e) => println!("{}  BROKEN: {e}", model.name),
+        }
+        let wanted: Vec<u64> = model.wanted_versions().iter().map(|v| v.version).collect();
+        let complete: Vec<u64> = model
+            .complete_versions()
+            .iter()
+            .map(|v| v.version)
+            .collect();
+        for version in &model.versions {
+            let size = version
+                .file(MODEL_FILE)
+                .map_or("-".to_string(), |f| format!("{} bytes", f.len));
+            let state = if wanted.contains(&version.version) {
+                "served"
+            } else if complete.contains(&version.version) {
+                "not wanted by the policy"
+            } else if !version.has_model() {
+                "incomplete: no model.onnx"
+            } else {
+                "incomplete: no _SUCCESS marker"
+            };
+            let checks = [
+                (SHA256_FILE, version.file(SHA256_FILE).is_some()),
+                (SUCCESS_FILE, version.has_success_marker()),
+            ]
+            .iter()
+            .filter(|(_, present)| *present)
+            .map(|(name, _)| *name)
+            .collect::<Vec<_>>()
+            .join(", ");
+            println!("  {:>6}  {size:>16}  {state}  {checks}", version.version);
+        }
+    }
+    Ok(())
+}
+
+/// `spindle zoo --out hdfs://...`: writes the zoo locally, then publishes each model.
+pub async fn publish_dir(local: &std::path::Path, repo: &str) -> anyhow::Result<Vec<String>> {
+    let target = ModelRepository::connect(repo, RetryPolicy::default())?;
+    let source =
+        ModelRepository::open(&local.display().to_string(), RetryPolicy::default()).await?;
+    let mut published = Vec::new();
+    for model in source.scan().await? {
+        for version in &model.versions {
+            let path = local
+                .join(&model.name)
+                .join(version.version.to_string())
+                .join(MODEL_FILE);
+            let bytes =
+                std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+            let rel = format!("{}/{}", model.name, version.version);
+            if target.storage().exists(&rel).await? {
+                tracing::info!(path = %target.storage().display(&rel), "already published; skipping");
+                continue;
+            }
+            let v = target
+                .publish(
+                    &model.name,
+                    &bytes,
+                    Some(version.version),
+                    model.config_text.as_deref(),
+                    model.labels_text.as_deref(),
+                )
+                .await?;
+            published.push(target.storage().display(&format!("{}/{v}", model.name)));
+        }
+    }
+    Ok(published)
+}
