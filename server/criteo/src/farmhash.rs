@@ -18,7 +18,9 @@ fn fetch64(s: &[u8], at: usize) -> u64 {
 
 #[inline(always)]
 fn fetch32(s: &[u8], at: usize) -> u64 {
-    u64::from(u32::from_le_bytes(s[at..at + 4].try_into().expect("4 bytes")))
+    u64::from(u32::from_le_bytes(
+        s[at..at + 4].try_into().expect("4 bytes"),
+    ))
 }
 
 #[inline(always)]
@@ -297,7 +299,11 @@ mod tests {
         assert_eq!(fingerprint64(b"b"), 11795596070477164822);
         assert_eq!(fingerprint64(b"c"), 11430444447143000872);
         assert_eq!(fingerprint64(b"d"), 4470636696479570465);
-        assert!(["a", "b", "c"].iter().all(|s| hash_bucket_fast(s.as_bytes(), 1) == 0));
+        assert!(
+            ["a", "b", "c"]
+                .iter()
+                .all(|s| hash_bucket_fast(s.as_bytes(), 1) == 0)
+        );
     }
 
     #[test]

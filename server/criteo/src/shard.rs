@@ -3,7 +3,7 @@
 //! list of shard files.
 
 use std::fs::File;
-use std::io::{self, BufRead, BufReader};
+use std::io::{self, BufRead, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 /// How a shard is compressed.
@@ -73,6 +73,64 @@ pub fn open_shard(path: &Path) -> io::Result<Box<dyn BufRead + Send>> {
     })
 }
 
+/// A shard being written, compressed as its name says; [`ShardWriter::finish`] flushes and
+/// completes the compressed stream, reporting errors a drop would swallow.
+pub enum ShardWriter {
+    /// Plain text.
+    Plain(BufWriter<File>),
+    /// gzip.
+    Gzip(flate2::write::GzEncoder<BufWriter<File>>),
+    /// bzip2.
+    Bzip2(bzip2::write::BzEncoder<BufWriter<File>>),
+}
+
+impl ShardWriter {
+    /// Wraps `file` in the encoder for `compression`.
+    pub fn new(file: File, compression: Compression) -> ShardWriter {
+        let file = BufWriter::with_capacity(BUFFER, file);
+        match compression {
+            Compression::None => ShardWriter::Plain(file),
+            Compression::Gzip => ShardWriter::Gzip(flate2::write::GzEncoder::new(
+                file,
+                flate2::Compression::new(6),
+            )),
+            Compression::Bzip2 => ShardWriter::Bzip2(bzip2::write::BzEncoder::new(
+                file,
+                bzip2::Compression::default(),
+            )),
+        }
+    }
+
+    /// Flushes everything and ends the compressed stream.
+    pub fn finish(self) -> io::Result<()> {
+        let mut file = match self {
+            ShardWriter::Plain(f) => f,
+            ShardWriter::Gzip(e) => e.finish()?,
+            ShardWriter::Bzip2(e) => e.finish()?,
+        };
+        file.flush()?;
+        file.into_inner().map_err(|e| e.into_error())?.sync_all()
+    }
+}
+
+impl Write for ShardWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            ShardWriter::Plain(w) => w.write(buf),
+            ShardWriter::Gzip(w) => w.write(buf),
+            ShardWriter::Bzip2(w) => w.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            ShardWriter::Plain(w) => w.flush(),
+            ShardWriter::Gzip(w) => w.flush(),
+            ShardWriter::Bzip2(w) => w.flush(),
+        }
+    }
+}
+
 /// A pattern that matched nothing, or is not a pattern.
 #[derive(Debug, thiserror::Error)]
 pub enum GlobError {
@@ -85,7 +143,9 @@ pub enum GlobError {
         message: String,
     },
     /// Nothing matched.
-    #[error("no file matches '{0}' (quote the pattern so the shell does not expand it, and check the directory)")]
+    #[error(
+        "no file matches '{0}' (quote the pattern so the shell does not expand it, and check the directory)"
+    )]
     NoMatch(String),
 }
 

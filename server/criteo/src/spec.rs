@@ -123,7 +123,8 @@ impl CategoricalFeature {
 impl FeatureSpec {
     /// Parses and validates `features.toml` text.
     pub fn from_toml(text: &str) -> Result<FeatureSpec, SpecError> {
-        let spec: FeatureSpec = toml::from_str(text).map_err(|e| SpecError::Parse(e.to_string()))?;
+        let spec: FeatureSpec =
+            toml::from_str(text).map_err(|e| SpecError::Parse(e.to_string()))?;
         spec.validate()?;
         Ok(spec)
     }
@@ -332,9 +333,15 @@ mod tests {
     #[test]
     fn validation_errors_name_the_field() {
         let e = err(|s| s.id_space += 1);
-        assert!(e.contains("id_space") && e.contains("set id_space ="), "{e}");
+        assert!(
+            e.contains("id_space") && e.contains("set id_space ="),
+            "{e}"
+        );
         let e = err(|s| s.integer[3].boundaries = vec![5, 5]);
-        assert!(e.contains("integer[3].boundaries") && e.contains("I4"), "{e}");
+        assert!(
+            e.contains("integer[3].boundaries") && e.contains("I4"),
+            "{e}"
+        );
         let e = err(|s| s.categorical[2].hash_buckets = 0);
         assert!(e.contains("categorical[2].hash_buckets"), "{e}");
         let e = err(|s| s.cross[1].features = vec!["C5".into(), "C99".into()]);
@@ -346,7 +353,10 @@ mod tests {
         });
         assert!(e.contains("13 integer columns"), "{e}");
         let e = err(|s| s.categorical[1].name = "C1".into());
-        assert!(e.contains("categorical[1].name") && e.contains("twice"), "{e}");
+        assert!(
+            e.contains("categorical[1].name") && e.contains("twice"),
+            "{e}"
+        );
     }
 
     #[test]

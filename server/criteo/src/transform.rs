@@ -74,7 +74,11 @@ pub struct RowError {
 fn shown(bytes: &[u8]) -> String {
     const MAX: usize = 40;
     let text = String::from_utf8_lossy(&bytes[..bytes.len().min(MAX)]).into_owned();
-    if bytes.len() > MAX { text + "..." } else { text }
+    if bytes.len() > MAX {
+        text + "..."
+    } else {
+        text
+    }
 }
 
 struct CompiledCross {
@@ -182,7 +186,11 @@ impl Transformer {
                 let label = match &line[s as usize..e as usize] {
                     b"0" => false,
                     b"1" => true,
-                    other => return Err(RowProblem::BadLabel { value: shown(other) }),
+                    other => {
+                        return Err(RowProblem::BadLabel {
+                            value: shown(other),
+                        });
+                    }
                 };
                 (Some(label), 1)
             }
@@ -255,8 +263,7 @@ impl Transformer {
             self.transform(line.as_ref(), out)
                 .map_err(|problem| RowError { row, problem })?;
         }
-        Ok(Tensor::new(vec![rows.len(), fields], TensorData::I64(ids))
-            .expect("rows x fields ids"))
+        Ok(Tensor::new(vec![rows.len(), fields], TensorData::I64(ids)).expect("rows x fields ids"))
     }
 }
 

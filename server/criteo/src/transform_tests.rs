@@ -23,7 +23,9 @@ fn transformer() -> Transformer {
 fn integers_bucketize_with_a_missing_bucket_and_tokens_hash_like_tensorflow() {
     let t = transformer();
     let spec = t.spec().clone();
-    let ints = ["1", "", "-3", "0", "5", "7", "8", "65536", "100000", "2", "3", "4", "6"];
+    let ints = [
+        "1", "", "-3", "0", "5", "7", "8", "65536", "100000", "2", "3", "4", "6",
+    ];
     let line = row(Some("1"), ints, TOKENS);
     let mut ids = vec![0; t.fields()];
     assert_eq!(t.transform(line.as_bytes(), &mut ids), Ok(Some(true)));
@@ -32,7 +34,12 @@ fn integers_bucketize_with_a_missing_bucket_and_tokens_hash_like_tensorflow() {
     let expected_buckets = [3, 0, 1, 2, 6, 7, 8, 21, 21, 4, 5, 6, 7];
     let size = spec.integer[0].size() as i64;
     for (i, bucket) in expected_buckets.into_iter().enumerate() {
-        assert_eq!(ids[i], i as i64 * size + bucket, "integer column I{}", i + 1);
+        assert_eq!(
+            ids[i],
+            i as i64 * size + bucket,
+            "integer column I{}",
+            i + 1
+        );
     }
     // Categoricals: offset + Fingerprint64(token) % buckets, the missing one gets id `buckets`.
     let mut offset = 13 * size;
@@ -73,10 +80,12 @@ fn crosses_change_when_either_component_changes() {
     let t = transformer();
     let mut a = vec![0; t.fields()];
     let mut b = vec![0; t.fields()];
-    t.transform(row(None, ["1"; 13], TOKENS).as_bytes(), &mut a).unwrap();
+    t.transform(row(None, ["1"; 13], TOKENS).as_bytes(), &mut a)
+        .unwrap();
     let mut other = TOKENS;
     other[1] = "00000001"; // C2, in the C1 x C2 cross only
-    t.transform(row(None, ["1"; 13], other).as_bytes(), &mut b).unwrap();
+    t.transform(row(None, ["1"; 13], other).as_bytes(), &mut b)
+        .unwrap();
     assert_ne!(a[39], b[39], "C1_x_C2 must see C2");
     assert_eq!(a[40..], b[40..], "the other crosses do not involve C2");
 }
@@ -85,7 +94,11 @@ fn crosses_change_when_either_component_changes() {
 fn every_bad_row_names_the_column() {
     let t = transformer();
     let mut ids = vec![0; t.fields()];
-    let mut bad = |line: String| t.transform(line.as_bytes(), &mut ids).unwrap_err().to_string();
+    let mut bad = |line: String| {
+        t.transform(line.as_bytes(), &mut ids)
+            .unwrap_err()
+            .to_string()
+    };
 
     let e = bad(row(None, ["1"; 13], TOKENS).replacen('\t', " ", 1));
     assert!(e.contains("expected 39") && e.contains("found 38"), "{e}");
@@ -97,7 +110,10 @@ fn every_bad_row_names_the_column() {
     let mut ints = ["1"; 13];
     ints[4] = "12x";
     let e = bad(row(Some("1"), ints, TOKENS));
-    assert!(e.contains("column 6 (I5)") && e.contains("'12x' is not an integer"), "{e}");
+    assert!(
+        e.contains("column 6 (I5)") && e.contains("'12x' is not an integer"),
+        "{e}"
+    );
     let e = bad(row(None, ints, TOKENS));
     assert!(e.contains("column 5 (I5)"), "{e}");
     ints[4] = "99999999999999999999";
@@ -106,12 +122,18 @@ fn every_bad_row_names_the_column() {
     let mut tokens = TOKENS;
     tokens[2] = "zz936136";
     let e = bad(row(Some("0"), ["1"; 13], tokens));
-    assert!(e.contains("column 17 (C3)") && e.contains("8 hex digits"), "{e}");
+    assert!(
+        e.contains("column 17 (C3)") && e.contains("8 hex digits"),
+        "{e}"
+    );
     tokens[2] = "fb93613";
     assert!(bad(row(None, ["1"; 13], tokens)).contains("column 16 (C3)"));
 
     let e = bad(row(Some("2"), ["1"; 13], TOKENS));
-    assert!(e.contains("column 1 (label)") && e.contains("not 0 or 1"), "{e}");
+    assert!(
+        e.contains("column 1 (label)") && e.contains("not 0 or 1"),
+        "{e}"
+    );
 }
 
 #[test]
