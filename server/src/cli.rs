@@ -33,13 +33,21 @@ pub struct Cli {
 pub enum Command {
     /// Serve a model repository over HTTP (KServe v2 / Open Inference Protocol).
     Serve(ServeArgs),
-    /// Write the model zoo (cifar10, inception_v3) as a model repository of real ONNX files.
+    /// Write the model zoo (cifar10, inception_v3, criteo_ctr) as a model repository of real ONNX files.
     Zoo(ZooArgs),
     /// Load-test running servers: closed-loop concurrency sweeps, latency percentiles, CSV/JSON.
     Loadtest(spindle_loadtest::LoadtestArgs),
     /// Measure: in-process engine throughput (the limit serving is judged against).
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Generate data sets (Criteo click logs).
+    #[command(subcommand)]
+    Data(crate::criteo_cmd::DataCommand),
+    /// Fit models on raw data (Criteo CTR).
+    #[command(subcommand)]
+    Train(crate::criteo_cmd::TrainCommand),
+    /// Batch-score raw Criteo shards: one output part per shard, _SUCCESS when all are done.
+    Score(crate::criteo_cmd::ScoreArgs),
 }
 
 /// `spindle bench` subcommands.
@@ -88,7 +96,7 @@ pub struct ZooArgs {
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
     /// Models to write, comma separated.
-    #[arg(long, value_delimiter = ',', default_value = "cifar10,inception_v3", value_parser = parse_zoo_model)]
+    #[arg(long, value_delimiter = ',', default_value = "cifar10,inception_v3,criteo_ctr", value_parser = parse_zoo_model)]
     pub models: Vec<spindle_zoo::ZooModel>,
 }
 
@@ -156,6 +164,18 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Bench(BenchCommand::Engine(args)) => {
             tokio::task::spawn_blocking(move || crate::bench::run(&args)).await??;
+            Ok(())
+        }
+        Command::Data(crate::criteo_cmd::DataCommand::Criteo(args)) => {
+            tokio::task::spawn_blocking(move || crate::criteo_cmd::data(args)).await??;
+            Ok(())
+        }
+        Command::Train(crate::criteo_cmd::TrainCommand::Criteo(args)) => {
+            tokio::task::spawn_blocking(move || crate::criteo_cmd::train_criteo(args)).await??;
+            Ok(())
+        }
+        Command::Score(args) => {
+            tokio::task::spawn_blocking(move || crate::criteo_cmd::score(args)).await??;
             Ok(())
         }
     }
