@@ -13,7 +13,7 @@ use spindle_core::{Tensor, TensorData};
 pub const COLUMNS: usize = INTEGER_COLUMNS + CATEGORICAL_COLUMNS;
 
 /// TensorFlow's default key for hashed crosses (`sparse_cross_hashed`'s `hash_key`).
-const CROSS_KEY: u64 = 0xDECA_FCAF_FE;
+const CROSS_KEY: u64 = 0xDE_CAFC_AFFE;
 
 /// The cross component of a missing categorical value: a constant no 8-byte token hashes to in
 /// practice, so "missing" crosses like a value of its own.
