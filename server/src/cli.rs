@@ -34,7 +34,7 @@ pub struct Cli {
 pub enum Command {
     /// Serve a model repository: KServe v2 over HTTP and gRPC, TF Serving REST, /metrics.
     Serve(ServeArgs),
-    /// Write the model zoo (cifar10, inception_v3) as a model repository of real ONNX files.
+    /// Write the model zoo (cifar10, inception_v3, criteo_ctr) as a model repository of real ONNX files.
     Zoo(ZooArgs),
     /// Send one request to a running server and print the answer (an image, a JSON tensor, or
     /// TSV rows), e.g. `spindle infer --model cifar10 --image cat.png --top 3`.
@@ -47,6 +47,14 @@ pub enum Command {
     /// Publish to and list a model repository (a directory or hdfs://).
     #[command(subcommand)]
     Repo(crate::repo_cmd::RepoCommand),
+    /// Generate data sets (Criteo click logs).
+    #[command(subcommand)]
+    Data(crate::criteo_cmd::DataCommand),
+    /// Fit models on raw data (Criteo CTR).
+    #[command(subcommand)]
+    Train(crate::criteo_cmd::TrainCommand),
+    /// Batch-score raw Criteo shards: one output part per shard, _SUCCESS when all are done.
+    Score(crate::criteo_cmd::ScoreArgs),
 }
 
 /// `spindle bench` subcommands.
@@ -54,6 +62,8 @@ pub enum Command {
 pub enum BenchCommand {
     /// Run a model in-process on an engine at several batch sizes: images/s and latency.
     Engine(crate::bench::EngineBenchArgs),
+    /// Time decoding and preparing one encoded image, per preprocessing kind.
+    Preprocess(crate::bench_preprocess::PreprocessBenchArgs),
 }
 
 /// `spindle serve`.
@@ -120,7 +130,7 @@ pub struct ZooArgs {
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
     /// Models to write, comma separated.
-    #[arg(long, value_delimiter = ',', default_value = "cifar10,inception_v3", value_parser = parse_zoo_model)]
+    #[arg(long, value_delimiter = ',', default_value = "cifar10,inception_v3,criteo_ctr", value_parser = parse_zoo_model)]
     pub models: Vec<spindle_zoo::ZooModel>,
 }
 
@@ -194,6 +204,22 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Bench(BenchCommand::Engine(args)) => {
             tokio::task::spawn_blocking(move || crate::bench::run(&args)).await??;
+            Ok(())
+        }
+        Command::Bench(BenchCommand::Preprocess(args)) => {
+            tokio::task::spawn_blocking(move || crate::bench_preprocess::run(&args)).await??;
+            Ok(())
+        }
+        Command::Data(crate::criteo_cmd::DataCommand::Criteo(args)) => {
+            tokio::task::spawn_blocking(move || crate::criteo_cmd::data(args)).await??;
+            Ok(())
+        }
+        Command::Train(crate::criteo_cmd::TrainCommand::Criteo(args)) => {
+            tokio::task::spawn_blocking(move || crate::criteo_cmd::train_criteo(args)).await??;
+            Ok(())
+        }
+        Command::Score(args) => {
+            tokio::task::spawn_blocking(move || crate::criteo_cmd::score(args)).await??;
             Ok(())
         }
     }

@@ -130,6 +130,14 @@ pub fn model_config(model: &LoadedModel) -> TritonConfig {
             );
         }
     }
+    if let Some(text) = &model.features_text {
+        parameters.insert(
+            "features.toml".to_string(),
+            TritonParameter {
+                string_value: text.clone(),
+            },
+        );
+    }
     let (kind, gpus) = match model.device {
         spindle_core::engine::Device::Cpu => ("KIND_CPU", Vec::new()),
         spindle_core::engine::Device::Cuda(n) => ("KIND_GPU", vec![n as i32]),

@@ -150,11 +150,17 @@ pub async fn run(
     let config = &model.config;
     if preprocess::needs_preparation(&config.inputs, &request.inputs) {
         let specs = config.inputs.clone();
+        let features = model.features.clone();
         let mut inputs = std::mem::take(&mut request.inputs);
         // Decoding is milliseconds of CPU per image: keep it off the async workers.
         request.inputs = tokio::task::spawn_blocking(move || {
-            preprocess::prepare_inputs(&specs, &mut inputs, limits.max_image_pixels)
-                .map(|()| inputs)
+            preprocess::prepare_inputs(
+                &specs,
+                &mut inputs,
+                limits.max_image_pixels,
+                features.as_deref(),
+            )
+            .map(|()| inputs)
         })
         .await
         .map_err(|e| {

@@ -10,14 +10,19 @@
 //! - [`repository`]: keeps served versions in step with the repository (polling, hot swap).
 //! - [`repo_cmd`]: `spindle repo publish` and `spindle repo ls`.
 //! - [`serve`]: loads a repository, binds and serves until a stop signal, then drains.
-//! - [`bench`]: `spindle bench engine`, the in-process limit serving is measured against.
+//! - [`bench`]: `spindle bench engine`, the in-process limit serving is measured against;
+//!   [`bench_preprocess`]: `spindle bench preprocess`, the cost of decoding an image.
 //! - [`cli`]: the `spindle` command line; [`infer_cmd`] is `spindle infer`.
+//! - [`criteo_cmd`]: `spindle data criteo` and `spindle train criteo`, and `spindle score`'s arguments.
+//! - [`score`]: batch scoring of raw Criteo shards behind a small backend trait.
 //!
 //! The inference core (tensors, configs, the batcher, errors, metrics) lives in `spindle-core`;
 //! the front ends here only parse, look up a model, call its batcher and encode the answer.
 
 pub mod bench;
+pub mod bench_preprocess;
 pub mod cli;
+pub mod criteo_cmd;
 pub mod describe;
 pub mod engines;
 pub mod grpc;
@@ -28,4 +33,5 @@ pub mod models;
 pub mod preprocess;
 pub mod repo_cmd;
 pub mod repository;
+pub mod score;
 pub mod serve;

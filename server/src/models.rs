@@ -28,10 +28,74 @@ pub struct LoadedModel {
     pub engine: &'static str,
     /// Device it runs on.
     pub device: spindle_core::engine::Device,
+    /// The version's row transform (`features.toml`), for models that take raw rows.
+    pub features: Option<Arc<spindle_criteo::transform::Transformer>>,
+    /// `features.toml` as written, served in the model config so remote scorers transform rows
+    /// exactly as the server does.
+    pub features_text: Option<String>,
     /// Engine instances (workers).
     pub instances: usize,
     /// The model's queue.
     pub batcher: Batcher,
+}
+
+/// The version's `features.toml`, compiled, when its config has a `criteo_rows` input (which
+/// cannot be served without it) or the file is present.
+#[allow(clippy::type_complexity)]
+fn read_features(
+    cached: &CachedVersion,
+) -> Result<
+    (
+        Option<Arc<spindle_criteo::transform::Transformer>>,
+        Option<String>,
+    ),
+    LoadFailure,
+> {
+    let path = cached.dir.join(spindle_loader::FEATURES_FILE);
+    let needed = cached
+        .config
+        .inputs
+        .iter()
+        .any(|s| s.preprocess == Some(spindle_core::config::Preprocess::CriteoRows));
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(_) if !needed => return Ok((None, None)),
+        Err(e) => {
+            return Err(LoadFailure::Failed {
+                class: "features",
+                reason: format!(
+                    "{}: {e} (an input takes criteo_rows, which needs the features.toml the model was trained with)",
+                    path.display()
+                ),
+            });
+        }
+    };
+    let transformer = spindle_criteo::spec::FeatureSpec::from_toml(&text)
+        .map_err(|e| e.to_string())
+        .and_then(|spec| {
+            spindle_criteo::transform::Transformer::new(spec).map_err(|e| e.to_string())
+        })
+        .map_err(|e| LoadFailure::Failed {
+            class: "features",
+            reason: format!("{}: {e}", path.display()),
+        })?;
+    for spec in &cached.config.inputs {
+        if spec.preprocess == Some(spindle_core::config::Preprocess::CriteoRows)
+            && spec.dims.get(1) != Some(&(transformer.fields() as i64))
+        {
+            return Err(LoadFailure::Failed {
+                class: "features",
+                reason: format!(
+                    "{}: makes {} ids per row but input '{}' takes {:?}; they must come from the same training run",
+                    path.display(),
+                    transformer.fields(),
+                    spec.name,
+                    spec.dims
+                ),
+            });
+        }
+    }
+    Ok((Some(Arc::new(transformer)), Some(text)))
 }
 
 /// One row of zeros for every input: enough to make the engine run every kernel once.
@@ -218,6 +282,7 @@ impl ModelManager {
     ) -> Result<LoadedModel, LoadFailure> {
         let config = cached.config.clone();
         let model_path = cached.model_path();
+        let (features, features_text) = read_features(cached)?;
         let loaded = cached
             .read_model()
             .map_err(|e| EngineError::InvalidModel(e.to_string()))
@@ -277,6 +342,8 @@ impl ModelManager {
             version: cached.version,
             config,
             labels: cached.labels.clone(),
+            features,
+            features_text,
             engine,
             device: options.device,
             instances: options.instances,

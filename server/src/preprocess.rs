@@ -1,5 +1,6 @@
 //! Server-side preprocessing: encoded JPEG/PNG images in, the model's FP32 tensor out, prepared
-//! exactly as the model was evaluated in training (see [`Preprocess`]).
+//! exactly as the model was evaluated in training; raw Criteo TSV rows in, feature ids out,
+//! through the version's own `features.toml` (see [`Preprocess`]).
 //!
 //! Decoding is CPU work measured in milliseconds, so front ends call [`prepare_inputs`] from
 //! tokio's blocking pool, never on the async workers that carry other requests' I/O.
@@ -8,27 +9,56 @@ use image::{ImageFormat, ImageReader, Limits, RgbImage};
 use spindle_core::config::{Preprocess, TensorSpec};
 use spindle_core::error::InferError;
 use spindle_core::tensor::{Tensor, TensorData};
+use spindle_criteo::transform::Transformer;
 use std::io::Cursor;
 
 /// Default cap on decoded pixels per image (width x height): far above any camera photo the
 /// zoo's models would be sent, far below what a decompression bomb expands to.
 pub const DEFAULT_MAX_IMAGE_PIXELS: u64 = 40_000_000;
 
-/// Turns every BYTES tensor sent for a preprocessed input into the input's FP32 tensor, in place.
-/// Other inputs are left alone.
+/// Turns every BYTES tensor sent for a preprocessed input into the input's own tensor, in
+/// place. Other inputs are left alone. `features` is the version's row transform, for
+/// `criteo_rows` inputs.
 pub fn prepare_inputs(
     specs: &[TensorSpec],
     inputs: &mut [Tensor],
     max_pixels: u64,
+    features: Option<&Transformer>,
 ) -> Result<(), InferError> {
     for (spec, tensor) in specs.iter().zip(inputs.iter_mut()) {
-        if let (Some(pre), TensorData::Bytes(elements)) = (spec.preprocess, &tensor.data)
-            && pre.is_image()
-        {
-            *tensor = decode_images(spec, pre, &tensor.shape, elements, max_pixels)?;
-        }
+        let (Some(pre), TensorData::Bytes(elements)) = (spec.preprocess, &tensor.data) else {
+            continue;
+        };
+        *tensor = match pre {
+            Preprocess::Cifar10Image | Preprocess::InceptionImage => {
+                decode_images(spec, pre, &tensor.shape, elements, max_pixels)?
+            }
+            Preprocess::CriteoRows => {
+                one_per_row(spec, &tensor.shape, "TSV rows")?;
+                let transformer = features.ok_or_else(|| {
+                    InferError::new(
+                        spindle_core::error::ErrorKind::Internal,
+                        format!("input '{}': this version has no features.toml", spec.name),
+                    )
+                })?;
+                transformer
+                    .ids_tensor(elements)
+                    .map_err(|e| InferError::invalid(format!("input '{}': {e}", spec.name)))?
+            }
+        };
     }
     Ok(())
+}
+
+/// BYTES inputs carry one element per batch row: `[n]` or `[n, 1]`.
+fn one_per_row(spec: &TensorSpec, shape: &[usize], what: &str) -> Result<(), InferError> {
+    if shape.len() == 1 || (shape.len() == 2 && shape[1] == 1) {
+        return Ok(());
+    }
+    Err(InferError::invalid(format!(
+        "input '{}': {what} must be a BYTES tensor of shape [n] or [n, 1] (one per row), got {shape:?}",
+        spec.name
+    )))
 }
 
 /// Whether `inputs` hold anything [`prepare_inputs`] would decode (so callers can skip the hop
@@ -48,12 +78,7 @@ fn decode_images(
     max_pixels: u64,
 ) -> Result<Tensor, InferError> {
     let name = &spec.name;
-    // One encoded image per row: [n] or [n, 1].
-    if !(shape.len() == 1 || (shape.len() == 2 && shape[1] == 1)) {
-        return Err(InferError::invalid(format!(
-            "input '{name}': encoded images must be a BYTES tensor of shape [n] or [n, 1] (one image per row), got {shape:?}"
-        )));
-    }
+    one_per_row(spec, shape, "encoded images")?;
     let (height, width) = (spec.dims[1] as usize, spec.dims[2] as usize);
     let mut data = Vec::with_capacity(elements.len() * height * width * 3);
     for (i, bytes) in elements.iter().enumerate() {
@@ -62,6 +87,7 @@ fn decode_images(
         match pre {
             Preprocess::Cifar10Image => cifar10(&image, height, width, &mut data),
             Preprocess::InceptionImage => inception(&image, height, width, &mut data),
+            Preprocess::CriteoRows => unreachable!("rows are not images"),
         }
     }
     Tensor::new(
@@ -237,7 +263,13 @@ mod tests {
         // A gradient: the centre crop starts at column 4, and the result has mean 0, std 1.
         let image = png(32, 32, |x, y| [(x * 8) as u8, (y * 8) as u8, 100]);
         let mut inputs = vec![bytes_tensor(vec![image])];
-        prepare_inputs(&[spec(Preprocess::Cifar10Image, 24)], &mut inputs, 1 << 20).unwrap();
+        prepare_inputs(
+            &[spec(Preprocess::Cifar10Image, 24)],
+            &mut inputs,
+            1 << 20,
+            None,
+        )
+        .unwrap();
         assert_eq!(inputs[0].shape, [1, 24, 24, 3]);
         let TensorData::F32(v) = &inputs[0].data else {
             panic!("FP32 expected")
@@ -270,6 +302,7 @@ mod tests {
             &[spec(Preprocess::InceptionImage, 299)],
             &mut inputs,
             1 << 20,
+            None,
         )
         .unwrap();
         assert_eq!(inputs[0].shape, [2, 299, 299, 3]);
@@ -302,7 +335,7 @@ mod tests {
         ];
         for (bytes, expected) in cases {
             let mut inputs = vec![bytes_tensor(vec![good.clone(), bytes])];
-            let err = prepare_inputs(&s, &mut inputs, 1 << 20).unwrap_err();
+            let err = prepare_inputs(&s, &mut inputs, 1 << 20, None).unwrap_err();
             assert!(
                 err.message.contains("input 'images' element 1") && err.message.contains(expected),
                 "{}",
@@ -311,11 +344,11 @@ mod tests {
         }
         let big = png(2000, 2000, |_, _| [0, 0, 0]);
         let mut inputs = vec![bytes_tensor(vec![big])];
-        let err = prepare_inputs(&s, &mut inputs, 1_000_000).unwrap_err();
+        let err = prepare_inputs(&s, &mut inputs, 1_000_000, None).unwrap_err();
         assert!(err.message.contains("4000000 pixels"), "{}", err.message);
         let mut ragged =
             vec![Tensor::new(vec![1, 2], TensorData::Bytes(vec![good.clone(), good])).unwrap()];
-        let err = prepare_inputs(&s, &mut ragged, 1 << 20).unwrap_err();
+        let err = prepare_inputs(&s, &mut ragged, 1 << 20, None).unwrap_err();
         assert!(err.message.contains("[n] or [n, 1]"), "{}", err.message);
     }
 }

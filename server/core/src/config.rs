@@ -74,6 +74,10 @@ pub enum Preprocess {
     /// Encoded JPEG or PNG, prepared as Inception v3 evaluates: central crop of 87.5 %, bilinear
     /// resize to the input's height and width, scale to [-1, 1].
     InceptionImage,
+    /// Raw Criteo TSV lines (one BYTES element per row, with or without the label column),
+    /// turned into the INT64 `[-1, F]` feature ids by the version's `features.toml`: the same
+    /// transform the model was trained with.
+    CriteoRows,
 }
 
 impl Preprocess {
@@ -82,6 +86,7 @@ impl Preprocess {
         match self {
             Preprocess::Cifar10Image => "cifar10_image",
             Preprocess::InceptionImage => "inception_image",
+            Preprocess::CriteoRows => "criteo_rows",
         }
     }
 
@@ -284,6 +289,19 @@ impl ModelConfig {
                 && spec.dims[1] > 0
                 && spec.dims[2] > 0
                 && spec.dims[3] == 3;
+            let ids_like = spec.dtype == DataType::I64
+                && spec.dims.len() == 2
+                && spec.dims[0] == -1
+                && spec.dims[1] > 0;
+            if pre == Preprocess::CriteoRows && !ids_like {
+                return Err(ConfigError::new(
+                    format!("{field}.preprocess"),
+                    format!(
+                        "'criteo_rows' needs an INT64 input of dims [-1, fields], not {} {:?}",
+                        spec.dtype, spec.dims
+                    ),
+                ));
+            }
             if pre.is_image() && !image_like {
                 return Err(ConfigError::new(
                     format!("{field}.preprocess"),

@@ -6,7 +6,8 @@
 //! - [`onnx`]: the subset of the ONNX protobuf schema the zoo writes, as `prost` messages.
 //! - [`rng`]: a seeded, platform-independent normal generator for the weights.
 //! - [`builder`]: a layer-by-layer graph builder that counts parameters and multiply-adds.
-//! - [`cifar10`] and [`inception`]: the two architectures.
+//! - [`cifar10`] and [`inception`]: the two CNN architectures.
+//! - [`ctr`]: the Criteo CTR logistic regression, fitted on generated rows.
 //! - This module: [`ZooModel`], [`build`] (one model in memory, with its `config.toml` contents)
 //!   and [`write_zoo`] (a model repository on disk: `<name>/config.toml`, `<name>/1/model.onnx`,
 //!   `<name>/labels.txt`).
@@ -15,6 +16,7 @@
 
 pub mod builder;
 pub mod cifar10;
+pub mod ctr;
 pub mod inception;
 pub mod onnx;
 pub mod rng;
@@ -34,17 +36,24 @@ pub enum ZooModel {
     Cifar10,
     /// Inception v3: 299x299x3 in, 1001 classes out.
     InceptionV3,
+    /// Criteo click-through rate: hashed ids in, click probability out.
+    CriteoCtr,
 }
 
 impl ZooModel {
     /// Every model, in the order `spindle zoo` lists them.
-    pub const ALL: [ZooModel; 2] = [ZooModel::Cifar10, ZooModel::InceptionV3];
+    pub const ALL: [ZooModel; 3] = [
+        ZooModel::Cifar10,
+        ZooModel::InceptionV3,
+        ZooModel::CriteoCtr,
+    ];
 
     /// The model's name: its directory and its `config.toml` name.
     pub fn name(&self) -> &'static str {
         match self {
             ZooModel::Cifar10 => "cifar10",
             ZooModel::InceptionV3 => "inception_v3",
+            ZooModel::CriteoCtr => ctr::NAME,
         }
     }
 }
@@ -81,6 +90,8 @@ pub struct BuiltModel {
     pub config: ModelConfig,
     /// Class names in output order, when the model has them.
     pub labels: Option<Vec<String>>,
+    /// The feature spec (`features.toml`) of models that take transformed raw rows.
+    pub features: Option<String>,
     /// Trainable parameters (weights and biases).
     pub parameters: u64,
     /// Multiply-adds per image through the convolutions and dense layers.
@@ -89,6 +100,9 @@ pub struct BuiltModel {
 
 /// Builds `model` with weights drawn from `seed`.
 pub fn build(model: ZooModel, seed: u64) -> BuiltModel {
+    if model == ZooModel::CriteoCtr {
+        return ctr::fit_zoo_model(seed).0;
+    }
     let (finished, config, labels) = match model {
         ZooModel::Cifar10 => (
             cifar10::build(seed),
@@ -101,6 +115,7 @@ pub fn build(model: ZooModel, seed: u64) -> BuiltModel {
             config(model, 16, &inception::INPUT_SHAPE, inception::CLASSES),
             None,
         ),
+        ZooModel::CriteoCtr => unreachable!("fitted above"),
     };
     if let Err(e) = config.validate() {
         panic!("the zoo's own config for {model} is invalid: {e}");
@@ -109,6 +124,7 @@ pub fn build(model: ZooModel, seed: u64) -> BuiltModel {
         onnx: finished.model.encode_to_vec(),
         config,
         labels,
+        features: None,
         parameters: finished.parameters,
         multiply_adds: finished.multiply_adds,
     }
@@ -138,10 +154,11 @@ fn config(model: ZooModel, max_batch_size: usize, image: &[usize], classes: usiz
             dims: batched(image),
             // Clients may send JPEG/PNG instead of tensors; the server prepares them as the
             // model was evaluated in training.
-            preprocess: Some(match model {
-                ZooModel::Cifar10 => Preprocess::Cifar10Image,
-                ZooModel::InceptionV3 => Preprocess::InceptionImage,
-            }),
+            preprocess: match model {
+                ZooModel::Cifar10 => Some(Preprocess::Cifar10Image),
+                ZooModel::InceptionV3 => Some(Preprocess::InceptionImage),
+                ZooModel::CriteoCtr => None,
+            },
         }],
         outputs: vec![TensorSpec {
             name: "probabilities".to_string(),
@@ -158,22 +175,31 @@ fn config(model: ZooModel, max_batch_size: usize, image: &[usize], classes: usiz
 pub fn write_zoo(out: &Path, seed: u64, models: &[ZooModel]) -> std::io::Result<Vec<PathBuf>> {
     let mut dirs = Vec::with_capacity(models.len());
     for &model in models {
-        let built = build(model, seed);
-        let dir = out.join(model.name());
-        let version = dir.join("1");
-        std::fs::create_dir_all(&version)?;
-        // The model file goes first and the config last, so a server scanning the directory
-        // meanwhile never sees a config without its model.
-        write_atomically(&version.join("model.onnx"), &built.onnx)?;
-        if let Some(labels) = &built.labels {
-            let mut text = labels.join("\n");
-            text.push('\n');
-            write_atomically(&dir.join("labels.txt"), text.as_bytes())?;
-        }
-        write_atomically(&dir.join("config.toml"), built.config.to_toml().as_bytes())?;
-        dirs.push(dir);
+        dirs.push(write_model(out, &build(model, seed), 1)?);
     }
     Ok(dirs)
+}
+
+/// Writes one built model as version `version` of `<out>/<name>`: `<version>/model.onnx`,
+/// `<version>/features.toml` when it has a feature spec (the transform belongs to the version),
+/// `labels.txt` and `config.toml`. Returns the model directory.
+pub fn write_model(out: &Path, built: &BuiltModel, version: u64) -> std::io::Result<PathBuf> {
+    let dir = out.join(&built.config.name);
+    let version = dir.join(version.to_string());
+    std::fs::create_dir_all(&version)?;
+    // The model file goes first and the config last, so a server scanning the directory
+    // meanwhile never sees a config without its model.
+    if let Some(features) = &built.features {
+        write_atomically(&version.join("features.toml"), features.as_bytes())?;
+    }
+    write_atomically(&version.join("model.onnx"), &built.onnx)?;
+    if let Some(labels) = &built.labels {
+        let mut text = labels.join("\n");
+        text.push('\n');
+        write_atomically(&dir.join("labels.txt"), text.as_bytes())?;
+    }
+    write_atomically(&dir.join("config.toml"), built.config.to_toml().as_bytes())?;
+    Ok(dir)
 }
 
 /// Writes `bytes` beside `path` under a hidden temporary name, then renames it into place, so
@@ -212,7 +238,7 @@ mod tests {
             assert_eq!(model.name().parse::<ZooModel>().unwrap(), model);
         }
         let err = "resnet".parse::<ZooModel>().unwrap_err();
-        assert!(err.contains("cifar10, inception_v3"), "{err}");
+        assert!(err.contains("cifar10, inception_v3, criteo_ctr"), "{err}");
     }
 
     #[test]

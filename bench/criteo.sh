@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# Criteo batch-scoring benchmark (issue 5), one command, side by side: local `spindle score`
+# rows/s on plain-text shards and on gzip shards of the same rows (parsing, hashing, the engine
+# and writing the output parts all included), and remote `spindle score --server` through one
+# local `spindle serve` on the plain shards (rows parsed and hashed by the scorer, ids sent over
+# HTTP with binary tensors). Results: bench/results/criteo-{plain,gz,remote}.json (the
+# --summary of each run).
+#
+# Usage: bench/criteo.sh
+# Environment: ROWS (rows per day, default 2000000), SHARDS (per day, default 8),
+#              ENGINE (default ort; tract needs no library).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+rows=${ROWS:-2000000}
+shards=${SHARDS:-8}
+engine=${ENGINE:-ort}
+if [ "$engine" != tract ]; then ORT_DYLIB_PATH=$(scripts/setup-ort.sh); export ORT_DYLIB_PATH; fi
+cargo build --release -q -p spindle-server
+spindle=${CARGO_TARGET_DIR:-target}/release/spindle
+work=$(mktemp -d)
+server_pid=
+trap '[ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null; rm -rf "$work"' EXIT
+out=bench/results
+mkdir -p "$out"
+
+"$spindle" zoo --out "$work/repo" --models criteo_ctr >/dev/null
+for compress in none gz; do
+  "$spindle" data criteo --out "$work/data-$compress" --days 1 --rows-per-day "$rows" \
+    --shards-per-day "$shards" --compress "$compress" --seed 1 >/dev/null
+done
+printf '%-8s %12s %10s %14s\n' input rows seconds rows/s
+for compress in none gz; do
+  name=$([ "$compress" = none ] && echo plain || echo gz)
+  "$spindle" score --model criteo_ctr --input "$work/data-$compress/day_*/part-*" \
+    --output "$work/scores-$compress" --local --repo "$work/repo" --engine "$engine" \
+    --quiet --summary "$out/criteo-$name.json" >/dev/null
+  python3 - "$out/criteo-$name.json" "$name" <<'PY'
+import json, sys
+s = json.load(open(sys.argv[1]))
+print(f"{sys.argv[2]:<8} {s['rows']:>12} {s['seconds']:>10.2f} {s['rows_per_s']:>14,.0f}")
+PY
+done
+
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+"$spindle" serve --repo "$work/repo" --http-addr "127.0.0.1:$port" --no-grpc \
+  --engine "$engine" --poll-interval 0 2>"$work/server.log" &
+server_pid=$!
+for _ in $(seq 1 300); do
+  curl -fs "http://127.0.0.1:$port/v2/health/ready" >/dev/null 2>&1 && break
+  sleep 0.1
+done
+"$spindle" score --model criteo_ctr --input "$work/data-none/day_*/part-*" \
+  --output "$work/scores-remote" --server "http://127.0.0.1:$port" --quiet \
+  --summary "$out/criteo-remote.json" >/dev/null
+python3 - "$out" <<'PY'
+import json, sys
+d = sys.argv[1]
+s = json.load(open(f"{d}/criteo-remote.json"))
+local = json.load(open(f"{d}/criteo-plain.json"))
+print(f"{'remote':<8} {s['rows']:>12} {s['seconds']:>10.2f} {s['rows_per_s']:>14,.0f}")
+print(f"remote / local (plain): {s['rows_per_s'] / local['rows_per_s']:.2f}")
+PY

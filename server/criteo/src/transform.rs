@@ -1,0 +1,293 @@
+//! The one feature transform: a raw Criteo TSV row (label optional, 13 integers, 26 8-hex-digit
+//! tokens, any of them empty) into `F` INT64 ids in the spec's shared id space.
+//!
+//! The trainer, the batch scorer and the server all call [`Transformer::transform`], so a model
+//! is served with exactly the ids it was fitted on. It allocates nothing per row: columns are
+//! found with `memchr` into a stack array, and hashes for crosses are kept on the stack too.
+
+use crate::farmhash::{fingerprint_cat64, fingerprint64};
+use crate::spec::{CATEGORICAL_COLUMNS, FeatureRef, FeatureSpec, INTEGER_COLUMNS};
+use spindle_core::{Tensor, TensorData};
+
+/// Columns of an unlabelled row.
+pub const COLUMNS: usize = INTEGER_COLUMNS + CATEGORICAL_COLUMNS;
+
+/// TensorFlow's default key for hashed crosses (`sparse_cross_hashed`'s `hash_key`).
+const CROSS_KEY: u64 = 0xDE_CAFC_AFFE;
+
+/// The cross component of a missing categorical value: a constant no 8-byte token hashes to in
+/// practice, so "missing" crosses like a value of its own.
+const MISSING_TOKEN: u64 = 0x6d69_7373_696e_6721;
+
+/// What is wrong with one row; [`RowError`] adds which row.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RowProblem {
+    /// Not 39 or 40 tab-separated columns.
+    #[error(
+        "expected {COLUMNS} tab-separated columns ({} with the leading label), found {found}; check the delimiter and that no column was dropped",
+        COLUMNS + 1
+    )]
+    ColumnCount {
+        /// Columns found.
+        found: usize,
+    },
+    /// An integer column holds something else.
+    #[error("column {column} ({name}): '{value}' is not an integer (leave it empty when missing)")]
+    NotInteger {
+        /// 1-based column in the row as given.
+        column: usize,
+        /// Feature name from the spec.
+        name: String,
+        /// The offending text, shortened.
+        value: String,
+    },
+    /// A categorical column holds something other than 8 hex digits.
+    #[error(
+        "column {column} ({name}): '{value}' is not a categorical token (8 hex digits, like 68fd1e64; leave it empty when missing)"
+    )]
+    NotHexToken {
+        /// 1-based column in the row as given.
+        column: usize,
+        /// Feature name from the spec.
+        name: String,
+        /// The offending text, shortened.
+        value: String,
+    },
+    /// The leading label is not 0 or 1.
+    #[error("column 1 (label): '{value}' is not 0 or 1")]
+    BadLabel {
+        /// The offending text, shortened.
+        value: String,
+    },
+}
+
+/// A malformed row: its index (in the batch, or line number in a file) and the problem.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("row {row}: {problem}")]
+pub struct RowError {
+    /// Row index as the caller counts it (0-based in a batch, 1-based line in a file).
+    pub row: usize,
+    /// What is wrong.
+    pub problem: RowProblem,
+}
+
+fn shown(bytes: &[u8]) -> String {
+    const MAX: usize = 40;
+    let text = String::from_utf8_lossy(&bytes[..bytes.len().min(MAX)]).into_owned();
+    if bytes.len() > MAX {
+        text + "..."
+    } else {
+        text
+    }
+}
+
+struct CompiledCross {
+    offset: i64,
+    buckets: u64,
+    parts: Vec<FeatureRef>,
+}
+
+/// A [`FeatureSpec`] compiled for the hot path. Cheap to share (`&self` to run).
+pub struct Transformer {
+    spec: FeatureSpec,
+    int_offsets: [i64; INTEGER_COLUMNS],
+    int_boundaries: Vec<Vec<i64>>,
+    cat_offsets: [i64; CATEGORICAL_COLUMNS],
+    cat_buckets: [u64; CATEGORICAL_COLUMNS],
+    crosses: Vec<CompiledCross>,
+}
+
+impl Transformer {
+    /// Compiles a validated spec.
+    pub fn new(spec: FeatureSpec) -> Result<Transformer, crate::spec::SpecError> {
+        spec.validate()?;
+        let mut offset = 0i64;
+        let mut int_offsets = [0; INTEGER_COLUMNS];
+        for (slot, f) in int_offsets.iter_mut().zip(&spec.integer) {
+            *slot = offset;
+            offset += f.size() as i64;
+        }
+        let mut cat_offsets = [0; CATEGORICAL_COLUMNS];
+        let mut cat_buckets = [0; CATEGORICAL_COLUMNS];
+        for ((slot, buckets), f) in cat_offsets
+            .iter_mut()
+            .zip(cat_buckets.iter_mut())
+            .zip(&spec.categorical)
+        {
+            *slot = offset;
+            *buckets = f.hash_buckets;
+            offset += f.size() as i64;
+        }
+        let crosses = spec
+            .cross
+            .iter()
+            .map(|c| {
+                let compiled = CompiledCross {
+                    offset,
+                    buckets: c.hash_buckets,
+                    parts: c
+                        .features
+                        .iter()
+                        .map(|n| spec.feature(n).expect("validated"))
+                        .collect(),
+                };
+                offset += c.hash_buckets as i64;
+                compiled
+            })
+            .collect();
+        Ok(Transformer {
+            int_boundaries: spec.integer.iter().map(|f| f.boundaries.clone()).collect(),
+            spec,
+            int_offsets,
+            cat_offsets,
+            cat_buckets,
+            crosses,
+        })
+    }
+
+    /// The spec this transformer was compiled from.
+    pub fn spec(&self) -> &FeatureSpec {
+        &self.spec
+    }
+
+    /// Ids per row.
+    pub fn fields(&self) -> usize {
+        INTEGER_COLUMNS + CATEGORICAL_COLUMNS + self.crosses.len()
+    }
+
+    /// Transforms one row (a trailing `\n` or `\r\n` is ignored) into `ids`, which must hold
+    /// [`Transformer::fields`] ids. Returns the label when the row has one.
+    pub fn transform(&self, line: &[u8], ids: &mut [i64]) -> Result<Option<bool>, RowProblem> {
+        debug_assert_eq!(ids.len(), self.fields());
+        let line = line.strip_suffix(b"\n").unwrap_or(line);
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        // Column starts and ends, found once; a 41st column is an error already.
+        let mut bounds = [(0u32, 0u32); COLUMNS + 1];
+        let mut found = 0usize;
+        let mut start = 0usize;
+        let mut tabs = memchr::memchr_iter(b'\t', line);
+        loop {
+            let end = tabs.next().unwrap_or(line.len());
+            if found == bounds.len() {
+                let found = found + 1 + tabs.count() + usize::from(end < line.len());
+                return Err(RowProblem::ColumnCount { found });
+            }
+            bounds[found] = (start as u32, end as u32);
+            found += 1;
+            if end == line.len() {
+                break;
+            }
+            start = end + 1;
+        }
+        let (label, first) = match found {
+            COLUMNS => (None, 0),
+            n if n == COLUMNS + 1 => {
+                let (s, e) = bounds[0];
+                let label = match &line[s as usize..e as usize] {
+                    b"0" => false,
+                    b"1" => true,
+                    other => {
+                        return Err(RowProblem::BadLabel {
+                            value: shown(other),
+                        });
+                    }
+                };
+                (Some(label), 1)
+            }
+            found => return Err(RowProblem::ColumnCount { found }),
+        };
+        let column = |i: usize| {
+            let (s, e) = bounds[first + i];
+            &line[s as usize..e as usize]
+        };
+
+        let mut int_buckets = [0u64; INTEGER_COLUMNS];
+        for i in 0..INTEGER_COLUMNS {
+            let text = column(i);
+            let bucket = if text.is_empty() {
+                0
+            } else {
+                let value = parse_i64(text).ok_or_else(|| RowProblem::NotInteger {
+                    column: first + i + 1,
+                    name: self.spec.integer[i].name.clone(),
+                    value: shown(text),
+                })?;
+                1 + self.int_boundaries[i].partition_point(|&b| b <= value) as u64
+            };
+            int_buckets[i] = bucket;
+            ids[i] = self.int_offsets[i] + bucket as i64;
+        }
+
+        let mut cat_hashes = [MISSING_TOKEN; CATEGORICAL_COLUMNS];
+        for c in 0..CATEGORICAL_COLUMNS {
+            let text = column(INTEGER_COLUMNS + c);
+            let id = if text.is_empty() {
+                self.cat_buckets[c]
+            } else {
+                if text.len() != 8 || !text.iter().all(u8::is_ascii_hexdigit) {
+                    return Err(RowProblem::NotHexToken {
+                        column: first + INTEGER_COLUMNS + c + 1,
+                        name: self.spec.categorical[c].name.clone(),
+                        value: shown(text),
+                    });
+                }
+                let hash = fingerprint64(text);
+                cat_hashes[c] = hash;
+                hash % self.cat_buckets[c]
+            };
+            ids[INTEGER_COLUMNS + c] = self.cat_offsets[c] + id as i64;
+        }
+
+        for (k, cross) in self.crosses.iter().enumerate() {
+            let mut hash = CROSS_KEY;
+            for part in &cross.parts {
+                let component = match *part {
+                    FeatureRef::Integer(i) => int_buckets[i],
+                    FeatureRef::Categorical(c) => cat_hashes[c],
+                };
+                hash = fingerprint_cat64(hash, component);
+            }
+            ids[INTEGER_COLUMNS + CATEGORICAL_COLUMNS + k] =
+                cross.offset + (hash % cross.buckets) as i64;
+        }
+        Ok(label)
+    }
+
+    /// Transforms a batch of raw rows (BYTES elements, as a server receives them) into the
+    /// model's `ids` tensor, INT64 `[rows, F]`. The first malformed row fails the batch, naming
+    /// its 0-based index and the column.
+    pub fn ids_tensor<R: AsRef<[u8]>>(&self, rows: &[R]) -> Result<Tensor, RowError> {
+        let fields = self.fields();
+        let mut ids = vec![0i64; rows.len() * fields];
+        for (row, (line, out)) in rows.iter().zip(ids.chunks_exact_mut(fields)).enumerate() {
+            self.transform(line.as_ref(), out)
+                .map_err(|problem| RowError { row, problem })?;
+        }
+        Ok(Tensor::new(vec![rows.len(), fields], TensorData::I64(ids)).expect("rows x fields ids"))
+    }
+}
+
+/// Parses an optionally negative decimal integer; `None` for anything else or on overflow.
+#[inline]
+fn parse_i64(text: &[u8]) -> Option<i64> {
+    let (negative, digits) = match text.split_first() {
+        Some((b'-', rest)) => (true, rest),
+        _ => (false, text),
+    };
+    if digits.is_empty() || digits.len() > 18 {
+        // 18 digits always fit; longer ones are not counts this pipeline can use.
+        return None;
+    }
+    let mut value = 0i64;
+    for &d in digits {
+        if !d.is_ascii_digit() {
+            return None;
+        }
+        value = value * 10 + i64::from(d - b'0');
+    }
+    Some(if negative { -value } else { value })
+}
+
+#[cfg(test)]
+#[path = "transform_tests.rs"]
+mod tests;

@@ -1,0 +1,158 @@
+use super::*;
+use crate::farmhash::hash_bucket_fast;
+
+const TOKENS: [&str; 26] = [
+    "68fd1e64", "80e26c9b", "fb936136", "7b4723c4", "25c83c98", "7e0ccccf", "de7995b8", "1f89b562",
+    "a73ee510", "a8cd5504", "b2cb9c98", "37c9c164", "2824a5f6", "1adce6ef", "8ba8b39a", "891b62e7",
+    "e5ba7672", "f54016b9", "21ddcdc9", "b1252a9d", "07b5194c", "", "3a171ecb", "c5c50484",
+    "e8b83407", "9727dd16",
+];
+
+fn row(label: Option<&str>, ints: [&str; 13], tokens: [&str; 26]) -> String {
+    let mut cols: Vec<&str> = label.into_iter().collect();
+    cols.extend(ints);
+    cols.extend(tokens);
+    cols.join("\t")
+}
+
+fn transformer() -> Transformer {
+    Transformer::new(FeatureSpec::criteo_default()).unwrap()
+}
+
+#[test]
+fn integers_bucketize_with_a_missing_bucket_and_tokens_hash_like_tensorflow() {
+    let t = transformer();
+    let spec = t.spec().clone();
+    let ints = [
+        "1", "", "-3", "0", "5", "7", "8", "65536", "100000", "2", "3", "4", "6",
+    ];
+    let line = row(Some("1"), ints, TOKENS);
+    let mut ids = vec![0; t.fields()];
+    assert_eq!(t.transform(line.as_bytes(), &mut ids), Ok(Some(true)));
+
+    // Boundaries [0,1,2,3,4,6,8,16,...,65536]: bucket 0 is missing, 1 is (-inf,0), 2 is [0,1)...
+    let expected_buckets = [3, 0, 1, 2, 6, 7, 8, 21, 21, 4, 5, 6, 7];
+    let size = spec.integer[0].size() as i64;
+    for (i, bucket) in expected_buckets.into_iter().enumerate() {
+        assert_eq!(
+            ids[i],
+            i as i64 * size + bucket,
+            "integer column I{}",
+            i + 1
+        );
+    }
+    // Categoricals: offset + Fingerprint64(token) % buckets, the missing one gets id `buckets`.
+    let mut offset = 13 * size;
+    for (c, token) in TOKENS.iter().enumerate() {
+        let buckets = spec.categorical[c].hash_buckets;
+        let want = if token.is_empty() {
+            buckets
+        } else {
+            hash_bucket_fast(token.as_bytes(), buckets)
+        };
+        assert_eq!(ids[13 + c], offset + want as i64, "categorical C{}", c + 1);
+        offset += buckets as i64 + 1;
+    }
+    // Crosses: in their own ranges, after everything else.
+    for k in 0..spec.cross.len() {
+        let id = ids[39 + k];
+        assert!(id >= offset && id < offset + spec.cross[k].hash_buckets as i64);
+        offset += spec.cross[k].hash_buckets as i64;
+    }
+    assert_eq!(offset as u64, spec.id_space);
+}
+
+#[test]
+fn the_label_is_optional_and_does_not_change_the_ids() {
+    let t = transformer();
+    let ints = ["1"; 13];
+    let mut with = vec![0; t.fields()];
+    let mut without = vec![0; t.fields()];
+    let labelled = row(Some("0"), ints, TOKENS) + "\r\n";
+    assert_eq!(t.transform(labelled.as_bytes(), &mut with), Ok(Some(false)));
+    let unlabelled = row(None, ints, TOKENS);
+    assert_eq!(t.transform(unlabelled.as_bytes(), &mut without), Ok(None));
+    assert_eq!(with, without);
+}
+
+#[test]
+fn crosses_change_when_either_component_changes() {
+    let t = transformer();
+    let mut a = vec![0; t.fields()];
+    let mut b = vec![0; t.fields()];
+    t.transform(row(None, ["1"; 13], TOKENS).as_bytes(), &mut a)
+        .unwrap();
+    let mut other = TOKENS;
+    other[1] = "00000001"; // C2, in the C1 x C2 cross only
+    t.transform(row(None, ["1"; 13], other).as_bytes(), &mut b)
+        .unwrap();
+    assert_ne!(a[39], b[39], "C1_x_C2 must see C2");
+    assert_eq!(a[40..], b[40..], "the other crosses do not involve C2");
+}
+
+#[test]
+fn every_bad_row_names_the_column() {
+    let t = transformer();
+    let mut ids = vec![0; t.fields()];
+    let mut bad = |line: String| {
+        t.transform(line.as_bytes(), &mut ids)
+            .unwrap_err()
+            .to_string()
+    };
+
+    let e = bad(row(None, ["1"; 13], TOKENS).replacen('\t', " ", 1));
+    assert!(e.contains("expected 39") && e.contains("found 38"), "{e}");
+    let e = bad(row(Some("1"), ["1"; 13], TOKENS) + "\textra");
+    assert!(e.contains("found 41"), "{e}");
+    let e = bad(row(Some("1"), ["1"; 13], TOKENS) + "\textra\tmore");
+    assert!(e.contains("found 42"), "{e}");
+
+    let mut ints = ["1"; 13];
+    ints[4] = "12x";
+    let e = bad(row(Some("1"), ints, TOKENS));
+    assert!(
+        e.contains("column 6 (I5)") && e.contains("'12x' is not an integer"),
+        "{e}"
+    );
+    let e = bad(row(None, ints, TOKENS));
+    assert!(e.contains("column 5 (I5)"), "{e}");
+    ints[4] = "99999999999999999999";
+    assert!(bad(row(None, ints, TOKENS)).contains("not an integer"));
+
+    let mut tokens = TOKENS;
+    tokens[2] = "zz936136";
+    let e = bad(row(Some("0"), ["1"; 13], tokens));
+    assert!(
+        e.contains("column 17 (C3)") && e.contains("8 hex digits"),
+        "{e}"
+    );
+    tokens[2] = "fb93613";
+    assert!(bad(row(None, ["1"; 13], tokens)).contains("column 16 (C3)"));
+
+    let e = bad(row(Some("2"), ["1"; 13], TOKENS));
+    assert!(
+        e.contains("column 1 (label)") && e.contains("not 0 or 1"),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_batch_becomes_one_ids_tensor_and_names_the_bad_row() {
+    let t = transformer();
+    let good = row(None, ["3"; 13], TOKENS);
+    let tensor = t.ids_tensor(&[good.as_bytes(), good.as_bytes()]).unwrap();
+    assert_eq!(tensor.shape, [2, t.fields()]);
+    let TensorData::I64(ids) = &tensor.data else {
+        panic!("ids are INT64")
+    };
+    assert_eq!(ids[..t.fields()], ids[t.fields()..]);
+
+    let mut ints = ["3"; 13];
+    ints[0] = "x";
+    let bad = row(None, ints, TOKENS);
+    let e = t
+        .ids_tensor(&[good.as_bytes(), good.as_bytes(), bad.as_bytes()])
+        .unwrap_err();
+    assert_eq!(e.row, 2);
+    assert!(e.to_string().starts_with("row 2: column 1 (I1)"), "{e}");
+}
