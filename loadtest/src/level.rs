@@ -1,11 +1,11 @@
 //! One concurrency level: start its workers, let them warm up, then measure window after window
-//! until throughput is stable, the window limit is reached or the request budget runs out.
+//! until throughput is stable, the window limit is reached or the request budget runs out. The
+//! warm-up and window loop ([`measure`]) is shared with the open-loop mode ([`crate::open_loop`]).
 
-use crate::report::{LevelResult, WindowResult, window_line};
+use crate::report::{LevelResult, Load, WindowResult, window_line};
 use crate::tally::Tally;
 use crate::target::Target;
-use crate::worker::Template;
-use crate::worker::{LevelControl, Worker};
+use crate::worker::{Exchange, LevelControl, Template, Worker};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
@@ -56,13 +56,10 @@ pub async fn run_level(
         .collect();
     let mut handles = Vec::with_capacity(concurrency);
     for (index, slot) in slots.iter().enumerate() {
-        let pick = index % targets.servers.len();
         let worker = Worker {
-            target: targets.servers[pick].clone(),
-            template: targets.templates[pick].clone(),
+            exchange: targets.exchange(index, settings.timeout),
             control: control.clone(),
             tally: slot.clone(),
-            timeout: settings.timeout,
         };
         // Every worker holds a sender; the channel closes when the last one has finished.
         let done = done_tx.clone();
@@ -73,6 +70,54 @@ pub async fn run_level(
     }
     drop(done_tx);
 
+    let label = format!("concurrency {concurrency}");
+    let measured = measure(&label, slots, &mut done_rx, settings).await;
+    control.stop();
+    for handle in handles {
+        // Workers finish their request in flight (bounded by the timeout); a panic is already
+        // reported by tokio and must not hide the other levels' results.
+        let _ = handle.await;
+    }
+    LevelResult::new(
+        Load::Concurrency(concurrency),
+        settings.rows,
+        &measured.total,
+        measured.windows,
+        measured.stable,
+    )
+}
+
+impl Targets {
+    /// The exchange for the `index`-th connection: targets are assigned round-robin.
+    pub fn exchange(&self, index: usize, timeout: Duration) -> Exchange {
+        let pick = index % self.servers.len();
+        Exchange {
+            target: self.servers[pick].clone(),
+            template: self.templates[pick].clone(),
+            timeout,
+        }
+    }
+}
+
+/// What [`measure`] found.
+pub struct Measured {
+    /// Every measured window merged.
+    pub total: Tally,
+    /// Each window.
+    pub windows: Vec<WindowResult>,
+    /// Whether the last windows agreed.
+    pub stable: bool,
+}
+
+/// Warms up, then measures windows until they agree, `max_windows` is reached, or every load
+/// task has finished (`done` closed: the request budget is used up). `slots` are the tallies
+/// the load tasks record into; they are swapped out at each window's end.
+pub async fn measure(
+    label: &str,
+    slots: Vec<Arc<Mutex<Tally>>>,
+    done_rx: &mut mpsc::Receiver<()>,
+    settings: &LevelSettings,
+) -> Measured {
     let mut collector = Collector {
         slots,
         spare: Tally::new(settings.timeout),
@@ -80,11 +125,11 @@ pub async fn run_level(
     };
     let mut finished = false;
     if !settings.warmup.is_zero() {
-        finished = all_finished(&mut done_rx, settings.warmup).await;
+        finished = all_finished(done_rx, settings.warmup).await;
         collector.collect();
         if finished {
             println!(
-                "  concurrency {concurrency}: --max-requests was used up during the warmup; nothing was measured"
+                "  {label}: --max-requests was used up during the warmup; nothing was measured"
             );
         }
     }
@@ -94,25 +139,22 @@ pub async fn run_level(
     let mut stable = false;
     while !finished && !stable && windows.len() < settings.max_windows {
         let start = Instant::now();
-        finished = all_finished(&mut done_rx, settings.window).await;
+        finished = all_finished(done_rx, settings.window).await;
         let elapsed = start.elapsed();
         let tally = collector.collect();
         total.merge(tally);
         let window = WindowResult::new(tally, elapsed);
         if settings.verbose {
-            println!("{}", window_line(concurrency, windows.len(), &window));
+            println!("{}", window_line(label, windows.len(), &window));
         }
         windows.push(window);
         stable = is_stable(&windows, settings.stability);
     }
-
-    control.stop();
-    for handle in handles {
-        // Workers finish their request in flight (bounded by the timeout); a panic is already
-        // reported by tokio and must not hide the other levels' results.
-        let _ = handle.await;
+    Measured {
+        total,
+        windows,
+        stable,
     }
-    LevelResult::new(concurrency, settings.rows, &total, windows, stable)
 }
 
 /// Waits up to `limit`; true when every worker has finished (request budget used up).

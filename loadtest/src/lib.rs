@@ -29,16 +29,19 @@ pub mod element;
 pub mod grpc;
 pub mod level;
 pub mod metadata;
+pub mod open_loop;
 pub mod payload;
+pub mod rates;
 pub mod report;
 pub mod tally;
 pub mod target;
 pub mod tensors;
 pub mod worker;
 
-pub use args::{LoadtestArgs, Protocol, ShapeOverride};
+pub use args::{Arrivals, LoadtestArgs, Protocol, ShapeOverride};
 pub use concurrency::ConcurrencyLevels;
-pub use report::{LevelResult, Report, WindowResult};
+pub use rates::RateLevels;
+pub use report::{LevelResult, Load, Report, WindowResult};
 pub use tally::ErrorCounts;
 
 use anyhow::Context;
@@ -131,10 +134,14 @@ pub async fn run(args: LoadtestArgs) -> anyhow::Result<Report> {
         rows: inputs.rows,
         verbose: args.verbose,
     };
-    println!("{}", report::table_header());
-    let mut levels = Vec::with_capacity(args.concurrency.0.len());
-    for &concurrency in &args.concurrency.0 {
-        let level = level::run_level(concurrency, &targets, &settings).await;
+    let loads = args.loads();
+    println!("{}", report::table_header(args.rate.is_some()));
+    let mut levels = Vec::with_capacity(loads.len());
+    for load in loads {
+        let level = match load {
+            Load::Concurrency(c) => level::run_level(c, &targets, &settings).await,
+            Load::Rate { .. } => open_loop::run_rate_level(load, &targets, &settings).await,
+        };
         println!("{}", report::table_row(&level));
         levels.push(level);
     }

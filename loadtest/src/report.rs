@@ -1,7 +1,7 @@
 //! Results: per-window and per-level numbers, the console table, and the CSV (perf_analyzer's
 //! columns) and JSON files.
 
-use crate::args::Protocol;
+use crate::args::{Arrivals, Protocol};
 use crate::tally::{ErrorCounts, Tally, mean_of};
 use serde::Serialize;
 use std::io::{self, Write};
@@ -24,11 +24,65 @@ pub struct Report {
     pub levels: Vec<LevelResult>,
 }
 
-/// The measurement of one concurrency level (all of its windows merged).
+/// How one level loads the server.
+#[derive(Serialize, Debug, Clone, Copy, PartialEq)]
+#[serde(rename_all = "kebab-case")]
+pub enum Load {
+    /// Closed loop: this many connections, each sending its next request when the last returns.
+    Concurrency(usize),
+    /// Open loop: requests scheduled at this rate, whether or not earlier ones have returned.
+    Rate {
+        /// Requests per second scheduled.
+        rps: f64,
+        /// How send times are spaced.
+        arrivals: Arrivals,
+        /// Requests in flight at most; a request due while all are busy waits and is late.
+        max_in_flight: usize,
+    },
+}
+
+impl Load {
+    /// "concurrency 4" or "rate 100/s", for progress lines.
+    pub fn label(&self) -> String {
+        match self {
+            Load::Concurrency(c) => format!("concurrency {c}"),
+            Load::Rate { rps, .. } => format!("rate {}/s", format_rate(*rps)),
+        }
+    }
+
+    /// The level's position on a chart's x axis (connections, or requests per second).
+    pub fn x(&self) -> f64 {
+        match self {
+            Load::Concurrency(c) => *c as f64,
+            Load::Rate { rps, .. } => *rps,
+        }
+    }
+}
+
+/// A rate without a pointless fraction: 100, 12.5.
+pub fn format_rate(rps: f64) -> String {
+    if rps.fract() == 0.0 {
+        format!("{rps:.0}")
+    } else {
+        format!("{rps}")
+    }
+}
+
+/// The measurement of one level (all of its windows merged).
 #[derive(Serialize, Debug, Clone)]
 pub struct LevelResult {
-    /// Concurrent closed-loop connections.
+    /// The load applied.
+    pub load: Load,
+    /// Concurrent closed-loop connections; in rate mode the in-flight bound.
     pub concurrency: usize,
+    /// Requests scheduled per second (rate mode only).
+    pub rate_rps: Option<f64>,
+    /// Rate mode: requests that found every in-flight slot busy at their scheduled time and were
+    /// sent late (their latency includes the wait). Always 0 in closed-loop mode.
+    pub late: u64,
+    /// Rate mode: the longest wait between a request's scheduled and actual send time, in
+    /// microseconds.
+    pub max_send_delay_us: u64,
     /// Successful requests measured.
     pub requests: u64,
     /// Failed requests measured, by class.
@@ -78,6 +132,15 @@ pub struct WindowResult {
     pub p99_us: u64,
 }
 
+impl Report {
+    /// Whether the levels are open-loop request rates.
+    pub fn is_rate(&self) -> bool {
+        self.levels
+            .first()
+            .is_some_and(|l| matches!(l.load, Load::Rate { .. }))
+    }
+}
+
 impl WindowResult {
     /// Summarises a window's tally.
     pub fn new(tally: &Tally, elapsed: Duration) -> Self {
@@ -95,7 +158,7 @@ impl WindowResult {
 impl LevelResult {
     /// Summarises a level from its merged windows.
     pub fn new(
-        concurrency: usize,
+        load: Load,
         rows: usize,
         total: &Tally,
         windows: Vec<WindowResult>,
@@ -104,8 +167,18 @@ impl LevelResult {
         let duration_s: f64 = windows.iter().map(|w| w.duration_s).sum();
         let duration = Duration::from_secs_f64(duration_s);
         let throughput_rps = per_second(total.successes, duration);
+        let (concurrency, rate_rps) = match load {
+            Load::Concurrency(c) => (c, None),
+            Load::Rate {
+                rps, max_in_flight, ..
+            } => (max_in_flight, Some(rps)),
+        };
         LevelResult {
+            load,
             concurrency,
+            rate_rps,
+            late: total.late,
+            max_send_delay_us: total.max_send_delay_us,
             requests: total.successes,
             errors: total.errors.clone(),
             throughput_rps,
@@ -137,11 +210,11 @@ fn ms(us: u64) -> String {
     format!("{:.3}", us as f64 / 1000.0)
 }
 
-/// The console table's heading.
-pub fn table_header() -> String {
+/// The console table's heading; `rate` for open-loop runs.
+pub fn table_header(rate: bool) -> String {
     format!(
-        "{:>11} {:>12} {:>11} {:>10} {:>10} {:>10} {:>10} {:>8} {:>6}",
-        "Concurrency",
+        "{:>12} {:>12} {:>11} {:>10} {:>10} {:>10} {:>10} {:>8} {:>8} {:>6}",
+        if rate { "Rate req/s" } else { "Concurrency" },
         "Inferences/s",
         "Requests/s",
         "p50 ms",
@@ -149,15 +222,20 @@ pub fn table_header() -> String {
         "p95 ms",
         "p99 ms",
         "errors",
+        "late",
         "stable"
     )
 }
 
 /// One level as a console table row.
 pub fn table_row(level: &LevelResult) -> String {
+    let (load, late) = match level.load {
+        Load::Concurrency(c) => (c.to_string(), "-".to_string()),
+        Load::Rate { rps, .. } => (format_rate(rps), level.late.to_string()),
+    };
     format!(
-        "{:>11} {:>12.1} {:>11.1} {:>10} {:>10} {:>10} {:>10} {:>8} {:>6}",
-        level.concurrency,
+        "{:>12} {:>12.1} {:>11.1} {:>10} {:>10} {:>10} {:>10} {:>8} {:>8} {:>6}",
+        load,
         level.inferences_per_s,
         level.throughput_rps,
         ms(level.p50_us),
@@ -165,14 +243,15 @@ pub fn table_row(level: &LevelResult) -> String {
         ms(level.p95_us),
         ms(level.p99_us),
         level.errors.total,
+        late,
         if level.stable { "yes" } else { "no" }
     )
 }
 
-/// A verbose line for one window.
-pub fn window_line(concurrency: usize, index: usize, window: &WindowResult) -> String {
+/// A verbose line for one window of the level `label` ("concurrency 4").
+pub fn window_line(label: &str, index: usize, window: &WindowResult) -> String {
     format!(
-        "  concurrency {concurrency} window {}: {:.1} req/s, p50 {} ms, p99 {} ms, {} errors",
+        "  {label} window {}: {:.1} req/s, p50 {} ms, p99 {} ms, {} errors",
         index + 1,
         window.throughput_rps,
         ms(window.p50_us),
@@ -183,15 +262,15 @@ pub fn window_line(concurrency: usize, index: usize, window: &WindowResult) -> S
 
 /// Prints the final table, and the first error of every level that had any.
 pub fn print_table(report: &Report) {
-    println!("{}", table_header());
+    println!("{}", table_header(report.is_rate()));
     for level in &report.levels {
         println!("{}", table_row(level));
     }
     for level in report.levels.iter().filter(|l| l.errors.total > 0) {
         let e = &level.errors;
         println!(
-            "concurrency {}: {} errors (429: {}, other 4xx: {}, 5xx: {}, timeout: {}, connection: {}, invalid: {}); first: {}",
-            level.concurrency,
+            "{}: {} errors (429: {}, other 4xx: {}, 5xx: {}, timeout: {}, connection: {}, invalid: {}); first: {}",
+            level.load.label(),
             e.total,
             e.too_many_requests,
             e.client_error,
@@ -204,14 +283,19 @@ pub fn print_table(report: &Report) {
     }
 }
 
-/// The CSV heading, perf_analyzer's columns.
+/// The CSV heading, perf_analyzer's columns (the first is "Request Rate" in rate mode, as in
+/// perf_analyzer).
 pub const CSV_HEADER: &str = "Concurrency,Inferences/Second,Client Send,Network+Server Send/Recv,Server Queue,\
 Server Compute Input,Server Compute Infer,Server Compute Output,Client Recv,p50 latency,p90 latency,p95 latency,p99 latency";
 
 /// Writes the levels as CSV in microseconds; the client-side and the server's input/output
 /// stages are not measured separately and read 0.
 pub fn write_csv(report: &Report, out: &mut impl Write) -> io::Result<()> {
-    writeln!(out, "{CSV_HEADER}")?;
+    if report.is_rate() {
+        writeln!(out, "Request Rate{}", &CSV_HEADER["Concurrency".len()..])?;
+    } else {
+        writeln!(out, "{CSV_HEADER}")?;
+    }
     for l in &report.levels {
         let queue = l.server_queue_us.round();
         let compute = l.server_compute_us.round();
@@ -219,7 +303,15 @@ pub fn write_csv(report: &Report, out: &mut impl Write) -> io::Result<()> {
         writeln!(
             out,
             "{},{:.1},0,{network},{queue},0,{compute},0,0,{},{},{},{}",
-            l.concurrency, l.inferences_per_s, l.p50_us, l.p90_us, l.p95_us, l.p99_us
+            match l.load {
+                Load::Concurrency(c) => c.to_string(),
+                Load::Rate { rps, .. } => format_rate(rps),
+            },
+            l.inferences_per_s,
+            l.p50_us,
+            l.p90_us,
+            l.p95_us,
+            l.p99_us
         )?;
     }
     Ok(())
@@ -243,7 +335,7 @@ mod tests {
             );
         }
         let window = WindowResult::new(&tally, Duration::from_secs(1));
-        let level = LevelResult::new(4, 2, &tally, vec![window], true);
+        let level = LevelResult::new(Load::Concurrency(4), 2, &tally, vec![window], true);
         assert_eq!((level.throughput_rps, level.inferences_per_s), (10.0, 20.0));
         let report = Report {
             model: "m".into(),
