@@ -1,4 +1,4 @@
-//! Spindle's load generator: closed-loop concurrency sweeps against KServe v2 servers (HTTP with
+//! Spindle's load generator: closed-loop concurrency sweeps and open-loop request rates against KServe v2 servers (HTTP with
 //! binary or JSON tensors, gRPC) and TF Serving REST, with HDR latency histograms (the start of
 //! a perf_analyzer-class tool).
 //!
@@ -18,12 +18,16 @@
 //!   agree on throughput (or `--max-windows`, or `--max-requests`).
 //! - [`worker`]: a closed loop on one connection: send, read, classify, record, repeat.
 //! - [`tally`]: per-worker counts, error classes and the latency histogram, merged per window.
-//! - [`report`]: [`Report`] and [`LevelResult`], the console table, CSV and JSON output.
+//! - [`open_loop`]: one `--rate` level: a dispatcher thread sends on schedule (constant or
+//!   Poisson gaps from [`rates`]) within `--max-in-flight`, counting late requests.
+//! - [`report`]: [`Report`] and [`LevelResult`], the console table, CSV and JSON output;
+//!   [`chart`] draws throughput and latency against the levels as SVG.
 //!
 //! Workers run on the caller's tokio runtime; each owns its connection and its tally, so the
 //! only shared state on the hot path is a stop flag and the optional request budget.
 
 pub mod args;
+pub mod chart;
 pub mod concurrency;
 pub mod element;
 pub mod grpc;
@@ -60,6 +64,11 @@ pub async fn run(args: LoadtestArgs) -> anyhow::Result<Report> {
     // Open the output files first, so an unwritable path fails before minutes of load.
     let csv = args
         .csv
+        .as_ref()
+        .map(|p| File::create(p).with_context(|| format!("cannot create {}", p.display())))
+        .transpose()?;
+    let chart = args
+        .chart
         .as_ref()
         .map(|p| File::create(p).with_context(|| format!("cannot create {}", p.display())))
         .transpose()?;
@@ -166,6 +175,12 @@ pub async fn run(args: LoadtestArgs) -> anyhow::Result<Report> {
         let mut out = BufWriter::new(file);
         serde_json::to_writer_pretty(&mut out, &report)?;
         writeln!(out)
+            .and_then(|()| out.flush())
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    if let (Some(file), Some(path)) = (chart, &args.chart) {
+        let mut out = BufWriter::new(file);
+        out.write_all(chart::render(&report).as_bytes())
             .and_then(|()| out.flush())
             .with_context(|| format!("writing {}", path.display()))?;
     }

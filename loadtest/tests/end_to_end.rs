@@ -186,9 +186,13 @@ async fn steady_load_stops_after_three_agreeing_windows_and_writes_files() {
     args.stability = 100.0;
     args.csv = Some(dir.path().join("out.csv"));
     args.json = Some(dir.path().join("out.json"));
+    args.chart = Some(dir.path().join("out.svg"));
     let report = run(args).await.unwrap();
     let level = &report.levels[0];
     assert!(level.stable);
+    let svg = std::fs::read_to_string(dir.path().join("out.svg")).unwrap();
+    assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
+    assert_eq!(svg.matches("<circle class=\"p99 point\"").count(), 1);
     assert_eq!(level.windows.len(), 3);
     assert!(
         (0.5..1.0).contains(&level.duration_s),
