@@ -295,7 +295,7 @@ mod tests {
                     };
                     tally.record(success, Duration::from_micros(1000 * (i as u64 + 1)));
                 }
-                LevelResult::new(load, 1, &tally, Vec::new(), true)
+                LevelResult::new(load, 1, &tally, Vec::new(), true, None)
             })
             .collect();
         Report {

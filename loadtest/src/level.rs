@@ -2,6 +2,7 @@
 //! until throughput is stable, the window limit is reached or the request budget runs out. The
 //! warm-up and window loop ([`measure`]) is shared with the open-loop mode ([`crate::open_loop`]).
 
+use crate::server_stats::{ServerBreakdown, StatsProbe};
 use crate::report::{LevelResult, Load, WindowResult, window_line};
 use crate::tally::Tally;
 use crate::target::Target;
@@ -32,6 +33,9 @@ pub struct LevelSettings {
     pub rows: usize,
     /// Print a line per window.
     pub verbose: bool,
+    /// Reads the servers' statistics before and after each level; `None` when they have none
+    /// (the server columns then come from response headers).
+    pub stats: Option<Arc<StatsProbe>>,
 }
 
 /// The servers and the prepared request for each (same order).
@@ -84,6 +88,7 @@ pub async fn run_level(
         &measured.total,
         measured.windows,
         measured.stable,
+        measured.server,
     )
 }
 
@@ -107,6 +112,9 @@ pub struct Measured {
     pub windows: Vec<WindowResult>,
     /// Whether the last windows agreed.
     pub stable: bool,
+    /// The servers' own per-request timings over the measured windows, when their statistics
+    /// could be read before and after.
+    pub server: Option<ServerBreakdown>,
 }
 
 /// Warms up, then measures windows until they agree, `max_windows` is reached, or every load
@@ -134,6 +142,7 @@ pub async fn measure(
         }
     }
 
+    let before = read_stats(label, settings).await;
     let mut total = Tally::new(settings.timeout);
     let mut windows: Vec<WindowResult> = Vec::new();
     let mut stable = false;
@@ -150,10 +159,34 @@ pub async fn measure(
         windows.push(window);
         stable = is_stable(&windows, settings.stability);
     }
+    let server = match before {
+        Some(before) => read_stats(label, settings)
+            .await
+            .map(|after| after.breakdown_since(&before)),
+        None => None,
+    };
     Measured {
         total,
         windows,
         stable,
+        server,
+    }
+}
+
+/// The servers' statistics now, or `None` (said once per level) when they cannot be read.
+async fn read_stats(
+    label: &str,
+    settings: &LevelSettings,
+) -> Option<crate::server_stats::InferStats> {
+    let probe = settings.stats.as_ref()?;
+    match probe.read().await {
+        Ok(stats) => Some(stats),
+        Err(e) => {
+            println!(
+                "  {label}: cannot read server statistics ({e:#}); server columns come from response headers"
+            );
+            None
+        }
     }
 }
 

@@ -20,6 +20,8 @@
 //! - [`tally`]: per-worker counts, error classes and the latency histogram, merged per window.
 //! - [`open_loop`]: one `--rate` level: a dispatcher thread sends on schedule (constant or
 //!   Poisson gaps from [`rates`]) within `--max-in-flight`, counting late requests.
+//! - [`server_stats`]: the servers' Triton statistics, read before and after each level; their
+//!   deltas fill the server queue and compute columns (response headers when unavailable).
 //! - [`report`]: [`Report`] and [`LevelResult`], the console table, CSV and JSON output;
 //!   [`chart`] draws throughput and latency against the levels as SVG.
 //!
@@ -37,6 +39,7 @@ pub mod open_loop;
 pub mod payload;
 pub mod rates;
 pub mod report;
+pub mod server_stats;
 pub mod tally;
 pub mod target;
 pub mod tensors;
@@ -142,6 +145,28 @@ pub async fn run(args: LoadtestArgs) -> anyhow::Result<Report> {
         timeout: args.timeout,
         rows: inputs.rows,
         verbose: args.verbose,
+        stats: None,
+    };
+    // Read the statistics once up front: a server without them (not Spindle or Triton) gets the
+    // header-based columns, and the user is told which they are looking at.
+    let probe = server_stats::StatsProbe::new(
+        targets.servers.clone(),
+        args.protocol,
+        &args.model,
+        version,
+        args.timeout,
+    );
+    let settings = match probe.read().await {
+        Ok(_) => LevelSettings {
+            stats: Some(Arc::new(probe)),
+            ..settings
+        },
+        Err(e) => {
+            println!(
+                "Server statistics are unavailable ({e:#}); the server queue and compute columns come from x-spindle-* response headers instead"
+            );
+            settings
+        }
     };
     let loads = args.loads();
     println!("{}", report::table_header(args.rate.is_some()));

@@ -66,6 +66,7 @@ pub async fn run_rate_level(
         &measured.total,
         measured.windows,
         measured.stable,
+        measured.server,
     )
 }
 

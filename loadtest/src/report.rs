@@ -2,6 +2,7 @@
 //! columns) and JSON files.
 
 use crate::args::{Arrivals, Protocol};
+use crate::server_stats::{ServerBreakdown, TimingSource};
 use crate::tally::{ErrorCounts, Tally, mean_of};
 use serde::Serialize;
 use std::io::{self, Write};
@@ -101,10 +102,18 @@ pub struct LevelResult {
     pub p99_us: u64,
     /// Mean latency, microseconds.
     pub mean_us: f64,
-    /// Mean server queue time (`x-spindle-queue-us`), 0 when the server does not report it.
+    /// Where the server columns come from: the server's statistics, or response headers.
+    pub server_timing: TimingSource,
+    /// Mean server queue time per request, microseconds (0 when the server reports nothing).
     pub server_queue_us: f64,
-    /// Mean server compute time (`x-spindle-compute-us`), 0 when the server does not report it.
+    /// Mean server compute time per request (input + infer + output), microseconds.
     pub server_compute_us: f64,
+    /// Mean time preparing inputs per request (statistics only; 0 from headers).
+    pub server_compute_input_us: f64,
+    /// Mean engine time per request (from headers: the whole compute time).
+    pub server_compute_infer_us: f64,
+    /// Mean time preparing outputs per request (statistics only; 0 from headers).
+    pub server_compute_output_us: f64,
     /// Whether the last 3 windows agreed on throughput within `--stability`.
     pub stable: bool,
     /// Time measured (the windows' total), seconds.
@@ -156,13 +165,15 @@ impl WindowResult {
 }
 
 impl LevelResult {
-    /// Summarises a level from its merged windows.
+    /// Summarises a level from its merged windows and, when read, the servers' statistics
+    /// (which take precedence over the response headers' timings).
     pub fn new(
         load: Load,
         rows: usize,
         total: &Tally,
         windows: Vec<WindowResult>,
         stable: bool,
+        server: Option<ServerBreakdown>,
     ) -> Self {
         let duration_s: f64 = windows.iter().map(|w| w.duration_s).sum();
         let duration = Duration::from_secs_f64(duration_s);
@@ -172,6 +183,22 @@ impl LevelResult {
             Load::Rate {
                 rps, max_in_flight, ..
             } => (max_in_flight, Some(rps)),
+        };
+        let (server_timing, queue, input, infer, output) = match server {
+            Some(s) => (
+                TimingSource::Statistics,
+                s.queue_us,
+                s.compute_input_us,
+                s.compute_infer_us,
+                s.compute_output_us,
+            ),
+            None => (
+                TimingSource::Headers,
+                mean_of(total.queue_us),
+                0.0,
+                mean_of(total.compute_us),
+                0.0,
+            ),
         };
         LevelResult {
             load,
@@ -188,8 +215,12 @@ impl LevelResult {
             p95_us: total.percentile_us(95.0),
             p99_us: total.percentile_us(99.0),
             mean_us: total.mean_us(),
-            server_queue_us: mean_of(total.queue_us),
-            server_compute_us: mean_of(total.compute_us),
+            server_timing,
+            server_queue_us: queue,
+            server_compute_us: input + infer + output,
+            server_compute_input_us: input,
+            server_compute_infer_us: infer,
+            server_compute_output_us: output,
             stable,
             duration_s,
             first_error: total.first_error.clone(),
@@ -288,8 +319,8 @@ pub fn print_table(report: &Report) {
 pub const CSV_HEADER: &str = "Concurrency,Inferences/Second,Client Send,Network+Server Send/Recv,Server Queue,\
 Server Compute Input,Server Compute Infer,Server Compute Output,Client Recv,p50 latency,p90 latency,p95 latency,p99 latency";
 
-/// Writes the levels as CSV in microseconds; the client-side and the server's input/output
-/// stages are not measured separately and read 0.
+/// Writes the levels as CSV in microseconds. Client Send and Client Recv are not measured
+/// separately and read 0; Network+Server Send/Recv is the mean latency less the server stages.
 pub fn write_csv(report: &Report, out: &mut impl Write) -> io::Result<()> {
     if report.is_rate() {
         writeln!(out, "Request Rate{}", &CSV_HEADER["Concurrency".len()..])?;
@@ -298,11 +329,13 @@ pub fn write_csv(report: &Report, out: &mut impl Write) -> io::Result<()> {
     }
     for l in &report.levels {
         let queue = l.server_queue_us.round();
-        let compute = l.server_compute_us.round();
-        let network = (l.mean_us - queue - compute).max(0.0).round();
+        let input = l.server_compute_input_us.round();
+        let infer = l.server_compute_infer_us.round();
+        let output = l.server_compute_output_us.round();
+        let network = (l.mean_us - queue - input - infer - output).max(0.0).round();
         writeln!(
             out,
-            "{},{:.1},0,{network},{queue},0,{compute},0,0,{},{},{},{}",
+            "{},{:.1},0,{network},{queue},{input},{infer},{output},0,{},{},{},{}",
             match l.load {
                 Load::Concurrency(c) => c.to_string(),
                 Load::Rate { rps, .. } => format_rate(rps),
@@ -335,7 +368,7 @@ mod tests {
             );
         }
         let window = WindowResult::new(&tally, Duration::from_secs(1));
-        let level = LevelResult::new(Load::Concurrency(4), 2, &tally, vec![window], true);
+        let level = LevelResult::new(Load::Concurrency(4), 2, &tally, vec![window], true, None);
         assert_eq!((level.throughput_rps, level.inferences_per_s), (10.0, 20.0));
         let report = Report {
             model: "m".into(),
@@ -352,5 +385,34 @@ mod tests {
         assert_eq!(lines[0].split(',').count(), 13);
         assert_eq!(lines[1], "4,20.0,0,600,100,0,300,0,0,1000,1000,1000,1000");
         assert!(table_row(&level).contains("1.000"));
+
+        // The server's statistics replace the headers' timings.
+        let stats = ServerBreakdown {
+            requests: 10,
+            queue_us: 50.0,
+            compute_input_us: 20.0,
+            compute_infer_us: 400.0,
+            compute_output_us: 30.0,
+        };
+        let mut levels = vec![LevelResult::new(
+            Load::Concurrency(4),
+            2,
+            &tally,
+            Vec::new(),
+            true,
+            Some(stats),
+        )];
+        assert_eq!(levels[0].server_timing, TimingSource::Statistics);
+        let report = Report {
+            levels: std::mem::take(&mut levels),
+            ..report
+        };
+        let mut csv = Vec::new();
+        write_csv(&report, &mut csv).unwrap();
+        let text = String::from_utf8(csv).unwrap();
+        assert_eq!(
+            text.lines().nth(1),
+            Some("4,0.0,0,500,50,20,400,30,0,1000,1000,1000,1000")
+        );
     }
 }

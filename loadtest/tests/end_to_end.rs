@@ -5,7 +5,8 @@ mod support;
 
 use spindle_loadtest::{Arrivals, ConcurrencyLevels, LoadtestArgs, Protocol, RateLevels, run};
 use std::time::Duration;
-use support::{Fault, dead_url, start};
+use spindle_loadtest::server_stats::TimingSource;
+use support::{Fault, dead_url, start, start_with_statistics};
 
 /// Arguments for a short, deterministic run: no warmup, one long window, a request cap.
 fn quick(url: &str, concurrency: &[usize], max_requests: u64) -> LoadtestArgs {
@@ -46,6 +47,11 @@ async fn every_fifth_request_rejected_is_counted_as_429() {
         assert_eq!(
             (level.server_queue_us, level.server_compute_us),
             (100.0, 250.0)
+        );
+        assert_eq!(
+            level.server_timing,
+            TimingSource::Headers,
+            "a server without statistics falls back to the headers"
         );
         assert!(
             !level.stable,
@@ -348,4 +354,28 @@ async fn requests_that_find_every_slot_busy_are_late_and_their_wait_counts() {
     let csv = std::fs::read_to_string(dir.path().join("rate.csv")).unwrap();
     assert!(csv.starts_with("Request Rate,Inferences/Second"), "{csv}");
     assert!(csv.lines().nth(1).unwrap().starts_with("200,"), "{csv}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_columns_come_from_the_servers_statistics() {
+    let server = start_with_statistics(&[-1, 8], vec![]);
+    let dir = tempfile::tempdir().unwrap();
+    let mut args = quick(&server.url, &[2], 200);
+    args.csv = Some(dir.path().join("out.csv"));
+    let report = run(args).await.unwrap();
+    let level = &report.levels[0];
+    assert_eq!(level.server_timing, TimingSource::Statistics);
+    assert_eq!(
+        (
+            level.server_queue_us,
+            level.server_compute_input_us,
+            level.server_compute_infer_us,
+            level.server_compute_output_us
+        ),
+        (40.0, 10.0, 200.0, 5.0),
+        "per-request means of the statistics' deltas, not the headers' 100 and 250"
+    );
+    let csv = std::fs::read_to_string(dir.path().join("out.csv")).unwrap();
+    let cells: Vec<&str> = csv.lines().nth(1).unwrap().split(',').collect();
+    assert_eq!(&cells[4..8], ["40", "10", "200", "5"]);
 }
