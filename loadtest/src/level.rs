@@ -2,8 +2,8 @@
 //! until throughput is stable, the window limit is reached or the request budget runs out. The
 //! warm-up and window loop ([`measure`]) is shared with the open-loop mode ([`crate::open_loop`]).
 
-use crate::server_stats::{ServerBreakdown, StatsProbe};
 use crate::report::{LevelResult, Load, WindowResult, window_line};
+use crate::server_stats::{ServerBreakdown, StatsProbe};
 use crate::tally::Tally;
 use crate::target::Target;
 use crate::worker::{Exchange, LevelControl, Template, Worker};

@@ -50,7 +50,13 @@ pub async fn fetch(
     version: Option<&str>,
     timeout: Duration,
 ) -> anyhow::Result<ModelMetadata> {
-    let (status, body) = get(target, &model_path(model, version), timeout, "model metadata").await?;
+    let (status, body) = get(
+        target,
+        &model_path(model, version),
+        timeout,
+        "model metadata",
+    )
+    .await?;
     let what = match version {
         Some(v) => format!("model '{model}' version {v}"),
         None => format!("model '{model}'"),

@@ -332,7 +332,9 @@ pub fn write_csv(report: &Report, out: &mut impl Write) -> io::Result<()> {
         let input = l.server_compute_input_us.round();
         let infer = l.server_compute_infer_us.round();
         let output = l.server_compute_output_us.round();
-        let network = (l.mean_us - queue - input - infer - output).max(0.0).round();
+        let network = (l.mean_us - queue - input - infer - output)
+            .max(0.0)
+            .round();
         writeln!(
             out,
             "{},{:.1},0,{network},{queue},{input},{infer},{output},0,{},{},{},{}",

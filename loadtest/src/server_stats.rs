@@ -175,10 +175,7 @@ impl StatsProbe {
     }
 
     async fn read_http(&self, target: &Target) -> anyhow::Result<InferStats> {
-        let path = format!(
-            "{}/stats",
-            model_path(&self.model, self.version.as_deref())
-        );
+        let path = format!("{}/stats", model_path(&self.model, self.version.as_deref()));
         let (status, body) = metadata::get(target, &path, self.timeout, "statistics").await?;
         if status != StatusCode::OK {
             bail!(
@@ -271,7 +268,12 @@ mod tests {
         let b = after.breakdown_since(&before);
         assert_eq!(b.requests, 100);
         assert_eq!(
-            (b.queue_us, b.compute_input_us, b.compute_infer_us, b.compute_output_us),
+            (
+                b.queue_us,
+                b.compute_input_us,
+                b.compute_infer_us,
+                b.compute_output_us
+            ),
             (200.0, 10.0, 500.0, 5.0)
         );
         assert_eq!(before.breakdown_since(&after).requests, 0, "a reset server");

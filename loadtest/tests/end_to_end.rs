@@ -3,9 +3,9 @@
 
 mod support;
 
+use spindle_loadtest::server_stats::TimingSource;
 use spindle_loadtest::{Arrivals, ConcurrencyLevels, LoadtestArgs, Protocol, RateLevels, run};
 use std::time::Duration;
-use spindle_loadtest::server_stats::TimingSource;
 use support::{Fault, dead_url, start, start_with_statistics};
 
 /// Arguments for a short, deterministic run: no warmup, one long window, a request cap.
