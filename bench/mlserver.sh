@@ -18,11 +18,13 @@ port=${PORT:-18200}
 out=bench/results
 venv=.cache/mlserver-venv
 mkdir -p "$out" .cache
-if [ ! -x "$venv/bin/mlserver" ]; then
+# uvloop 0.22 and later raise "There is no current event loop" in MLServer 1.7.1's inference
+# pool workers (asyncio.get_event_loop in worker.py), so every worker dies at startup: pin below.
+if [ ! -x "$venv/bin/mlserver" ] || ! "$venv/bin/python" -c 'import uvloop, sys; sys.exit(tuple(map(int, uvloop.__version__.split(".")[:2])) >= (0, 22))'; then
   python3 -m venv "$venv"
-  "$venv/bin/pip" install -q "mlserver==1.7.1" "onnxruntime==1.31.1"
+  "$venv/bin/pip" install -q "mlserver==1.7.1" "onnxruntime==1.31.1" "uvloop<0.22"
 fi
-ORT_DYLIB_PATH=$(scripts/setup-ort.sh); export ORT_DYLIB_PATH
+ORT_DYLIB_PATH=${ORT_DYLIB_PATH:-$(scripts/setup-ort.sh)}; export ORT_DYLIB_PATH
 cargo build --release -q -p spindle-server
 spindle=${CARGO_TARGET_DIR:-target}/release/spindle
 repo=.cache/bench-repo

@@ -15,7 +15,7 @@
 #                  cores and N=2 understates what two nodes would do; say so with the result.
 #   CONCURRENCY    closed-loop connections per replica (default 8)
 #   WINDOW         measurement window (default 3s); ENGINE (default ort); PROTOCOL
-#                  (default http-binary); PORT first replica's port (default 18100)
+#                  (default http-binary); PORT first replica's port (default 18700)
 # Results: bench/results/scaling-<model>.csv (N, cores, inferences/s, ratio) and one
 # loadtest JSON per N.
 set -euo pipefail
@@ -35,10 +35,10 @@ concurrency=${CONCURRENCY:-8}
 window=${WINDOW:-3s}
 engine=${ENGINE:-ort}
 protocol=${PROTOCOL:-http-binary}
-port=${PORT:-18100}
+port=${PORT:-18700}
 out=bench/results
 mkdir -p "$out" .cache
-ORT_DYLIB_PATH=$(scripts/setup-ort.sh); export ORT_DYLIB_PATH
+ORT_DYLIB_PATH=${ORT_DYLIB_PATH:-$(scripts/setup-ort.sh)}; export ORT_DYLIB_PATH
 cargo build --release -q -p spindle-server
 spindle=${CARGO_TARGET_DIR:-target}/release/spindle
 repo=.cache/bench-repo
@@ -61,6 +61,10 @@ for n in $(seq 1 ${#layout[@]}); do
   urls=(); grpc_urls=()
   for i in $(seq 0 $((n - 1))); do
     p=$((port + i))
+    if curl -s -o /dev/null "127.0.0.1:$p/v2/health/live"; then
+      echo "scaling: something already answers on port $p; pick another base with PORT=" >&2
+      exit 1
+    fi
     RUST_LOG=warn taskset -c "${layout[$i]}" "$spindle" serve --repo "$repo" --engine "$engine" \
       --http-addr "127.0.0.1:$p" --grpc-addr "127.0.0.1:$((p + 1000))" &
     servers+=($!)
@@ -69,6 +73,10 @@ for n in $(seq 1 ${#layout[@]}); do
   for u in "${urls[@]}"; do
     for _ in $(seq 1 600); do curl -sf "$u/v2/health/ready" > /dev/null && break; sleep 0.1; done
     curl -sf "$u/v2/health/ready" > /dev/null || { echo "scaling: $u never became ready" >&2; exit 1; }
+  done
+  # A replica that failed to start must not be replaced by whatever else answers on its port.
+  for pid in "${servers[@]}"; do
+    kill -0 "$pid" 2> /dev/null || { echo "scaling: a replica exited at startup (see its log above)" >&2; exit 1; }
   done
   [ "$protocol" != grpc ] || urls=("${grpc_urls[@]}")
   echo "== $model: $n replica(s) on cores ${layout[*]:0:$n}, $((n * concurrency)) connections"
