@@ -7,6 +7,12 @@ cd "$(dirname "$0")/.."
 ORT_DYLIB_PATH=$(scripts/setup-ort.sh)
 export ORT_DYLIB_PATH
 echo "test: ONNX Runtime library at $ORT_DYLIB_PATH" >&2
+# wrk (Debian), the independent load generator that loadtest's agreement test compares with; the
+# test fails without it unless SPINDLE_SKIP_WRK=1.
+if [ "${SPINDLE_SKIP_WRK:-}" != 1 ] && ! command -v wrk > /dev/null; then
+  apt=(apt-get); [ "$(id -u)" = 0 ] || apt=(sudo apt-get)
+  { "${apt[@]}" install -y wrk || { "${apt[@]}" update && "${apt[@]}" install -y wrk; }; } >&2
+fi
 # A real HDFS for the repository tests (Hadoop 2.7.3 from the pyspark sdist, cached outside the
 # repository). Its own state dir, so a developer's cluster is untouched; stopped at exit.
 # SPINDLE_SKIP_HDFS=1 skips it, and the HDFS tests say they were skipped.

@@ -2,6 +2,8 @@
 //! durations; concurrency lists live in [`crate::concurrency`]).
 
 use crate::concurrency::ConcurrencyLevels;
+use crate::rates::RateLevels;
+use crate::report::Load;
 use clap::{Args, ValueEnum};
 use serde::Serialize;
 use std::fmt;
@@ -34,6 +36,20 @@ impl fmt::Display for Protocol {
     }
 }
 
+/// How open-loop send times are spaced.
+#[derive(ValueEnum, Serialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum Arrivals {
+    /// Evenly: one request every 1/rate seconds.
+    Constant,
+    /// A Poisson process: exponentially distributed gaps with mean 1/rate (bursts, as real
+    /// independent clients make).
+    Poisson,
+}
+
+/// The concurrency levels used when neither `--concurrency` nor `--rate` is given.
+pub const DEFAULT_CONCURRENCY: [usize; 4] = [1, 4, 16, 64];
+
 /// Measure a KServe v2 HTTP server's throughput and latency at several concurrency levels.
 #[derive(Args, Debug, Clone, PartialEq)]
 pub struct LoadtestArgs {
@@ -47,10 +63,21 @@ pub struct LoadtestArgs {
     /// Model version (default: the server's choice).
     #[arg(long)]
     pub model_version: Option<String>,
-    /// Concurrency levels: a list (1,4,16,64), a range with a factor (1:64:x2) or a step
-    /// (1:10:+3), or a mix of these, comma-separated.
-    #[arg(long, default_value = "1,4,16,64")]
-    pub concurrency: ConcurrencyLevels,
+    /// Closed-loop concurrency levels: a list (1,4,16,64), a range with a factor (1:64:x2) or a
+    /// step (1:10:+3), or a mix of these, comma-separated. Default 1,4,16,64 unless --rate.
+    #[arg(long, conflicts_with = "rate")]
+    pub concurrency: Option<ConcurrencyLevels>,
+    /// Open-loop request rates (requests/s): a list (100,200), a range (100:1000:x2,
+    /// 100:500:+100) or a mix. Latency includes waiting to be sent; late requests are counted.
+    #[arg(long)]
+    pub rate: Option<RateLevels>,
+    /// Spacing of open-loop send times.
+    #[arg(long, value_enum, default_value_t = Arrivals::Constant, requires = "rate")]
+    pub arrivals: Arrivals,
+    /// Open loop: requests in flight at most (and connections per run at most); a request due
+    /// while all are busy waits, and is reported as late.
+    #[arg(long, default_value_t = 128, value_parser = parse_positive, requires = "rate")]
+    pub max_in_flight: usize,
     /// Request encoding.
     #[arg(long, value_enum, default_value_t = Protocol::HttpBinary)]
     pub protocol: Protocol,
@@ -87,6 +114,9 @@ pub struct LoadtestArgs {
     /// Write the full report as JSON.
     #[arg(long)]
     pub json: Option<PathBuf>,
+    /// Write a chart (SVG) of throughput and p50/p90/p99 latency against concurrency or rate.
+    #[arg(long)]
+    pub chart: Option<PathBuf>,
     /// Print one line per measurement window.
     #[arg(long)]
     pub verbose: bool,
@@ -99,7 +129,10 @@ impl LoadtestArgs {
             url: vec![url.into()],
             model: model.into(),
             model_version: None,
-            concurrency: ConcurrencyLevels(vec![1, 4, 16, 64]),
+            concurrency: None,
+            rate: None,
+            arrivals: Arrivals::Constant,
+            max_in_flight: 128,
             protocol: Protocol::HttpBinary,
             batch: 1,
             shape: Vec::new(),
@@ -111,6 +144,7 @@ impl LoadtestArgs {
             timeout: Duration::from_secs(10),
             csv: None,
             json: None,
+            chart: None,
             verbose: false,
         }
     }
@@ -118,15 +152,30 @@ impl LoadtestArgs {
     /// Checks what the value parsers cannot (the struct may be built without clap).
     pub fn validate(&self) -> anyhow::Result<()> {
         anyhow::ensure!(!self.url.is_empty(), "give at least one --url");
-        anyhow::ensure!(
-            !self.concurrency.0.is_empty(),
-            "give at least one --concurrency level"
-        );
-        anyhow::ensure!(
-            self.concurrency.0.iter().all(|&c| c > 0),
-            "concurrency levels must be at least 1, got {}",
-            self.concurrency
-        );
+        match (&self.concurrency, &self.rate) {
+            (Some(_), Some(_)) => anyhow::bail!(
+                "--concurrency (closed loop) and --rate (open loop) exclude each other: give one"
+            ),
+            (Some(levels), None) => {
+                anyhow::ensure!(
+                    !levels.0.is_empty(),
+                    "give at least one --concurrency level"
+                );
+                anyhow::ensure!(
+                    levels.0.iter().all(|&c| c > 0),
+                    "concurrency levels must be at least 1, got {levels}"
+                );
+            }
+            (None, Some(rates)) => {
+                anyhow::ensure!(!rates.0.is_empty(), "give at least one --rate");
+                anyhow::ensure!(
+                    rates.0.iter().all(|r| r.is_finite() && *r > 0.0),
+                    "request rates must be above 0, got {rates}"
+                );
+                anyhow::ensure!(self.max_in_flight > 0, "--max-in-flight must be at least 1");
+            }
+            (None, None) => {}
+        }
         anyhow::ensure!(self.batch > 0, "--batch must be at least 1");
         anyhow::ensure!(!self.window.is_zero(), "--window must be longer than zero");
         anyhow::ensure!(
@@ -140,6 +189,26 @@ impl LoadtestArgs {
             self.stability
         );
         Ok(())
+    }
+}
+
+impl LoadtestArgs {
+    /// The levels to measure, in order: `--rate` levels, `--concurrency` levels, or the default
+    /// concurrency sweep.
+    pub fn loads(&self) -> Vec<Load> {
+        match (&self.rate, &self.concurrency) {
+            (Some(rates), _) => rates
+                .0
+                .iter()
+                .map(|&rps| Load::Rate {
+                    rps,
+                    arrivals: self.arrivals,
+                    max_in_flight: self.max_in_flight,
+                })
+                .collect(),
+            (None, Some(levels)) => levels.0.iter().copied().map(Load::Concurrency).collect(),
+            (None, None) => DEFAULT_CONCURRENCY.map(Load::Concurrency).to_vec(),
+        }
     }
 }
 
@@ -220,6 +289,42 @@ mod tests {
     }
 
     #[test]
+    fn rate_and_concurrency_exclude_each_other() {
+        let base = ["loadtest", "--url", "http://h:1", "--model", "m"];
+        let with = |extra: &[&str]| Cli::try_parse_from(base.iter().chain(extra));
+        let a = with(&[
+            "--rate",
+            "100:400:x2",
+            "--arrivals",
+            "poisson",
+            "--max-in-flight",
+            "8",
+        ])
+        .unwrap()
+        .args;
+        assert_eq!(
+            a.loads(),
+            [100.0, 200.0, 400.0].map(|rps| Load::Rate {
+                rps,
+                arrivals: Arrivals::Poisson,
+                max_in_flight: 8
+            })
+        );
+        assert!(with(&["--rate", "100", "--concurrency", "4"]).is_err());
+        assert!(
+            with(&["--arrivals", "poisson"]).is_err(),
+            "--arrivals needs --rate"
+        );
+        let c = with(&[]).unwrap().args;
+        assert_eq!(c.loads(), DEFAULT_CONCURRENCY.map(Load::Concurrency));
+        let mut both = c.clone();
+        both.concurrency = Some(ConcurrencyLevels(vec![1]));
+        both.rate = Some(RateLevels(vec![5.0]));
+        let e = both.validate().unwrap_err().to_string();
+        assert!(e.contains("exclude each other"), "{e}");
+    }
+
+    #[test]
     fn clap_defaults_match_new() {
         let cli = Cli::parse_from(["loadtest", "--url", "http://h:1", "--model", "m"]);
         assert_eq!(cli.args, LoadtestArgs::new("http://h:1", "m"));
@@ -252,7 +357,7 @@ mod tests {
         ]);
         let a = cli.args;
         assert_eq!(a.url, vec!["http://a:1", "http://b:2"]);
-        assert_eq!(a.concurrency.0, vec![1, 2, 4, 8, 16, 32, 64]);
+        assert_eq!(a.concurrency.unwrap().0, vec![1, 2, 4, 8, 16, 32, 64]);
         assert_eq!(a.protocol, Protocol::HttpJson);
         assert_eq!((a.batch, a.max_requests), (8, Some(1000)));
         assert_eq!(

@@ -72,6 +72,15 @@ impl GrpcTemplate {
             .max_encoding_message_size(usize::MAX))
     }
 
+    /// A fresh client for `target` (for statistics; workers use [`GrpcTemplate::connect`]).
+    pub async fn client(target: &Target) -> anyhow::Result<GrpcClient> {
+        let channel = endpoint(target)?
+            .connect()
+            .await
+            .with_context(|| format!("{}: cannot connect over gRPC", target.url))?;
+        Ok(GrpcInferenceServiceClient::new(channel))
+    }
+
     /// One `ModelInfer`, classified like an HTTP answer.
     pub async fn attempt(&self, client: &mut GrpcClient) -> Outcome {
         match client.model_infer(self.request.clone()).await {

@@ -1,11 +1,12 @@
 //! One concurrency level: start its workers, let them warm up, then measure window after window
-//! until throughput is stable, the window limit is reached or the request budget runs out.
+//! until throughput is stable, the window limit is reached or the request budget runs out. The
+//! warm-up and window loop ([`measure`]) is shared with the open-loop mode ([`crate::open_loop`]).
 
-use crate::report::{LevelResult, WindowResult, window_line};
+use crate::report::{LevelResult, Load, WindowResult, window_line};
+use crate::server_stats::{ServerBreakdown, StatsProbe};
 use crate::tally::Tally;
 use crate::target::Target;
-use crate::worker::Template;
-use crate::worker::{LevelControl, Worker};
+use crate::worker::{Exchange, LevelControl, Template, Worker};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
@@ -32,6 +33,9 @@ pub struct LevelSettings {
     pub rows: usize,
     /// Print a line per window.
     pub verbose: bool,
+    /// Reads the servers' statistics before and after each level; `None` when they have none
+    /// (the server columns then come from response headers).
+    pub stats: Option<Arc<StatsProbe>>,
 }
 
 /// The servers and the prepared request for each (same order).
@@ -56,13 +60,10 @@ pub async fn run_level(
         .collect();
     let mut handles = Vec::with_capacity(concurrency);
     for (index, slot) in slots.iter().enumerate() {
-        let pick = index % targets.servers.len();
         let worker = Worker {
-            target: targets.servers[pick].clone(),
-            template: targets.templates[pick].clone(),
+            exchange: targets.exchange(index, settings.timeout),
             control: control.clone(),
             tally: slot.clone(),
-            timeout: settings.timeout,
         };
         // Every worker holds a sender; the channel closes when the last one has finished.
         let done = done_tx.clone();
@@ -73,6 +74,58 @@ pub async fn run_level(
     }
     drop(done_tx);
 
+    let label = format!("concurrency {concurrency}");
+    let measured = measure(&label, slots, &mut done_rx, settings).await;
+    control.stop();
+    for handle in handles {
+        // Workers finish their request in flight (bounded by the timeout); a panic is already
+        // reported by tokio and must not hide the other levels' results.
+        let _ = handle.await;
+    }
+    LevelResult::new(
+        Load::Concurrency(concurrency),
+        settings.rows,
+        &measured.total,
+        measured.windows,
+        measured.stable,
+        measured.server,
+    )
+}
+
+impl Targets {
+    /// The exchange for the `index`-th connection: targets are assigned round-robin.
+    pub fn exchange(&self, index: usize, timeout: Duration) -> Exchange {
+        let pick = index % self.servers.len();
+        Exchange {
+            target: self.servers[pick].clone(),
+            template: self.templates[pick].clone(),
+            timeout,
+        }
+    }
+}
+
+/// What [`measure`] found.
+pub struct Measured {
+    /// Every measured window merged.
+    pub total: Tally,
+    /// Each window.
+    pub windows: Vec<WindowResult>,
+    /// Whether the last windows agreed.
+    pub stable: bool,
+    /// The servers' own per-request timings over the measured windows, when their statistics
+    /// could be read before and after.
+    pub server: Option<ServerBreakdown>,
+}
+
+/// Warms up, then measures windows until they agree, `max_windows` is reached, or every load
+/// task has finished (`done` closed: the request budget is used up). `slots` are the tallies
+/// the load tasks record into; they are swapped out at each window's end.
+pub async fn measure(
+    label: &str,
+    slots: Vec<Arc<Mutex<Tally>>>,
+    done_rx: &mut mpsc::Receiver<()>,
+    settings: &LevelSettings,
+) -> Measured {
     let mut collector = Collector {
         slots,
         spare: Tally::new(settings.timeout),
@@ -80,39 +133,61 @@ pub async fn run_level(
     };
     let mut finished = false;
     if !settings.warmup.is_zero() {
-        finished = all_finished(&mut done_rx, settings.warmup).await;
+        finished = all_finished(done_rx, settings.warmup).await;
         collector.collect();
         if finished {
             println!(
-                "  concurrency {concurrency}: --max-requests was used up during the warmup; nothing was measured"
+                "  {label}: --max-requests was used up during the warmup; nothing was measured"
             );
         }
     }
 
+    let before = read_stats(label, settings).await;
     let mut total = Tally::new(settings.timeout);
     let mut windows: Vec<WindowResult> = Vec::new();
     let mut stable = false;
     while !finished && !stable && windows.len() < settings.max_windows {
         let start = Instant::now();
-        finished = all_finished(&mut done_rx, settings.window).await;
+        finished = all_finished(done_rx, settings.window).await;
         let elapsed = start.elapsed();
         let tally = collector.collect();
         total.merge(tally);
         let window = WindowResult::new(tally, elapsed);
         if settings.verbose {
-            println!("{}", window_line(concurrency, windows.len(), &window));
+            println!("{}", window_line(label, windows.len(), &window));
         }
         windows.push(window);
         stable = is_stable(&windows, settings.stability);
     }
-
-    control.stop();
-    for handle in handles {
-        // Workers finish their request in flight (bounded by the timeout); a panic is already
-        // reported by tokio and must not hide the other levels' results.
-        let _ = handle.await;
+    let server = match before {
+        Some(before) => read_stats(label, settings)
+            .await
+            .map(|after| after.breakdown_since(&before)),
+        None => None,
+    };
+    Measured {
+        total,
+        windows,
+        stable,
+        server,
     }
-    LevelResult::new(concurrency, settings.rows, &total, windows, stable)
+}
+
+/// The servers' statistics now, or `None` (said once per level) when they cannot be read.
+async fn read_stats(
+    label: &str,
+    settings: &LevelSettings,
+) -> Option<crate::server_stats::InferStats> {
+    let probe = settings.stats.as_ref()?;
+    match probe.read().await {
+        Ok(stats) => Some(stats),
+        Err(e) => {
+            println!(
+                "  {label}: cannot read server statistics ({e:#}); server columns come from response headers"
+            );
+            None
+        }
+    }
 }
 
 /// Waits up to `limit`; true when every worker has finished (request budget used up).

@@ -1,4 +1,4 @@
-//! Spindle's load generator: closed-loop concurrency sweeps against KServe v2 servers (HTTP with
+//! Spindle's load generator: closed-loop concurrency sweeps and open-loop request rates against KServe v2 servers (HTTP with
 //! binary or JSON tensors, gRPC) and TF Serving REST, with HDR latency histograms (the start of
 //! a perf_analyzer-class tool).
 //!
@@ -18,27 +18,37 @@
 //!   agree on throughput (or `--max-windows`, or `--max-requests`).
 //! - [`worker`]: a closed loop on one connection: send, read, classify, record, repeat.
 //! - [`tally`]: per-worker counts, error classes and the latency histogram, merged per window.
-//! - [`report`]: [`Report`] and [`LevelResult`], the console table, CSV and JSON output.
+//! - [`open_loop`]: one `--rate` level: a dispatcher thread sends on schedule (constant or
+//!   Poisson gaps from [`rates`]) within `--max-in-flight`, counting late requests.
+//! - [`server_stats`]: the servers' Triton statistics, read before and after each level; their
+//!   deltas fill the server queue and compute columns (response headers when unavailable).
+//! - [`report`]: [`Report`] and [`LevelResult`], the console table, CSV and JSON output;
+//!   [`chart`] draws throughput and latency against the levels as SVG.
 //!
 //! Workers run on the caller's tokio runtime; each owns its connection and its tally, so the
 //! only shared state on the hot path is a stop flag and the optional request budget.
 
 pub mod args;
+pub mod chart;
 pub mod concurrency;
 pub mod element;
 pub mod grpc;
 pub mod level;
 pub mod metadata;
+pub mod open_loop;
 pub mod payload;
+pub mod rates;
 pub mod report;
+pub mod server_stats;
 pub mod tally;
 pub mod target;
 pub mod tensors;
 pub mod worker;
 
-pub use args::{LoadtestArgs, Protocol, ShapeOverride};
+pub use args::{Arrivals, LoadtestArgs, Protocol, ShapeOverride};
 pub use concurrency::ConcurrencyLevels;
-pub use report::{LevelResult, Report, WindowResult};
+pub use rates::RateLevels;
+pub use report::{LevelResult, Load, Report, WindowResult};
 pub use tally::ErrorCounts;
 
 use anyhow::Context;
@@ -57,6 +67,11 @@ pub async fn run(args: LoadtestArgs) -> anyhow::Result<Report> {
     // Open the output files first, so an unwritable path fails before minutes of load.
     let csv = args
         .csv
+        .as_ref()
+        .map(|p| File::create(p).with_context(|| format!("cannot create {}", p.display())))
+        .transpose()?;
+    let chart = args
+        .chart
         .as_ref()
         .map(|p| File::create(p).with_context(|| format!("cannot create {}", p.display())))
         .transpose()?;
@@ -130,11 +145,37 @@ pub async fn run(args: LoadtestArgs) -> anyhow::Result<Report> {
         timeout: args.timeout,
         rows: inputs.rows,
         verbose: args.verbose,
+        stats: None,
     };
-    println!("{}", report::table_header());
-    let mut levels = Vec::with_capacity(args.concurrency.0.len());
-    for &concurrency in &args.concurrency.0 {
-        let level = level::run_level(concurrency, &targets, &settings).await;
+    // Read the statistics once up front: a server without them (not Spindle or Triton) gets the
+    // header-based columns, and the user is told which they are looking at.
+    let probe = server_stats::StatsProbe::new(
+        targets.servers.clone(),
+        args.protocol,
+        &args.model,
+        version,
+        args.timeout,
+    );
+    let settings = match probe.read().await {
+        Ok(_) => LevelSettings {
+            stats: Some(Arc::new(probe)),
+            ..settings
+        },
+        Err(e) => {
+            println!(
+                "Server statistics are unavailable ({e:#}); the server queue and compute columns come from x-spindle-* response headers instead"
+            );
+            settings
+        }
+    };
+    let loads = args.loads();
+    println!("{}", report::table_header(args.rate.is_some()));
+    let mut levels = Vec::with_capacity(loads.len());
+    for load in loads {
+        let level = match load {
+            Load::Concurrency(c) => level::run_level(c, &targets, &settings).await,
+            Load::Rate { .. } => open_loop::run_rate_level(load, &targets, &settings).await,
+        };
         println!("{}", report::table_row(&level));
         levels.push(level);
     }
@@ -159,6 +200,12 @@ pub async fn run(args: LoadtestArgs) -> anyhow::Result<Report> {
         let mut out = BufWriter::new(file);
         serde_json::to_writer_pretty(&mut out, &report)?;
         writeln!(out)
+            .and_then(|()| out.flush())
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    if let (Some(file), Some(path)) = (chart, &args.chart) {
+        let mut out = BufWriter::new(file);
+        out.write_all(chart::render(&report).as_bytes())
             .and_then(|()| out.flush())
             .with_context(|| format!("writing {}", path.display()))?;
     }

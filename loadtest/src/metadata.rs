@@ -50,33 +50,13 @@ pub async fn fetch(
     version: Option<&str>,
     timeout: Duration,
 ) -> anyhow::Result<ModelMetadata> {
-    let uri = target.uri(&model_path(model, version))?;
-    let request = Request::builder()
-        .method(Method::GET)
-        .uri(uri)
-        .header(header::HOST, target.host.clone())
-        .header(header::ACCEPT, "application/json")
-        .body(Full::new(Bytes::new()))?;
-    let exchange = async {
-        let mut connection = target
-            .connect()
-            .await
-            .map_err(|e| anyhow!("cannot connect: {e:#}"))?;
-        let response = connection.send_request(request).await?;
-        let status = response.status();
-        let body = response.into_body().collect().await?.to_bytes();
-        anyhow::Ok((status, body))
-    };
-    let (status, body) = tokio::time::timeout(timeout, exchange)
-        .await
-        .map_err(|_| {
-            anyhow!(
-                "{}: no answer to the model metadata request within {}",
-                target.url,
-                humantime::format_duration(timeout)
-            )
-        })?
-        .with_context(|| format!("{} is unreachable", target.url))?;
+    let (status, body) = get(
+        target,
+        &model_path(model, version),
+        timeout,
+        "model metadata",
+    )
+    .await?;
     let what = match version {
         Some(v) => format!("model '{model}' version {v}"),
         None => format!("model '{model}'"),
@@ -103,8 +83,43 @@ pub async fn fetch(
     })
 }
 
+/// `GET path` on a fresh connection within `timeout`; `what` names the request in errors.
+pub async fn get(
+    target: &Target,
+    path: &str,
+    timeout: Duration,
+    what: &str,
+) -> anyhow::Result<(StatusCode, Bytes)> {
+    let request = Request::builder()
+        .method(Method::GET)
+        .uri(target.uri(path)?)
+        .header(header::HOST, target.host.clone())
+        .header(header::ACCEPT, "application/json")
+        .body(Full::new(Bytes::new()))?;
+    let exchange = async {
+        let mut connection = target
+            .connect()
+            .await
+            .map_err(|e| anyhow!("cannot connect: {e:#}"))?;
+        let response = connection.send_request(request).await?;
+        let status = response.status();
+        let body = response.into_body().collect().await?.to_bytes();
+        anyhow::Ok((status, body))
+    };
+    tokio::time::timeout(timeout, exchange)
+        .await
+        .map_err(|_| {
+            anyhow!(
+                "{}: no answer to the {what} request within {}",
+                target.url,
+                humantime::format_duration(timeout)
+            )
+        })?
+        .with_context(|| format!("{} is unreachable", target.url))
+}
+
 /// The `error` field of a KServe error body, or the body itself.
-fn server_message(body: &[u8]) -> String {
+pub fn server_message(body: &[u8]) -> String {
     #[derive(Deserialize)]
     struct ErrorBody {
         error: String,

@@ -1,7 +1,8 @@
 //! Results: per-window and per-level numbers, the console table, and the CSV (perf_analyzer's
 //! columns) and JSON files.
 
-use crate::args::Protocol;
+use crate::args::{Arrivals, Protocol};
+use crate::server_stats::{ServerBreakdown, TimingSource};
 use crate::tally::{ErrorCounts, Tally, mean_of};
 use serde::Serialize;
 use std::io::{self, Write};
@@ -24,11 +25,65 @@ pub struct Report {
     pub levels: Vec<LevelResult>,
 }
 
-/// The measurement of one concurrency level (all of its windows merged).
+/// How one level loads the server.
+#[derive(Serialize, Debug, Clone, Copy, PartialEq)]
+#[serde(rename_all = "kebab-case")]
+pub enum Load {
+    /// Closed loop: this many connections, each sending its next request when the last returns.
+    Concurrency(usize),
+    /// Open loop: requests scheduled at this rate, whether or not earlier ones have returned.
+    Rate {
+        /// Requests per second scheduled.
+        rps: f64,
+        /// How send times are spaced.
+        arrivals: Arrivals,
+        /// Requests in flight at most; a request due while all are busy waits and is late.
+        max_in_flight: usize,
+    },
+}
+
+impl Load {
+    /// "concurrency 4" or "rate 100/s", for progress lines.
+    pub fn label(&self) -> String {
+        match self {
+            Load::Concurrency(c) => format!("concurrency {c}"),
+            Load::Rate { rps, .. } => format!("rate {}/s", format_rate(*rps)),
+        }
+    }
+
+    /// The level's position on a chart's x axis (connections, or requests per second).
+    pub fn x(&self) -> f64 {
+        match self {
+            Load::Concurrency(c) => *c as f64,
+            Load::Rate { rps, .. } => *rps,
+        }
+    }
+}
+
+/// A rate without a pointless fraction: 100, 12.5.
+pub fn format_rate(rps: f64) -> String {
+    if rps.fract() == 0.0 {
+        format!("{rps:.0}")
+    } else {
+        format!("{rps}")
+    }
+}
+
+/// The measurement of one level (all of its windows merged).
 #[derive(Serialize, Debug, Clone)]
 pub struct LevelResult {
-    /// Concurrent closed-loop connections.
+    /// The load applied.
+    pub load: Load,
+    /// Concurrent closed-loop connections; in rate mode the in-flight bound.
     pub concurrency: usize,
+    /// Requests scheduled per second (rate mode only).
+    pub rate_rps: Option<f64>,
+    /// Rate mode: requests that found every in-flight slot busy at their scheduled time and were
+    /// sent late (their latency includes the wait). Always 0 in closed-loop mode.
+    pub late: u64,
+    /// Rate mode: the longest wait between a request's scheduled and actual send time, in
+    /// microseconds.
+    pub max_send_delay_us: u64,
     /// Successful requests measured.
     pub requests: u64,
     /// Failed requests measured, by class.
@@ -47,10 +102,18 @@ pub struct LevelResult {
     pub p99_us: u64,
     /// Mean latency, microseconds.
     pub mean_us: f64,
-    /// Mean server queue time (`x-spindle-queue-us`), 0 when the server does not report it.
+    /// Where the server columns come from: the server's statistics, or response headers.
+    pub server_timing: TimingSource,
+    /// Mean server queue time per request, microseconds (0 when the server reports nothing).
     pub server_queue_us: f64,
-    /// Mean server compute time (`x-spindle-compute-us`), 0 when the server does not report it.
+    /// Mean server compute time per request (input + infer + output), microseconds.
     pub server_compute_us: f64,
+    /// Mean time preparing inputs per request (statistics only; 0 from headers).
+    pub server_compute_input_us: f64,
+    /// Mean engine time per request (from headers: the whole compute time).
+    pub server_compute_infer_us: f64,
+    /// Mean time preparing outputs per request (statistics only; 0 from headers).
+    pub server_compute_output_us: f64,
     /// Whether the last 3 windows agreed on throughput within `--stability`.
     pub stable: bool,
     /// Time measured (the windows' total), seconds.
@@ -78,6 +141,15 @@ pub struct WindowResult {
     pub p99_us: u64,
 }
 
+impl Report {
+    /// Whether the levels are open-loop request rates.
+    pub fn is_rate(&self) -> bool {
+        self.levels
+            .first()
+            .is_some_and(|l| matches!(l.load, Load::Rate { .. }))
+    }
+}
+
 impl WindowResult {
     /// Summarises a window's tally.
     pub fn new(tally: &Tally, elapsed: Duration) -> Self {
@@ -93,19 +165,47 @@ impl WindowResult {
 }
 
 impl LevelResult {
-    /// Summarises a level from its merged windows.
+    /// Summarises a level from its merged windows and, when read, the servers' statistics
+    /// (which take precedence over the response headers' timings).
     pub fn new(
-        concurrency: usize,
+        load: Load,
         rows: usize,
         total: &Tally,
         windows: Vec<WindowResult>,
         stable: bool,
+        server: Option<ServerBreakdown>,
     ) -> Self {
         let duration_s: f64 = windows.iter().map(|w| w.duration_s).sum();
         let duration = Duration::from_secs_f64(duration_s);
         let throughput_rps = per_second(total.successes, duration);
+        let (concurrency, rate_rps) = match load {
+            Load::Concurrency(c) => (c, None),
+            Load::Rate {
+                rps, max_in_flight, ..
+            } => (max_in_flight, Some(rps)),
+        };
+        let (server_timing, queue, input, infer, output) = match server {
+            Some(s) => (
+                TimingSource::Statistics,
+                s.queue_us,
+                s.compute_input_us,
+                s.compute_infer_us,
+                s.compute_output_us,
+            ),
+            None => (
+                TimingSource::Headers,
+                mean_of(total.queue_us),
+                0.0,
+                mean_of(total.compute_us),
+                0.0,
+            ),
+        };
         LevelResult {
+            load,
             concurrency,
+            rate_rps,
+            late: total.late,
+            max_send_delay_us: total.max_send_delay_us,
             requests: total.successes,
             errors: total.errors.clone(),
             throughput_rps,
@@ -115,8 +215,12 @@ impl LevelResult {
             p95_us: total.percentile_us(95.0),
             p99_us: total.percentile_us(99.0),
             mean_us: total.mean_us(),
-            server_queue_us: mean_of(total.queue_us),
-            server_compute_us: mean_of(total.compute_us),
+            server_timing,
+            server_queue_us: queue,
+            server_compute_us: input + infer + output,
+            server_compute_input_us: input,
+            server_compute_infer_us: infer,
+            server_compute_output_us: output,
             stable,
             duration_s,
             first_error: total.first_error.clone(),
@@ -137,11 +241,11 @@ fn ms(us: u64) -> String {
     format!("{:.3}", us as f64 / 1000.0)
 }
 
-/// The console table's heading.
-pub fn table_header() -> String {
+/// The console table's heading; `rate` for open-loop runs.
+pub fn table_header(rate: bool) -> String {
     format!(
-        "{:>11} {:>12} {:>11} {:>10} {:>10} {:>10} {:>10} {:>8} {:>6}",
-        "Concurrency",
+        "{:>12} {:>12} {:>11} {:>10} {:>10} {:>10} {:>10} {:>8} {:>8} {:>6}",
+        if rate { "Rate req/s" } else { "Concurrency" },
         "Inferences/s",
         "Requests/s",
         "p50 ms",
@@ -149,15 +253,20 @@ pub fn table_header() -> String {
         "p95 ms",
         "p99 ms",
         "errors",
+        "late",
         "stable"
     )
 }
 
 /// One level as a console table row.
 pub fn table_row(level: &LevelResult) -> String {
+    let (load, late) = match level.load {
+        Load::Concurrency(c) => (c.to_string(), "-".to_string()),
+        Load::Rate { rps, .. } => (format_rate(rps), level.late.to_string()),
+    };
     format!(
-        "{:>11} {:>12.1} {:>11.1} {:>10} {:>10} {:>10} {:>10} {:>8} {:>6}",
-        level.concurrency,
+        "{:>12} {:>12.1} {:>11.1} {:>10} {:>10} {:>10} {:>10} {:>8} {:>8} {:>6}",
+        load,
         level.inferences_per_s,
         level.throughput_rps,
         ms(level.p50_us),
@@ -165,14 +274,15 @@ pub fn table_row(level: &LevelResult) -> String {
         ms(level.p95_us),
         ms(level.p99_us),
         level.errors.total,
+        late,
         if level.stable { "yes" } else { "no" }
     )
 }
 
-/// A verbose line for one window.
-pub fn window_line(concurrency: usize, index: usize, window: &WindowResult) -> String {
+/// A verbose line for one window of the level `label` ("concurrency 4").
+pub fn window_line(label: &str, index: usize, window: &WindowResult) -> String {
     format!(
-        "  concurrency {concurrency} window {}: {:.1} req/s, p50 {} ms, p99 {} ms, {} errors",
+        "  {label} window {}: {:.1} req/s, p50 {} ms, p99 {} ms, {} errors",
         index + 1,
         window.throughput_rps,
         ms(window.p50_us),
@@ -183,15 +293,15 @@ pub fn window_line(concurrency: usize, index: usize, window: &WindowResult) -> S
 
 /// Prints the final table, and the first error of every level that had any.
 pub fn print_table(report: &Report) {
-    println!("{}", table_header());
+    println!("{}", table_header(report.is_rate()));
     for level in &report.levels {
         println!("{}", table_row(level));
     }
     for level in report.levels.iter().filter(|l| l.errors.total > 0) {
         let e = &level.errors;
         println!(
-            "concurrency {}: {} errors (429: {}, other 4xx: {}, 5xx: {}, timeout: {}, connection: {}, invalid: {}); first: {}",
-            level.concurrency,
+            "{}: {} errors (429: {}, other 4xx: {}, 5xx: {}, timeout: {}, connection: {}, invalid: {}); first: {}",
+            level.load.label(),
             e.total,
             e.too_many_requests,
             e.client_error,
@@ -204,22 +314,39 @@ pub fn print_table(report: &Report) {
     }
 }
 
-/// The CSV heading, perf_analyzer's columns.
+/// The CSV heading, perf_analyzer's columns (the first is "Request Rate" in rate mode, as in
+/// perf_analyzer).
 pub const CSV_HEADER: &str = "Concurrency,Inferences/Second,Client Send,Network+Server Send/Recv,Server Queue,\
 Server Compute Input,Server Compute Infer,Server Compute Output,Client Recv,p50 latency,p90 latency,p95 latency,p99 latency";
 
-/// Writes the levels as CSV in microseconds; the client-side and the server's input/output
-/// stages are not measured separately and read 0.
+/// Writes the levels as CSV in microseconds. Client Send and Client Recv are not measured
+/// separately and read 0; Network+Server Send/Recv is the mean latency less the server stages.
 pub fn write_csv(report: &Report, out: &mut impl Write) -> io::Result<()> {
-    writeln!(out, "{CSV_HEADER}")?;
+    if report.is_rate() {
+        writeln!(out, "Request Rate{}", &CSV_HEADER["Concurrency".len()..])?;
+    } else {
+        writeln!(out, "{CSV_HEADER}")?;
+    }
     for l in &report.levels {
         let queue = l.server_queue_us.round();
-        let compute = l.server_compute_us.round();
-        let network = (l.mean_us - queue - compute).max(0.0).round();
+        let input = l.server_compute_input_us.round();
+        let infer = l.server_compute_infer_us.round();
+        let output = l.server_compute_output_us.round();
+        let network = (l.mean_us - queue - input - infer - output)
+            .max(0.0)
+            .round();
         writeln!(
             out,
-            "{},{:.1},0,{network},{queue},0,{compute},0,0,{},{},{},{}",
-            l.concurrency, l.inferences_per_s, l.p50_us, l.p90_us, l.p95_us, l.p99_us
+            "{},{:.1},0,{network},{queue},{input},{infer},{output},0,{},{},{},{}",
+            match l.load {
+                Load::Concurrency(c) => c.to_string(),
+                Load::Rate { rps, .. } => format_rate(rps),
+            },
+            l.inferences_per_s,
+            l.p50_us,
+            l.p90_us,
+            l.p95_us,
+            l.p99_us
         )?;
     }
     Ok(())
@@ -243,7 +370,7 @@ mod tests {
             );
         }
         let window = WindowResult::new(&tally, Duration::from_secs(1));
-        let level = LevelResult::new(4, 2, &tally, vec![window], true);
+        let level = LevelResult::new(Load::Concurrency(4), 2, &tally, vec![window], true, None);
         assert_eq!((level.throughput_rps, level.inferences_per_s), (10.0, 20.0));
         let report = Report {
             model: "m".into(),
@@ -260,5 +387,34 @@ mod tests {
         assert_eq!(lines[0].split(',').count(), 13);
         assert_eq!(lines[1], "4,20.0,0,600,100,0,300,0,0,1000,1000,1000,1000");
         assert!(table_row(&level).contains("1.000"));
+
+        // The server's statistics replace the headers' timings.
+        let stats = ServerBreakdown {
+            requests: 10,
+            queue_us: 50.0,
+            compute_input_us: 20.0,
+            compute_infer_us: 400.0,
+            compute_output_us: 30.0,
+        };
+        let mut levels = vec![LevelResult::new(
+            Load::Concurrency(4),
+            2,
+            &tally,
+            Vec::new(),
+            true,
+            Some(stats),
+        )];
+        assert_eq!(levels[0].server_timing, TimingSource::Statistics);
+        let report = Report {
+            levels: std::mem::take(&mut levels),
+            ..report
+        };
+        let mut csv = Vec::new();
+        write_csv(&report, &mut csv).unwrap();
+        let text = String::from_utf8(csv).unwrap();
+        assert_eq!(
+            text.lines().nth(1),
+            Some("4,0.0,0,500,50,20,400,30,0,1000,1000,1000,1000")
+        );
     }
 }

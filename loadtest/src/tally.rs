@@ -98,6 +98,11 @@ pub struct Tally {
     pub compute_us: (u64, u64),
     /// The first failure's description, to show the user what went wrong.
     pub first_error: Option<String>,
+    /// Open loop: requests that could not be sent at their scheduled time (every in-flight slot
+    /// was busy).
+    pub late: u64,
+    /// Open loop: the longest delay between a request's scheduled and actual send time, µs.
+    pub max_send_delay_us: u64,
 }
 
 impl Tally {
@@ -113,6 +118,8 @@ impl Tally {
             queue_us: (0, 0),
             compute_us: (0, 0),
             first_error: None,
+            late: 0,
+            max_send_delay_us: 0,
         }
     }
 
@@ -141,6 +148,12 @@ impl Tally {
         }
     }
 
+    /// Records when an open-loop request left relative to its schedule (before its outcome).
+    pub fn record_schedule(&mut self, late: bool, send_delay: Duration) {
+        self.late += u64::from(late);
+        self.max_send_delay_us = self.max_send_delay_us.max(send_delay.as_micros() as u64);
+    }
+
     /// Adds another tally (made with the same `max_latency`) into this one.
     pub fn merge(&mut self, other: &Tally) {
         // Both histograms share bounds and recording saturates, so adding cannot go out of range.
@@ -159,6 +172,8 @@ impl Tally {
         if self.first_error.is_none() {
             self.first_error.clone_from(&other.first_error);
         }
+        self.late += other.late;
+        self.max_send_delay_us = self.max_send_delay_us.max(other.max_send_delay_us);
     }
 
     /// Empties the tally, keeping its allocations.
@@ -170,6 +185,8 @@ impl Tally {
         self.queue_us = (0, 0);
         self.compute_us = (0, 0);
         self.first_error = None;
+        self.late = 0;
+        self.max_send_delay_us = 0;
     }
 
     /// Requests answered, successfully or not.

@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 /// Pause after a connection failure, so that a dead server is not hammered in a tight loop.
-const RECONNECT_PAUSE: Duration = Duration::from_millis(20);
+pub const RECONNECT_PAUSE: Duration = Duration::from_millis(20);
 
 /// Shared by a level's workers: when to stop, and how many requests may still be sent.
 #[derive(Debug)]
@@ -37,8 +37,13 @@ impl LevelControl {
         self.stop.store(true, Ordering::Relaxed);
     }
 
+    /// Whether [`LevelControl::stop`] was called.
+    pub fn stopped(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
+
     /// Takes permission to send one more request.
-    fn next_ticket(&self) -> bool {
+    pub fn next_ticket(&self) -> bool {
         if self.stop.load(Ordering::Relaxed) {
             return false;
         }
@@ -60,62 +65,67 @@ pub enum Template {
     Grpc(Arc<GrpcTemplate>),
 }
 
-/// A worker's open connection, by protocol.
-enum Open {
+/// An open connection, by protocol.
+pub enum Open {
+    /// A keep-alive HTTP/1 connection.
     Http(Connection),
+    /// A gRPC channel (one HTTP/2 connection).
     Grpc(GrpcClient),
 }
 
-/// One closed-loop worker.
-#[derive(Debug)]
-pub struct Worker {
-    /// The server this worker's connection goes to.
+/// How one request is sent to one server: shared by closed-loop workers and open-loop senders.
+#[derive(Debug, Clone)]
+pub struct Exchange {
+    /// The server the request goes to.
     pub target: Arc<Target>,
     /// The request it sends.
     pub template: Template,
-    /// The level's stop flag and request budget.
-    pub control: Arc<LevelControl>,
-    /// Where results go; the coordinator swaps it out at each window's end.
-    pub tally: Arc<Mutex<Tally>>,
     /// Per-request timeout, connecting included.
     pub timeout: Duration,
 }
 
-impl Worker {
-    /// Sends requests until the level stops or its budget runs out.
-    pub async fn run(self) {
-        let mut connection: Option<Open> = None;
-        while self.control.next_ticket() {
-            let mut sent_at = Instant::now();
-            let attempt =
-                tokio::time::timeout(self.timeout, self.attempt(&mut connection, &mut sent_at));
-            let outcome = attempt.await.unwrap_or_else(|_| {
-                Outcome::Failure(
-                    ErrorClass::Timeout,
-                    format!(
-                        "{}: no answer within {}",
-                        self.target.url,
-                        humantime::format_duration(self.timeout)
-                    ),
-                )
-            });
-            let latency = sent_at.elapsed();
-            let broken = matches!(
-                outcome,
-                Outcome::Failure(ErrorClass::Connection | ErrorClass::Timeout, _)
-            );
-            let refused = matches!(outcome, Outcome::Failure(ErrorClass::Connection, _));
-            if broken {
-                // After a timeout the connection may still carry the late answer: start afresh.
-                connection = None;
-            }
-            self.tally
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .record(outcome, latency);
-            if refused {
-                tokio::time::sleep(RECONNECT_PAUSE).await;
-            }
+/// The result of one [`Exchange::send`].
+pub struct Sent {
+    /// What came back.
+    pub outcome: Outcome,
+    /// When the request left (after connecting), for closed-loop latency.
+    pub sent_at: Instant,
+    /// Whether the connection must be dropped (refused, broken or timed out).
+    pub broken: bool,
+    /// Whether connecting failed, so the caller should pause before retrying.
+    pub refused: bool,
+}
+
+impl Exchange {
+    /// Sends one request on `connection`, opening it first if needed, within the timeout.
+    /// A broken connection is reset to `None`.
+    pub async fn send(&self, connection: &mut Option<Open>) -> Sent {
+        let mut sent_at = Instant::now();
+        let attempt = tokio::time::timeout(self.timeout, self.attempt(connection, &mut sent_at));
+        let outcome = attempt.await.unwrap_or_else(|_| {
+            Outcome::Failure(
+                ErrorClass::Timeout,
+                format!(
+                    "{}: no answer within {}",
+                    self.target.url,
+                    humantime::format_duration(self.timeout)
+                ),
+            )
+        });
+        let broken = matches!(
+            outcome,
+            Outcome::Failure(ErrorClass::Connection | ErrorClass::Timeout, _)
+        );
+        let refused = matches!(outcome, Outcome::Failure(ErrorClass::Connection, _));
+        if broken {
+            // After a timeout the connection may still carry the late answer: start afresh.
+            *connection = None;
+        }
+        Sent {
+            outcome,
+            sent_at,
+            broken,
+            refused,
         }
     }
 
@@ -167,6 +177,35 @@ impl Worker {
             check_success(&parts.headers, body, &self.target.url).await
         } else {
             failure(parts.status, body, &self.target.url).await
+        }
+    }
+}
+
+/// One closed-loop worker.
+#[derive(Debug)]
+pub struct Worker {
+    /// The server and request this worker sends.
+    pub exchange: Exchange,
+    /// The level's stop flag and request budget.
+    pub control: Arc<LevelControl>,
+    /// Where results go; the coordinator swaps it out at each window's end.
+    pub tally: Arc<Mutex<Tally>>,
+}
+
+impl Worker {
+    /// Sends requests until the level stops or its budget runs out.
+    pub async fn run(self) {
+        let mut connection: Option<Open> = None;
+        while self.control.next_ticket() {
+            let sent = self.exchange.send(&mut connection).await;
+            let latency = sent.sent_at.elapsed();
+            self.tally
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .record(sent.outcome, latency);
+            if sent.refused {
+                tokio::time::sleep(RECONNECT_PAUSE).await;
+            }
         }
     }
 }

@@ -3,14 +3,15 @@
 
 mod support;
 
-use spindle_loadtest::{ConcurrencyLevels, LoadtestArgs, Protocol, run};
+use spindle_loadtest::server_stats::TimingSource;
+use spindle_loadtest::{Arrivals, ConcurrencyLevels, LoadtestArgs, Protocol, RateLevels, run};
 use std::time::Duration;
-use support::{Fault, dead_url, start};
+use support::{Fault, dead_url, start, start_with_statistics};
 
 /// Arguments for a short, deterministic run: no warmup, one long window, a request cap.
 fn quick(url: &str, concurrency: &[usize], max_requests: u64) -> LoadtestArgs {
     let mut args = LoadtestArgs::new(url, "m");
-    args.concurrency = ConcurrencyLevels(concurrency.to_vec());
+    args.concurrency = Some(ConcurrencyLevels(concurrency.to_vec()));
     args.warmup = Duration::ZERO;
     args.window = Duration::from_secs(20);
     args.max_requests = Some(max_requests);
@@ -46,6 +47,11 @@ async fn every_fifth_request_rejected_is_counted_as_429() {
         assert_eq!(
             (level.server_queue_us, level.server_compute_us),
             (100.0, 250.0)
+        );
+        assert_eq!(
+            level.server_timing,
+            TimingSource::Headers,
+            "a server without statistics falls back to the headers"
         );
         assert!(
             !level.stable,
@@ -186,9 +192,13 @@ async fn steady_load_stops_after_three_agreeing_windows_and_writes_files() {
     args.stability = 100.0;
     args.csv = Some(dir.path().join("out.csv"));
     args.json = Some(dir.path().join("out.json"));
+    args.chart = Some(dir.path().join("out.svg"));
     let report = run(args).await.unwrap();
     let level = &report.levels[0];
     assert!(level.stable);
+    let svg = std::fs::read_to_string(dir.path().join("out.svg")).unwrap();
+    assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
+    assert_eq!(svg.matches("<circle class=\"p99 point\"").count(), 1);
     assert_eq!(level.windows.len(), 3);
     assert!(
         (0.5..1.0).contains(&level.duration_s),
@@ -285,4 +295,87 @@ fn thread_cpu() -> (f64, f64) {
         }
     }
     cpu
+}
+
+/// Open-loop arguments: one measured window of `window` at each rate, no warm-up.
+fn open_loop(url: &str, rates: &[f64], max_in_flight: usize, window: Duration) -> LoadtestArgs {
+    let mut args = LoadtestArgs::new(url, "m");
+    args.rate = Some(RateLevels(rates.to_vec()));
+    args.max_in_flight = max_in_flight;
+    args.warmup = Duration::ZERO;
+    args.window = window;
+    args.max_windows = 1;
+    args.timeout = Duration::from_secs(5);
+    args
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_loop_rate_is_kept_when_the_server_keeps_up() {
+    let server = start(&[-1, 8], vec![]);
+    let mut args = open_loop(&server.url, &[100.0], 16, Duration::from_secs(2));
+    args.arrivals = Arrivals::Poisson;
+    let report = run(args).await.unwrap();
+    let level = &report.levels[0];
+    assert_eq!(level.rate_rps, Some(100.0));
+    assert_eq!(level.errors.total, 0);
+    // Poisson arrivals over 2 s vary by about 1/sqrt(200) = 7 %; allow 25 %.
+    assert!(
+        (75.0..=125.0).contains(&level.throughput_rps),
+        "{} req/s at a rate of 100/s",
+        level.throughput_rps
+    );
+    assert!(report.is_rate());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_that_find_every_slot_busy_are_late_and_their_wait_counts() {
+    // Two slots of 20 ms serve at most 100 requests/s; 200/s are scheduled.
+    let server = start(&[-1, 8], vec![Fault::Delay(Duration::from_millis(20))]);
+    let dir = tempfile::tempdir().unwrap();
+    let mut args = open_loop(&server.url, &[200.0], 2, Duration::from_secs(1));
+    args.csv = Some(dir.path().join("rate.csv"));
+    let report = run(args).await.unwrap();
+    let level = &report.levels[0];
+    assert!(level.throughput_rps <= 110.0, "{}", level.throughput_rps);
+    assert!(
+        level.late >= 50,
+        "only {} late of {}",
+        level.late,
+        level.requests
+    );
+    // The backlog grows by 100 requests/s, so the last ones waited hundreds of milliseconds:
+    // a generator that timed from the actual send would report about 20 ms.
+    assert!(level.p99_us > 150_000, "p99 {} us", level.p99_us);
+    assert!(
+        level.max_send_delay_us > 150_000,
+        "{}",
+        level.max_send_delay_us
+    );
+    let csv = std::fs::read_to_string(dir.path().join("rate.csv")).unwrap();
+    assert!(csv.starts_with("Request Rate,Inferences/Second"), "{csv}");
+    assert!(csv.lines().nth(1).unwrap().starts_with("200,"), "{csv}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_columns_come_from_the_servers_statistics() {
+    let server = start_with_statistics(&[-1, 8], vec![]);
+    let dir = tempfile::tempdir().unwrap();
+    let mut args = quick(&server.url, &[2], 200);
+    args.csv = Some(dir.path().join("out.csv"));
+    let report = run(args).await.unwrap();
+    let level = &report.levels[0];
+    assert_eq!(level.server_timing, TimingSource::Statistics);
+    assert_eq!(
+        (
+            level.server_queue_us,
+            level.server_compute_input_us,
+            level.server_compute_infer_us,
+            level.server_compute_output_us
+        ),
+        (40.0, 10.0, 200.0, 5.0),
+        "per-request means of the statistics' deltas, not the headers' 100 and 250"
+    );
+    let csv = std::fs::read_to_string(dir.path().join("out.csv")).unwrap();
+    let cells: Vec<&str> = csv.lines().nth(1).unwrap().split(',').collect();
+    assert_eq!(&cells[4..8], ["40", "10", "200", "5"]);
 }

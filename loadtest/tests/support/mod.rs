@@ -54,18 +54,35 @@ impl TestServer {
 
 struct State {
     shape: Vec<i64>,
+    statistics: bool,
     script: Vec<Fault>,
     infer_requests: Arc<AtomicU64>,
     malformed: Arc<AtomicU64>,
 }
 
-/// Starts a server for model `m` with one FP32 input `x` of `shape` and one output `y`.
+/// Per-request server timings the statistics endpoint reports, in nanoseconds: queue, compute
+/// input, compute infer, compute output (different from the headers' 100 and 250 µs, so a test
+/// sees which it got).
+pub const STATS_NS: [u64; 4] = [40_000, 10_000, 200_000, 5_000];
+
+/// Starts a server for model `m` with one FP32 input `x` of `shape` and one output `y`, without
+/// a statistics endpoint.
 pub fn start(shape: &[i64], script: Vec<Fault>) -> TestServer {
+    start_server(shape, script, false)
+}
+
+/// Like [`start`], and serves `GET /v2/models/m/stats` with [`STATS_NS`] per request.
+pub fn start_with_statistics(shape: &[i64], script: Vec<Fault>) -> TestServer {
+    start_server(shape, script, true)
+}
+
+fn start_server(shape: &[i64], script: Vec<Fault>, statistics: bool) -> TestServer {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     listener.set_nonblocking(true).unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let state = Arc::new(State {
         shape: shape.to_vec(),
+        statistics,
         script: if script.is_empty() {
             vec![Fault::None]
         } else {
@@ -133,6 +150,17 @@ async fn handle(request: Request<Incoming>, state: Arc<State>) -> Reply {
                 "outputs": [{"name": "y", "datatype": "FP32", "shape": state.shape}],
             }),
         ),
+        (&Method::GET, "/v2/models/m/stats") if state.statistics => {
+            let n = state.infer_requests.load(Ordering::SeqCst);
+            let pair = |ns: u64| json!({"count": n, "ns": n * ns});
+            json_reply(
+                StatusCode::OK,
+                &json!({"model_stats": [{"name": "m", "version": "1", "inference_stats": {
+                    "success": pair(1_000_000), "fail": pair(0), "queue": pair(STATS_NS[0]),
+                    "compute_input": pair(STATS_NS[1]), "compute_infer": pair(STATS_NS[2]),
+                    "compute_output": pair(STATS_NS[3])}, "batch_stats": []}]}),
+            )
+        }
         (&Method::GET, other) if other.starts_with("/v2/models/") => {
             let name = other.trim_start_matches("/v2/models/");
             json_reply(
