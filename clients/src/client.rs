@@ -3,8 +3,8 @@
 use crate::grpc::GrpcTransport;
 use crate::http::HttpTransport;
 use crate::types::{ClientError, InferRequest, InferResponse, ModelMetadata, Protocol};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock, Weak};
 use std::time::Duration;
 
 /// How failed calls are retried.
@@ -79,6 +79,12 @@ impl ClientBuilder {
         self
     }
 
+    /// Replaces the endpoint list (discovery builds with the endpoints it found).
+    pub(crate) fn with_urls(mut self, urls: Vec<String>) -> Self {
+        self.urls = urls;
+        self
+    }
+
     /// The client; fails on an empty or malformed endpoint list.
     pub fn build(self) -> Result<Client, ClientError> {
         if self.urls.is_empty() {
@@ -89,34 +95,13 @@ impl ClientBuilder {
         let endpoints = self
             .urls
             .iter()
-            .map(|url| {
-                let url = url.trim();
-                let (protocol, rest) = if let Some(rest) = url.strip_prefix("grpc://") {
-                    (Protocol::Grpc, rest)
-                } else if let Some(rest) = url.strip_prefix("http://") {
-                    (Protocol::Http, rest)
-                } else if url.contains("://") {
-                    return Err(ClientError::Config(format!(
-                        "{url}: unsupported scheme (use http://HOST:PORT or grpc://HOST:PORT)"
-                    )));
-                } else {
-                    (self.default_protocol, url)
-                };
-                if rest.is_empty() || rest.contains('/') && !rest.ends_with('/') {
-                    return Err(ClientError::Config(format!(
-                        "{url}: expected HOST:PORT after the scheme"
-                    )));
-                }
-                let base = format!("http://{}", rest.trim_end_matches('/'));
-                Ok(match protocol {
-                    Protocol::Http => Transport::Http(HttpTransport::new(&base)),
-                    Protocol::Grpc => Transport::Grpc(GrpcTransport::new(&base, self.max_message)?),
-                })
-            })
+            .map(|url| transport(url, self.default_protocol, self.max_message))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Client {
             inner: Arc::new(Inner {
-                endpoints,
+                endpoints: RwLock::new(Arc::new(endpoints)),
+                default_protocol: self.default_protocol,
+                max_message: self.max_message,
                 next: AtomicUsize::new(0),
                 timeout: self.timeout,
                 retry: self.retry,
@@ -125,9 +110,39 @@ impl ClientBuilder {
     }
 }
 
+/// One endpoint URL (`http://`, `grpc://` or bare `host:port`) as a transport.
+fn transport(url: &str, default: Protocol, max_message: usize) -> Result<Transport, ClientError> {
+    let url = url.trim();
+    let (protocol, rest) = if let Some(rest) = url.strip_prefix("grpc://") {
+        (Protocol::Grpc, rest)
+    } else if let Some(rest) = url.strip_prefix("http://") {
+        (Protocol::Http, rest)
+    } else if url.contains("://") {
+        return Err(ClientError::Config(format!(
+            "{url}: unsupported scheme (use http://HOST:PORT or grpc://HOST:PORT)"
+        )));
+    } else {
+        (default, url)
+    };
+    if rest.is_empty() || rest.contains('/') && !rest.ends_with('/') {
+        return Err(ClientError::Config(format!(
+            "{url}: expected HOST:PORT after the scheme"
+        )));
+    }
+    let base = format!("http://{}", rest.trim_end_matches('/'));
+    Ok(match protocol {
+        Protocol::Http => Transport::Http(HttpTransport::new(&base)),
+        Protocol::Grpc => Transport::Grpc(GrpcTransport::new(&base, max_message)?),
+    })
+}
+
 #[derive(Debug)]
-struct Inner {
-    endpoints: Vec<Transport>,
+pub(crate) struct Inner {
+    // Replaced as a whole when discovery finds a new set; callers take a snapshot per attempt,
+    // so a refresh never blocks or breaks a request in flight. A std lock: held for a clone only.
+    endpoints: RwLock<Arc<Vec<Transport>>>,
+    default_protocol: Protocol,
+    max_message: usize,
     next: AtomicUsize,
     timeout: Duration,
     retry: RetryPolicy,
@@ -158,8 +173,7 @@ impl Client {
 
     /// The endpoints' URLs.
     pub fn endpoints(&self) -> Vec<String> {
-        self.inner
-            .endpoints
+        self.snapshot()
             .iter()
             .map(|t| t.url().to_string())
             .collect()
@@ -196,8 +210,9 @@ impl Client {
 
     /// Readiness of every endpoint, in order (`Err` for unreachable ones).
     pub async fn ready(&self) -> Vec<Result<bool, ClientError>> {
-        let mut out = Vec::with_capacity(self.inner.endpoints.len());
-        for t in &self.inner.endpoints {
+        let endpoints = self.snapshot();
+        let mut out = Vec::with_capacity(endpoints.len());
+        for t in endpoints.iter() {
             let call = async {
                 match t {
                     Transport::Http(h) => h.server_ready().await,
@@ -215,6 +230,47 @@ impl Client {
         out
     }
 
+    fn snapshot(&self) -> Arc<Vec<Transport>> {
+        self.inner
+            .endpoints
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Replaces the endpoint list (discovery): transports of URLs already known are kept, with
+    /// their open connections; an empty list is allowed and makes calls wait and retry.
+    pub fn set_endpoints(&self, urls: &[String]) -> Result<(), ClientError> {
+        let current = self.snapshot();
+        let next = urls
+            .iter()
+            .map(|url| {
+                let fresh = transport(url, self.inner.default_protocol, self.inner.max_message)?;
+                Ok(current
+                    .iter()
+                    .find(|t| t.url() == fresh.url())
+                    .cloned()
+                    .unwrap_or(fresh))
+            })
+            .collect::<Result<Vec<_>, ClientError>>()?;
+        *self
+            .inner
+            .endpoints
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = Arc::new(next);
+        Ok(())
+    }
+
+    /// A handle that does not keep the client alive (for background refreshers).
+    pub(crate) fn downgrade(&self) -> Weak<Inner> {
+        Arc::downgrade(&self.inner)
+    }
+
+    /// The client behind a [`Client::downgrade`] handle, while any clone is alive.
+    pub(crate) fn upgrade(weak: &Weak<Inner>) -> Option<Client> {
+        weak.upgrade().map(|inner| Client { inner })
+    }
+
     async fn with_retries<T, F, Fut>(&self, call: F) -> Result<T, ClientError>
     where
         F: Fn(Transport) -> Fut,
@@ -224,15 +280,27 @@ impl Client {
         let mut backoff = inner.retry.initial_backoff;
         let mut attempt = 0;
         loop {
-            let index = inner.next.fetch_add(1, Ordering::Relaxed) % inner.endpoints.len();
-            let transport = inner.endpoints[index].clone();
-            let url = transport.url().to_string();
-            let result = match tokio::time::timeout(inner.timeout, call(transport)).await {
-                Ok(r) => r,
-                Err(_) => Err(ClientError::Timeout {
-                    endpoint: url.clone(),
-                    timeout: inner.timeout,
-                }),
+            let endpoints = self.snapshot();
+            let (url, result) = if endpoints.is_empty() {
+                // Discovery found no ready replica (all restarting, or flexed to 0): retryable,
+                // the next refresh may find one.
+                let e = ClientError::Connection {
+                    endpoint: "(discovered endpoints)".into(),
+                    message: "no ready replica is known right now".into(),
+                };
+                (String::new(), Err(e))
+            } else {
+                let index = inner.next.fetch_add(1, Ordering::Relaxed) % endpoints.len();
+                let transport = endpoints[index].clone();
+                let url = transport.url().to_string();
+                let result = match tokio::time::timeout(inner.timeout, call(transport)).await {
+                    Ok(r) => r,
+                    Err(_) => Err(ClientError::Timeout {
+                        endpoint: url.clone(),
+                        timeout: inner.timeout,
+                    }),
+                };
+                (url, result)
             };
             let error = match result {
                 Ok(value) => return Ok(value),

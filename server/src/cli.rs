@@ -47,6 +47,9 @@ pub enum Command {
     /// Publish to and list a model repository (a directory or hdfs://).
     #[command(subcommand)]
     Repo(crate::repo_cmd::RepoCommand),
+    /// Run replicas as a YARN service: spec, deploy, flex, status, stop, start, destroy.
+    #[command(subcommand)]
+    Yarn(crate::yarn::YarnCommand),
 }
 
 /// `spindle bench` subcommands.
@@ -188,6 +191,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Zoo(args) => zoo(args).await,
         Command::Infer(args) => crate::infer_cmd::run(args).await,
         Command::Repo(command) => crate::repo_cmd::run(command).await,
+        Command::Yarn(command) => crate::yarn::run(command).await,
         Command::Loadtest(args) => {
             spindle_loadtest::run(args).await?;
             Ok(())
