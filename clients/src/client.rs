@@ -3,9 +3,13 @@
 use crate::grpc::GrpcTransport;
 use crate::http::HttpTransport;
 use crate::types::{ClientError, InferRequest, InferResponse, ModelMetadata, Protocol};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, RwLock, Weak};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::time::{Duration, Instant};
+
+/// How long an endpoint that failed to connect is passed over (unless no other is left).
+pub const EJECT_FOR: Duration = Duration::from_secs(2);
 
 /// How failed calls are retried.
 #[derive(Clone, Copy, Debug)]
@@ -102,6 +106,7 @@ impl ClientBuilder {
                 endpoints: RwLock::new(Arc::new(endpoints)),
                 default_protocol: self.default_protocol,
                 max_message: self.max_message,
+                ejected: Mutex::new(HashMap::new()),
                 next: AtomicUsize::new(0),
                 timeout: self.timeout,
                 retry: self.retry,
@@ -143,6 +148,9 @@ pub(crate) struct Inner {
     endpoints: RwLock<Arc<Vec<Transport>>>,
     default_protocol: Protocol,
     max_message: usize,
+    // Endpoints that failed to connect, skipped until the instant given (passive health
+    // checking, as Envoy's outlier detection does), so load moves off a dead replica at once.
+    ejected: Mutex<HashMap<String, Instant>>,
     next: AtomicUsize,
     timeout: Duration,
     retry: RetryPolicy,
@@ -271,6 +279,41 @@ impl Client {
         weak.upgrade().map(|inner| Client { inner })
     }
 
+    /// The next endpoint in turn, preferring one this call has not tried yet and that has
+    /// not failed to connect lately: a dead replica then costs a caller at most one attempt,
+    /// instead of being drawn again by round-robin for each retry.
+    fn pick(&self, endpoints: &[Transport], tried: &[String]) -> Transport {
+        let start = self.inner.next.fetch_add(1, Ordering::Relaxed);
+        let now = Instant::now();
+        let ejected = self.inner.ejected.lock().unwrap_or_else(|e| e.into_inner());
+        let usable = |t: &Transport| {
+            !tried.iter().any(|u| u == t.url())
+                && ejected.get(t.url()).is_none_or(|until| *until <= now)
+        };
+        let fresh = |t: &Transport| !tried.iter().any(|u| u == t.url());
+        let n = endpoints.len();
+        let order = (0..n).map(|k| &endpoints[(start + k) % n]);
+        order
+            .clone()
+            .find(|t| usable(t))
+            .or_else(|| order.clone().find(|t| fresh(t)))
+            .unwrap_or(&endpoints[start % n])
+            .clone()
+    }
+
+    /// Skips `url` for [`EJECT_FOR`] after a connection failure or timeout.
+    fn eject(&self, url: &str) {
+        let mut ejected = self.inner.ejected.lock().unwrap_or_else(|e| e.into_inner());
+        ejected.insert(url.to_string(), Instant::now() + EJECT_FOR);
+    }
+
+    fn reinstate(&self, url: &str) {
+        let mut ejected = self.inner.ejected.lock().unwrap_or_else(|e| e.into_inner());
+        if !ejected.is_empty() {
+            ejected.remove(url);
+        }
+    }
+
     async fn with_retries<T, F, Fut>(&self, call: F) -> Result<T, ClientError>
     where
         F: Fn(Transport) -> Fut,
@@ -279,6 +322,7 @@ impl Client {
         let inner = &self.inner;
         let mut backoff = inner.retry.initial_backoff;
         let mut attempt = 0;
+        let mut tried: Vec<String> = Vec::new();
         loop {
             let endpoints = self.snapshot();
             let (url, result) = if endpoints.is_empty() {
@@ -290,8 +334,7 @@ impl Client {
                 };
                 (String::new(), Err(e))
             } else {
-                let index = inner.next.fetch_add(1, Ordering::Relaxed) % endpoints.len();
-                let transport = endpoints[index].clone();
+                let transport = self.pick(&endpoints, &tried);
                 let url = transport.url().to_string();
                 let result = match tokio::time::timeout(inner.timeout, call(transport)).await {
                     Ok(r) => r,
@@ -300,6 +343,14 @@ impl Client {
                         timeout: inner.timeout,
                     }),
                 };
+                match &result {
+                    Ok(_) => self.reinstate(&url),
+                    Err(ClientError::Connection { .. } | ClientError::Timeout { .. }) => {
+                        self.eject(&url)
+                    }
+                    Err(_) => {}
+                }
+                tried.push(url.clone());
                 (url, result)
             };
             let error = match result {

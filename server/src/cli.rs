@@ -47,6 +47,8 @@ pub enum Command {
     /// Publish to and list a model repository (a directory or hdfs://).
     #[command(subcommand)]
     Repo(crate::repo_cmd::RepoCommand),
+    /// Run N local `spindle serve` replicas on their own ports until Ctrl-C or SIGTERM.
+    Replicas(crate::replicas::ReplicasArgs),
     /// Run replicas as a YARN service: spec, deploy, flex, status, stop, start, destroy.
     #[command(subcommand)]
     Yarn(crate::yarn::YarnCommand),
@@ -192,6 +194,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Infer(args) => crate::infer_cmd::run(args).await,
         Command::Repo(command) => crate::repo_cmd::run(command).await,
         Command::Yarn(command) => crate::yarn::run(command).await,
+        Command::Replicas(args) => crate::replicas::run(args).await,
         Command::Loadtest(args) => {
             spindle_loadtest::run(args).await?;
             Ok(())
