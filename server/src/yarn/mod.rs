@@ -220,6 +220,8 @@ fn params(
     let usage = |e: spec::SpecError| UsageError(e.to_string());
     spec::check_name("--name", &args.name, spec::MAX_SERVICE_NAME).map_err(usage)?;
     let replicas = spec::check_replicas("--replicas", args.replicas, false).map_err(usage)?;
+    spindle_core::config::parse_duration(&args.poll_interval)
+        .map_err(|e| UsageError(format!("--poll-interval {}: {e}", args.poll_interval)))?;
     if !spindle_loader::is_hdfs(&args.repo) {
         return Err(UsageError(format!(
             "--repo {}: YARN containers run on other nodes and cannot read a local directory; publish it to HDFS (`spindle zoo --out hdfs://...` or `spindle repo publish`)",

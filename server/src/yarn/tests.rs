@@ -144,7 +144,8 @@ fn required_fields_are_required() {
 
 #[test]
 fn enums_resources_and_constraints_are_checked() {
-    let cases: Vec<(&str, Box<dyn Fn(&mut Value)>)> = vec![
+    type Change = Box<dyn Fn(&mut Value)>;
+    let cases: Vec<(&str, Change)> = vec![
         (
             "components[0].restart_policy",
             Box::new(|s| s["components"][0]["restart_policy"] = json!("SOMETIMES")),
