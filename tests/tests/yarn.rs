@@ -347,3 +347,48 @@ async fn discovery_follows_ready_containers_and_callers_see_no_errors() {
     assert!(done > 10, "{done} requests");
     assert!(!client.endpoints().iter().any(|u| u.contains("127.0.0.2")));
 }
+
+#[tokio::test]
+async fn spindle_infer_finds_its_server_through_yarn() {
+    let repo = zoo_repo(&[ZooModel::Cifar10]);
+    let port = free_port();
+    let addr: SocketAddr = format!("127.0.0.5:{port}").parse().unwrap();
+    let _replica = ServeProcess::start(repo.path(), addr)
+        .await
+        .expect("replica");
+    let rm = FakeRm::start(Some("ann")).await;
+    let mut s = spec("spindle-infer");
+    s["components"][0]["configuration"]["env"]["SPINDLE_HTTP_PORT"] = json!(port.to_string());
+    let client = ResourceManager::new(&rm.url(), Some("ann".into())).unwrap();
+    client.create(&s).await.unwrap();
+    let input = tempfile::NamedTempFile::new().unwrap();
+    let tensor = json!({"name": "images", "shape": [1, 24, 24, 3], "datatype": "FP32", "data": vec![0.5; 1728]});
+    std::fs::write(input.path(), tensor.to_string()).unwrap();
+    let service = format!("{}/spindle-infer", rm.url());
+    let infer = |user: &'static str| {
+        let (service, path) = (service.clone(), input.path().display().to_string());
+        async move {
+            spindle(&[
+                "infer",
+                "--yarn-service",
+                &service,
+                "--yarn-user",
+                user,
+                "--model",
+                "cifar10",
+                "--json",
+                &path,
+            ])
+            .await
+        }
+    };
+    // No READY container yet: a clear error, not a hang.
+    let e = infer("ann").await.unwrap_err();
+    assert!(format!("{e:#}").contains("no READY container"), "{e:#}");
+    rm.set_containers("spindle-infer", &[("spindle-0", "127.0.0.5", "READY")]);
+    infer("ann")
+        .await
+        .expect("answered by the discovered replica");
+    let e = infer("bob").await.unwrap_err();
+    assert!(format!("{e:#}").contains("401"), "{e:#}");
+}
