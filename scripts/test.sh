@@ -31,6 +31,8 @@ stop_hdfs() {
 }
 trap stop_hdfs EXIT
 cargo fmt --all --check
+# The Dockerfiles (hadolint from PyPI, seconds); building and running the images is docker/test.sh.
+docker/lint.sh
 cargo clippy --workspace --all-targets --release -- -D warnings
 # Release: tract and the zoo's CNNs are far too slow unoptimised, and the demo shares this build.
 log=$(mktemp)

@@ -3,9 +3,13 @@
 use crate::grpc::GrpcTransport;
 use crate::http::HttpTransport;
 use crate::types::{ClientError, InferRequest, InferResponse, ModelMetadata, Protocol};
-use std::sync::Arc;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::time::{Duration, Instant};
+
+/// How long an endpoint that failed to connect is passed over (unless no other is left).
+pub const EJECT_FOR: Duration = Duration::from_secs(2);
 
 /// How failed calls are retried.
 #[derive(Clone, Copy, Debug)]
@@ -79,6 +83,12 @@ impl ClientBuilder {
         self
     }
 
+    /// Replaces the endpoint list (discovery builds with the endpoints it found).
+    pub(crate) fn with_urls(mut self, urls: Vec<String>) -> Self {
+        self.urls = urls;
+        self
+    }
+
     /// The client; fails on an empty or malformed endpoint list.
     pub fn build(self) -> Result<Client, ClientError> {
         if self.urls.is_empty() {
@@ -89,34 +99,14 @@ impl ClientBuilder {
         let endpoints = self
             .urls
             .iter()
-            .map(|url| {
-                let url = url.trim();
-                let (protocol, rest) = if let Some(rest) = url.strip_prefix("grpc://") {
-                    (Protocol::Grpc, rest)
-                } else if let Some(rest) = url.strip_prefix("http://") {
-                    (Protocol::Http, rest)
-                } else if url.contains("://") {
-                    return Err(ClientError::Config(format!(
-                        "{url}: unsupported scheme (use http://HOST:PORT or grpc://HOST:PORT)"
-                    )));
-                } else {
-                    (self.default_protocol, url)
-                };
-                if rest.is_empty() || rest.contains('/') && !rest.ends_with('/') {
-                    return Err(ClientError::Config(format!(
-                        "{url}: expected HOST:PORT after the scheme"
-                    )));
-                }
-                let base = format!("http://{}", rest.trim_end_matches('/'));
-                Ok(match protocol {
-                    Protocol::Http => Transport::Http(HttpTransport::new(&base)),
-                    Protocol::Grpc => Transport::Grpc(GrpcTransport::new(&base, self.max_message)?),
-                })
-            })
+            .map(|url| transport(url, self.default_protocol, self.max_message))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Client {
             inner: Arc::new(Inner {
-                endpoints,
+                endpoints: RwLock::new(Arc::new(endpoints)),
+                default_protocol: self.default_protocol,
+                max_message: self.max_message,
+                ejected: Mutex::new(HashMap::new()),
                 next: AtomicUsize::new(0),
                 timeout: self.timeout,
                 retry: self.retry,
@@ -125,9 +115,42 @@ impl ClientBuilder {
     }
 }
 
+/// One endpoint URL (`http://`, `grpc://` or bare `host:port`) as a transport.
+fn transport(url: &str, default: Protocol, max_message: usize) -> Result<Transport, ClientError> {
+    let url = url.trim();
+    let (protocol, rest) = if let Some(rest) = url.strip_prefix("grpc://") {
+        (Protocol::Grpc, rest)
+    } else if let Some(rest) = url.strip_prefix("http://") {
+        (Protocol::Http, rest)
+    } else if url.contains("://") {
+        return Err(ClientError::Config(format!(
+            "{url}: unsupported scheme (use http://HOST:PORT or grpc://HOST:PORT)"
+        )));
+    } else {
+        (default, url)
+    };
+    if rest.is_empty() || rest.contains('/') && !rest.ends_with('/') {
+        return Err(ClientError::Config(format!(
+            "{url}: expected HOST:PORT after the scheme"
+        )));
+    }
+    let base = format!("http://{}", rest.trim_end_matches('/'));
+    Ok(match protocol {
+        Protocol::Http => Transport::Http(HttpTransport::new(&base)),
+        Protocol::Grpc => Transport::Grpc(GrpcTransport::new(&base, max_message)?),
+    })
+}
+
 #[derive(Debug)]
-struct Inner {
-    endpoints: Vec<Transport>,
+pub(crate) struct Inner {
+    // Replaced as a whole when discovery finds a new set; callers take a snapshot per attempt,
+    // so a refresh never blocks or breaks a request in flight. A std lock: held for a clone only.
+    endpoints: RwLock<Arc<Vec<Transport>>>,
+    default_protocol: Protocol,
+    max_message: usize,
+    // Endpoints that failed to connect, skipped until the instant given (passive health
+    // checking, as Envoy's outlier detection does), so load moves off a dead replica at once.
+    ejected: Mutex<HashMap<String, Instant>>,
     next: AtomicUsize,
     timeout: Duration,
     retry: RetryPolicy,
@@ -158,8 +181,7 @@ impl Client {
 
     /// The endpoints' URLs.
     pub fn endpoints(&self) -> Vec<String> {
-        self.inner
-            .endpoints
+        self.snapshot()
             .iter()
             .map(|t| t.url().to_string())
             .collect()
@@ -196,8 +218,9 @@ impl Client {
 
     /// Readiness of every endpoint, in order (`Err` for unreachable ones).
     pub async fn ready(&self) -> Vec<Result<bool, ClientError>> {
-        let mut out = Vec::with_capacity(self.inner.endpoints.len());
-        for t in &self.inner.endpoints {
+        let endpoints = self.snapshot();
+        let mut out = Vec::with_capacity(endpoints.len());
+        for t in endpoints.iter() {
             let call = async {
                 match t {
                     Transport::Http(h) => h.server_ready().await,
@@ -215,6 +238,82 @@ impl Client {
         out
     }
 
+    fn snapshot(&self) -> Arc<Vec<Transport>> {
+        self.inner
+            .endpoints
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Replaces the endpoint list (discovery): transports of URLs already known are kept, with
+    /// their open connections; an empty list is allowed and makes calls wait and retry.
+    pub fn set_endpoints(&self, urls: &[String]) -> Result<(), ClientError> {
+        let current = self.snapshot();
+        let next = urls
+            .iter()
+            .map(|url| {
+                let fresh = transport(url, self.inner.default_protocol, self.inner.max_message)?;
+                Ok(current
+                    .iter()
+                    .find(|t| t.url() == fresh.url())
+                    .cloned()
+                    .unwrap_or(fresh))
+            })
+            .collect::<Result<Vec<_>, ClientError>>()?;
+        *self
+            .inner
+            .endpoints
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = Arc::new(next);
+        Ok(())
+    }
+
+    /// A handle that does not keep the client alive (for background refreshers).
+    pub(crate) fn downgrade(&self) -> Weak<Inner> {
+        Arc::downgrade(&self.inner)
+    }
+
+    /// The client behind a [`Client::downgrade`] handle, while any clone is alive.
+    pub(crate) fn upgrade(weak: &Weak<Inner>) -> Option<Client> {
+        weak.upgrade().map(|inner| Client { inner })
+    }
+
+    /// The next endpoint in turn, preferring one this call has not tried yet and that has
+    /// not failed to connect lately: a dead replica then costs a caller at most one attempt,
+    /// instead of being drawn again by round-robin for each retry.
+    fn pick(&self, endpoints: &[Transport], tried: &[String]) -> Transport {
+        let start = self.inner.next.fetch_add(1, Ordering::Relaxed);
+        let now = Instant::now();
+        let ejected = self.inner.ejected.lock().unwrap_or_else(|e| e.into_inner());
+        let usable = |t: &Transport| {
+            !tried.iter().any(|u| u == t.url())
+                && ejected.get(t.url()).is_none_or(|until| *until <= now)
+        };
+        let fresh = |t: &Transport| !tried.iter().any(|u| u == t.url());
+        let n = endpoints.len();
+        let order = (0..n).map(|k| &endpoints[(start + k) % n]);
+        order
+            .clone()
+            .find(|t| usable(t))
+            .or_else(|| order.clone().find(|t| fresh(t)))
+            .unwrap_or(&endpoints[start % n])
+            .clone()
+    }
+
+    /// Skips `url` for [`EJECT_FOR`] after a connection failure or timeout.
+    fn eject(&self, url: &str) {
+        let mut ejected = self.inner.ejected.lock().unwrap_or_else(|e| e.into_inner());
+        ejected.insert(url.to_string(), Instant::now() + EJECT_FOR);
+    }
+
+    fn reinstate(&self, url: &str) {
+        let mut ejected = self.inner.ejected.lock().unwrap_or_else(|e| e.into_inner());
+        if !ejected.is_empty() {
+            ejected.remove(url);
+        }
+    }
+
     async fn with_retries<T, F, Fut>(&self, call: F) -> Result<T, ClientError>
     where
         F: Fn(Transport) -> Fut,
@@ -223,16 +322,36 @@ impl Client {
         let inner = &self.inner;
         let mut backoff = inner.retry.initial_backoff;
         let mut attempt = 0;
+        let mut tried: Vec<String> = Vec::new();
         loop {
-            let index = inner.next.fetch_add(1, Ordering::Relaxed) % inner.endpoints.len();
-            let transport = inner.endpoints[index].clone();
-            let url = transport.url().to_string();
-            let result = match tokio::time::timeout(inner.timeout, call(transport)).await {
-                Ok(r) => r,
-                Err(_) => Err(ClientError::Timeout {
-                    endpoint: url.clone(),
-                    timeout: inner.timeout,
-                }),
+            let endpoints = self.snapshot();
+            let (url, result) = if endpoints.is_empty() {
+                // Discovery found no ready replica (all restarting, or flexed to 0): retryable,
+                // the next refresh may find one.
+                let e = ClientError::Connection {
+                    endpoint: "(discovered endpoints)".into(),
+                    message: "no ready replica is known right now".into(),
+                };
+                (String::new(), Err(e))
+            } else {
+                let transport = self.pick(&endpoints, &tried);
+                let url = transport.url().to_string();
+                let result = match tokio::time::timeout(inner.timeout, call(transport)).await {
+                    Ok(r) => r,
+                    Err(_) => Err(ClientError::Timeout {
+                        endpoint: url.clone(),
+                        timeout: inner.timeout,
+                    }),
+                };
+                match &result {
+                    Ok(_) => self.reinstate(&url),
+                    Err(ClientError::Connection { .. } | ClientError::Timeout { .. }) => {
+                        self.eject(&url)
+                    }
+                    Err(_) => {}
+                }
+                tried.push(url.clone());
+                (url, result)
             };
             let error = match result {
                 Ok(value) => return Ok(value),

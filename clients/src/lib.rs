@@ -5,6 +5,8 @@
 //!   exponential backoff on 429, 503 and connection failures (honouring `Retry-After`).
 //! - [`http`] and [`grpc`]: one transport per protocol, each keeping its connections open.
 //! - [`types`]: requests, responses, metadata and the error type.
+//! - [`yarn`]: the ResourceManager's YARN Services REST API; [`discovery`] turns a YARN
+//!   service's READY containers into a client's endpoints, refreshed in the background.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), spindle_client::ClientError> {
@@ -18,9 +20,12 @@
 //! ```
 
 pub mod client;
+pub mod discovery;
 pub mod grpc;
 pub mod http;
 pub mod types;
+pub mod yarn;
 
 pub use client::{Client, ClientBuilder, RetryPolicy};
+pub use discovery::{DiscoveryError, YarnService};
 pub use types::{ClientError, InferRequest, InferResponse, ModelMetadata, NamedTensor, Protocol};

@@ -55,6 +55,11 @@ pub enum Command {
     Train(crate::criteo_cmd::TrainCommand),
     /// Batch-score raw Criteo shards: one output part per shard, _SUCCESS when all are done.
     Score(crate::criteo_cmd::ScoreArgs),
+    /// Run N local `spindle serve` replicas on their own ports until Ctrl-C or SIGTERM.
+    Replicas(crate::replicas::ReplicasArgs),
+    /// Run replicas as a YARN service: spec, deploy, flex, status, stop, start, destroy.
+    #[command(subcommand)]
+    Yarn(crate::yarn::YarnCommand),
 }
 
 /// `spindle bench` subcommands.
@@ -198,6 +203,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Zoo(args) => zoo(args).await,
         Command::Infer(args) => crate::infer_cmd::run(args).await,
         Command::Repo(command) => crate::repo_cmd::run(command).await,
+        Command::Yarn(command) => crate::yarn::run(command).await,
+        Command::Replicas(args) => crate::replicas::run(args).await,
         Command::Loadtest(args) => {
             spindle_loadtest::run(args).await?;
             Ok(())

@@ -16,6 +16,13 @@ pub struct InferArgs {
     /// Server URL(s), comma separated: http://HOST:PORT (KServe v2 HTTP) or grpc://HOST:PORT.
     #[arg(long, value_delimiter = ',', default_value = "http://127.0.0.1:8000")]
     pub url: Vec<String>,
+    /// Find the servers through YARN instead: the READY containers of the service at
+    /// http://RM_HOST:PORT/SERVICE (deployed with `spindle yarn deploy`).
+    #[arg(long, conflicts_with = "url")]
+    pub yarn_service: Option<String>,
+    /// User for the ResourceManager's simple authentication (user.name).
+    #[arg(long, requires = "yarn_service")]
+    pub yarn_user: Option<String>,
     /// Model name.
     #[arg(long)]
     pub model: String,
@@ -119,10 +126,18 @@ fn json_tensor(v: &Value) -> anyhow::Result<(String, Tensor)> {
 
 /// Runs `spindle infer`.
 pub async fn run(args: InferArgs) -> anyhow::Result<()> {
-    let client = Client::builder(args.url.clone())
+    let builder = Client::builder(args.url.clone())
         .protocol(Protocol::Http)
-        .timeout(args.timeout)
-        .build()?;
+        .timeout(args.timeout);
+    let client = match &args.yarn_service {
+        // One call: the list is read once; the refresher would only matter for long runs.
+        Some(service) => {
+            builder
+                .build_yarn_service(service, args.yarn_user.clone(), Duration::from_secs(30))
+                .await?
+        }
+        None => builder.build()?,
+    };
     let metadata = client
         .model_metadata(&args.model)
         .await

@@ -10,6 +10,8 @@
 //! - [`repository`]: keeps served versions in step with the repository (polling, hot swap).
 //! - [`repo_cmd`]: `spindle repo publish` and `spindle repo ls`.
 //! - [`serve`]: loads a repository, binds and serves until a stop signal, then drains.
+//! - [`replicas`]: `spindle replicas`, N local serve processes (optionally core-pinned).
+//! - [`yarn`]: `spindle yarn`: the YARN Services spec, packaging, deploy/flex/status.
 //! - [`bench`]: `spindle bench engine`, the in-process limit serving is measured against;
 //!   [`bench_preprocess`]: `spindle bench preprocess`, the cost of decoding an image.
 //! - [`cli`]: the `spindle` command line; [`infer_cmd`] is `spindle infer`.
@@ -31,7 +33,9 @@ pub mod infer;
 pub mod infer_cmd;
 pub mod models;
 pub mod preprocess;
+pub mod replicas;
 pub mod repo_cmd;
 pub mod repository;
 pub mod score;
 pub mod serve;
+pub mod yarn;

@@ -2,6 +2,7 @@
 //! the tests are in `tests/tests/`.
 
 pub mod hdfs;
+pub mod yarn_rm;
 
 use spindle_core::engine::{Device, EngineChoice};
 use spindle_server::serve::{Listeners, ServeConfig, Server};
@@ -88,4 +89,90 @@ pub async fn start_zoo(models: &[ZooModel]) -> anyhow::Result<TestServer> {
     let mut server = start(serve_config(repo.path())).await?;
     server._repo = Some(repo);
     Ok(server)
+}
+
+/// The release (or debug) `spindle` binary beside this test's executable. `cargo test
+/// --workspace` builds it (the server package has integration tests); run alone, build it
+/// first with `cargo build --release --bin spindle`.
+pub fn spindle_binary() -> std::path::PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/<profile>/deps/<test> -> target/<profile>/spindle
+    let bin = exe
+        .parent()
+        .and_then(Path::parent)
+        .map(|dir| dir.join("spindle"))
+        .expect("target directory");
+    assert!(
+        bin.is_file(),
+        "{} is missing: build it with `cargo build --release --bin spindle` (or run `cargo test --workspace`)",
+        bin.display()
+    );
+    bin
+}
+
+/// A `spindle serve` child process; killed when dropped.
+pub struct ServeProcess {
+    /// The process.
+    pub child: std::process::Child,
+    /// Its HTTP URL.
+    pub url: String,
+}
+
+impl ServeProcess {
+    /// Starts `spindle serve --repo REPO --http-addr ADDR --no-grpc` (tract: no native
+    /// library needed, and one engine per core keeps several replicas light) and waits until
+    /// it is ready.
+    pub async fn start(repo: &Path, addr: SocketAddr) -> anyhow::Result<ServeProcess> {
+        let child = std::process::Command::new(spindle_binary())
+            .args([
+                "serve",
+                "--poll-interval",
+                "0",
+                "--engine",
+                "tract",
+                "--no-grpc",
+            ])
+            .arg("--repo")
+            .arg(repo)
+            .arg("--http-addr")
+            .arg(addr.to_string())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()?;
+        let mut process = ServeProcess {
+            child,
+            url: format!("http://{addr}"),
+        };
+        process.wait_ready(Duration::from_secs(60)).await?;
+        Ok(process)
+    }
+
+    /// Waits until `/v2/health/ready` answers 200.
+    pub async fn wait_ready(&mut self, limit: Duration) -> anyhow::Result<()> {
+        let client = spindle_client::Client::builder([self.url.clone()])
+            .timeout(Duration::from_secs(1))
+            .build()?;
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                anyhow::bail!("spindle serve at {} exited early: {status}", self.url);
+            }
+            if matches!(client.ready().await.first(), Some(Ok(true))) {
+                return Ok(());
+            }
+            anyhow::ensure!(
+                tokio::time::Instant::now() < deadline,
+                "spindle serve at {} not ready within {limit:?}",
+                self.url
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+impl Drop for ServeProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

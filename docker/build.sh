@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Builds every image of the compose deployment on a machine with no registry access:
+#   spindle-base:bookworm   docker/base.sh (debootstrap + docker import, cached)
+#   spindle:dev             docker/Dockerfile: target/release/spindle + ONNX Runtime (PyPI wheel)
+#   spindle-hdfs:2.7.3      docker/hdfs/Dockerfile: Debian's Java 17 + Hadoop 2.7.3 jars
+# Builds the release binary first (cargo), fetches the jars (scripts/hdfs.sh fetch) and the
+# ONNX Runtime library (scripts/setup-ort.sh). The binary is copied in, not built inside: the
+# base has no Rust toolchain, and the host's cargo cache makes rebuilds fast.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+docker/base.sh >/dev/null
+target=${CARGO_TARGET_DIR:-$root/target}
+cargo build --release --bin spindle >&2
+ort=$(scripts/setup-ort.sh)
+jars=$(scripts/hdfs.sh fetch)
+
+ctx=$(mktemp -d /tmp/spindle-docker.XXXXXX)
+trap 'rm -rf "$ctx"' EXIT
+mkdir -p "$ctx/spindle/onnxruntime" "$ctx/hdfs"
+cp docker/Dockerfile "$ctx/spindle/"
+cp "$target/release/spindle" "$ctx/spindle/spindle"
+# The versioned file plus the unversioned name ORT_DYLIB_PATH points at.
+cp "$ort" "$ctx/spindle/onnxruntime/"
+ln -s "$(basename "$ort")" "$ctx/spindle/onnxruntime/libonnxruntime.so"
+docker build -q -t spindle:dev "$ctx/spindle" >&2
+
+cp docker/hdfs/Dockerfile docker/hdfs/entrypoint.sh "$ctx/hdfs/"
+cp -r "$jars" "$ctx/hdfs/jars"
+docker build -q -t spindle-hdfs:2.7.3 "$ctx/hdfs" >&2
+echo "built spindle:dev spindle-hdfs:2.7.3" >&2

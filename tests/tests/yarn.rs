@@ -1,0 +1,394 @@
+//! `spindle yarn` and YARN discovery against the in-test ResourceManager (`yarn_rm`), real
+//! HDFS for the deploy upload, and real `spindle serve` processes standing in for containers.
+
+use clap::Parser;
+use serde_json::json;
+use spindle_client::yarn::{ResourceManager, YarnError};
+use spindle_client::{Client, InferRequest};
+use spindle_core::{Tensor, TensorData};
+use spindle_loader::{RetryPolicy, Storage};
+use spindle_server::cli::{Cli, UsageError, run};
+use spindle_server::yarn::spec::{SpecParams, build};
+use spindle_tests::yarn_rm::FakeRm;
+use spindle_tests::{ServeProcess, hdfs, zoo_repo};
+use spindle_zoo::ZooModel;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+fn spec(name: &str) -> serde_json::Value {
+    build(&SpecParams {
+        name: name.into(),
+        replicas: 2,
+        repo: "hdfs://nn:8020/models".into(),
+        artifact: "hdfs://nn:8020/user/ann/.spindle/spindle-x.tar.gz".into(),
+        queue: Some("CPU_Q".into()),
+        node_partition: Some("CPU".into()),
+        gpus: 0,
+        cpus: 2,
+        memory_mb: 2048,
+        port: 8000,
+        poll_interval: "30s".into(),
+        ort_library: None,
+    })
+}
+
+async fn spindle(args: &[&str]) -> anyhow::Result<()> {
+    let mut argv = vec!["spindle"];
+    argv.extend_from_slice(args);
+    run(Cli::try_parse_from(argv)?).await
+}
+
+#[tokio::test]
+async fn the_rest_client_follows_the_documented_answers() {
+    let rm = FakeRm::start(Some("ann")).await;
+    let client = ResourceManager::new(&rm.url(), Some("ann".into())).unwrap();
+
+    client.create(&spec("spindle-a")).await.expect("202");
+    assert!(client.exists("spindle-a").await.unwrap());
+    assert!(!client.exists("spindle-b").await.unwrap());
+    let service = client.service("spindle-a").await.unwrap();
+    assert_eq!(service["queue"], "CPU_Q");
+    assert_eq!(client.service_port("spindle-a").await.unwrap(), 8000);
+
+    // A taken name and an invalid spec: 400 with YARN's diagnostics, naming the URL.
+    let e = client.create(&spec("spindle-a")).await.unwrap_err();
+    assert!(matches!(e, YarnError::Status { status: 400, .. }), "{e}");
+    assert!(e.to_string().contains("already taken"), "{e}");
+    let mut bad = spec("spindle-c");
+    bad["components"][0]["restart_policy"] = json!("SOMETIMES");
+    let e = client.create(&bad).await.unwrap_err().to_string();
+    assert!(
+        e.contains("restart_policy") && e.contains("/app/v1/services"),
+        "{e}"
+    );
+
+    client.flex("spindle-a", "spindle", 5).await.unwrap();
+    let service = client.service("spindle-a").await.unwrap();
+    assert_eq!(service["components"][0]["number_of_containers"], 5);
+    client.set_state("spindle-a", "STOPPED").await.unwrap();
+    assert_eq!(
+        client.service("spindle-a").await.unwrap()["state"],
+        "STOPPED"
+    );
+    client.set_state("spindle-a", "STARTED").await.unwrap();
+
+    client.destroy("spindle-a").await.unwrap();
+    let e = client.service("spindle-a").await.unwrap_err();
+    assert!(matches!(e, YarnError::NotFound { .. }), "{e}");
+    assert!(e.to_string().contains("/app/v1/services/spindle-a"), "{e}");
+    let e = client.flex("spindle-a", "spindle", 1).await.unwrap_err();
+    assert!(matches!(e, YarnError::NotFound { .. }), "{e}");
+
+    // Simple auth: every call carried user.name; without it, 401.
+    assert!(
+        rm.state.lock().unwrap().calls.len() >= 10,
+        "calls were made and logged"
+    );
+    let anonymous = ResourceManager::new(&rm.url(), None).unwrap();
+    let e = anonymous.service("spindle-a").await.unwrap_err();
+    assert!(
+        matches!(e, YarnError::Unauthorized { status: 401, .. }),
+        "{e}"
+    );
+    assert!(e.to_string().contains("--user"), "{e}");
+
+    // An answer that is not JSON (a login page) and an unreachable RM.
+    rm.state.lock().unwrap().html = true;
+    client
+        .create(&spec("spindle-d"))
+        .await
+        .expect("a POST answer is not parsed");
+    let e = client.service("spindle-d").await.unwrap_err();
+    assert!(matches!(e, YarnError::NotJson { .. }), "{e}");
+    assert!(
+        e.to_string().contains(&rm.url()) && e.to_string().contains("<html>"),
+        "{e}"
+    );
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let gone = ResourceManager::new(&format!("http://{closed}"), None).unwrap();
+    let e = gone.service("x").await.unwrap_err();
+    assert!(matches!(e, YarnError::Unreachable { .. }), "{e}");
+    assert!(e.to_string().contains(&closed.to_string()), "{e}");
+}
+
+#[tokio::test]
+async fn yarn_subcommands_report_bad_input_as_usage_errors() {
+    let rm = FakeRm::start(None).await;
+    let url = rm.url();
+    for args in [
+        vec!["yarn", "flex", "svc", "--rm", &url, "--replicas", "-1"],
+        vec!["yarn", "flex", "svc", "--rm", "rm:8088", "--replicas", "1"],
+        vec![
+            "yarn",
+            "spec",
+            "--name",
+            "svc",
+            "--replicas",
+            "0",
+            "--repo",
+            "hdfs://nn/m",
+        ],
+        vec!["yarn", "spec", "--name", "Svc", "--repo", "hdfs://nn/m"],
+        vec![
+            "yarn",
+            "deploy",
+            "--rm",
+            &url,
+            "--name",
+            "svc",
+            "--repo",
+            "/local/dir",
+        ],
+    ] {
+        let e = spindle(&args).await.expect_err("refused");
+        assert!(e.downcast_ref::<UsageError>().is_some(), "{args:?}: {e:#}");
+    }
+    let e = spindle(&["yarn", "status", "nothing", "--rm", &url])
+        .await
+        .unwrap_err();
+    assert!(
+        format!("{e:#}").contains("'nothing' does not exist"),
+        "{e:#}"
+    );
+}
+
+#[tokio::test]
+async fn deploy_uploads_submits_and_cleans_up_after_a_refusal() {
+    let Some(base) = hdfs::shared_url() else {
+        return;
+    };
+    let dir = hdfs::unique_dir(&base, "yarn-deploy");
+    let repo = format!("{dir}/models");
+    let staging = format!("{dir}/staging");
+    let rm = FakeRm::start(Some("ann")).await;
+    let url = rm.url();
+    rm.state.lock().unwrap().queues = Some(vec!["CPU_Q".into()]);
+    let deploy = |name: &'static str, user: &'static str, repo: String| {
+        let (url, staging) = (url.clone(), staging.clone());
+        let queue = if name == "svc-c" {
+            "NO_SUCH_Q"
+        } else {
+            "CPU_Q"
+        };
+        async move {
+            spindle(&[
+                "yarn",
+                "deploy",
+                "--rm",
+                &url,
+                "--user",
+                user,
+                "--name",
+                name,
+                "--replicas",
+                "3",
+                "--repo",
+                &repo,
+                "--staging",
+                &staging,
+                "--queue",
+                queue,
+            ])
+            .await
+        }
+    };
+    // The repository must exist before anything is uploaded.
+    let e = deploy("svc-a", "ann", repo.clone()).await.unwrap_err();
+    assert!(e.downcast_ref::<UsageError>().is_some(), "{e:#}");
+    assert!(
+        format!("{e:#}").contains("no such directory on HDFS"),
+        "{e:#}"
+    );
+    let storage = Storage::new(&repo, RetryPolicy::default()).unwrap();
+    storage.mkdirs("").await.unwrap();
+
+    deploy("svc-a", "ann", repo.clone())
+        .await
+        .expect("deployed");
+    let staged = Storage::new(&staging, RetryPolicy::default()).unwrap();
+    let tarball = staged
+        .read("spindle-svc-a.tar.gz")
+        .await
+        .unwrap()
+        .expect("uploaded");
+    assert!(tarball.len() > 1_000_000, "the binary is in it");
+    let submitted = rm.state.lock().unwrap().services["svc-a"].clone();
+    assert_eq!(submitted["components"][0]["number_of_containers"], 3);
+    assert_eq!(
+        submitted["components"][0]["artifact"]["id"],
+        format!("{staging}/spindle-svc-a.tar.gz")
+    );
+
+    // A taken name is refused before uploading anything.
+    let e = deploy("svc-a", "ann", repo.clone()).await.unwrap_err();
+    assert!(format!("{e:#}").contains("is taken"), "{e:#}");
+
+    // Another user is refused (401) before anything is uploaded.
+    let e = deploy("svc-b", "bob", repo.clone()).await.unwrap_err();
+    assert!(format!("{e:#}").contains("401"), "{e:#}");
+    assert!(!staged.exists("spindle-svc-b.tar.gz").await.unwrap());
+
+    // Refused at submission (an unknown queue): the tarball it uploaded is removed again.
+    let e = deploy("svc-c", "ann", repo.clone()).await.unwrap_err();
+    let text = format!("{e:#}");
+    assert!(text.contains("NO_SUCH_Q does not exist"), "{text}");
+    assert!(text.contains("nothing is left behind"), "{text}");
+    assert!(!staged.exists("spindle-svc-c.tar.gz").await.unwrap());
+    assert!(!rm.state.lock().unwrap().services.contains_key("svc-c"));
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[tokio::test]
+async fn discovery_follows_ready_containers_and_callers_see_no_errors() {
+    // Three "hosts" on one machine: 127.0.0.2-4 are all loopback, so every replica uses the
+    // same port, as YARN containers on separate nodes do.
+    let repo = zoo_repo(&[ZooModel::Cifar10]);
+    let port = free_port();
+    let mut replicas = Vec::new();
+    for host in 2..=4 {
+        let addr: SocketAddr = format!("127.0.0.{host}:{port}").parse().unwrap();
+        replicas.push(
+            ServeProcess::start(repo.path(), addr)
+                .await
+                .expect("replica"),
+        );
+    }
+    let rm = FakeRm::start(None).await;
+    let mut s = spec("spindle-disc");
+    s["components"][0]["configuration"]["env"]["SPINDLE_HTTP_PORT"] = json!(port.to_string());
+    ResourceManager::new(&rm.url(), None)
+        .unwrap()
+        .create(&s)
+        .await
+        .unwrap();
+    rm.set_containers(
+        "spindle-disc",
+        &[
+            ("spindle-0", "127.0.0.2", "READY"),
+            ("spindle-1", "127.0.0.3", "READY"),
+            ("spindle-2", "127.0.0.4", "STARTED"),
+        ],
+    );
+
+    let client = Client::builder(Vec::<String>::new())
+        .build_yarn_service(
+            &format!("{}/spindle-disc", rm.url()),
+            None,
+            Duration::from_millis(200),
+        )
+        .await
+        .expect("discovered");
+    let mut endpoints = client.endpoints();
+    endpoints.sort();
+    assert_eq!(
+        endpoints,
+        vec![
+            format!("http://127.0.0.2:{port}"),
+            format!("http://127.0.0.3:{port}")
+        ],
+        "only READY containers"
+    );
+
+    let image = Tensor::new(vec![1, 24, 24, 3], TensorData::F32(vec![0.5; 1728])).unwrap();
+    let request = InferRequest::new("cifar10").input("images", image);
+    let load = {
+        let client = client.clone();
+        tokio::spawn(async move {
+            let mut done = 0;
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(4);
+            while tokio::time::Instant::now() < deadline {
+                client.infer(&request).await?;
+                done += 1;
+            }
+            Ok::<_, spindle_client::ClientError>(done)
+        })
+    };
+    // Flex up: the third turns READY; then the first replica dies and YARN drops it.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    rm.set_containers(
+        "spindle-disc",
+        &[
+            ("spindle-0", "127.0.0.2", "READY"),
+            ("spindle-1", "127.0.0.3", "READY"),
+            ("spindle-2", "127.0.0.4", "READY"),
+        ],
+    );
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(
+        client.endpoints().len(),
+        3,
+        "the flexed-up replica was found"
+    );
+    let mut first = replicas.remove(0);
+    first.child.kill().unwrap();
+    first.child.wait().unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    rm.set_containers(
+        "spindle-disc",
+        &[
+            ("spindle-1", "127.0.0.3", "READY"),
+            ("spindle-2", "127.0.0.4", "READY"),
+        ],
+    );
+    let done = load
+        .await
+        .unwrap()
+        .expect("no failed request reached the caller");
+    assert!(done > 10, "{done} requests");
+    assert!(!client.endpoints().iter().any(|u| u.contains("127.0.0.2")));
+}
+
+#[tokio::test]
+async fn spindle_infer_finds_its_server_through_yarn() {
+    let repo = zoo_repo(&[ZooModel::Cifar10]);
+    let port = free_port();
+    let addr: SocketAddr = format!("127.0.0.5:{port}").parse().unwrap();
+    let _replica = ServeProcess::start(repo.path(), addr)
+        .await
+        .expect("replica");
+    let rm = FakeRm::start(Some("ann")).await;
+    let mut s = spec("spindle-infer");
+    s["components"][0]["configuration"]["env"]["SPINDLE_HTTP_PORT"] = json!(port.to_string());
+    let client = ResourceManager::new(&rm.url(), Some("ann".into())).unwrap();
+    client.create(&s).await.unwrap();
+    let input = tempfile::NamedTempFile::new().unwrap();
+    let tensor = json!({"name": "images", "shape": [1, 24, 24, 3], "datatype": "FP32", "data": vec![0.5; 1728]});
+    std::fs::write(input.path(), tensor.to_string()).unwrap();
+    let service = format!("{}/spindle-infer", rm.url());
+    let infer = |user: &'static str| {
+        let (service, path) = (service.clone(), input.path().display().to_string());
+        async move {
+            spindle(&[
+                "infer",
+                "--yarn-service",
+                &service,
+                "--yarn-user",
+                user,
+                "--model",
+                "cifar10",
+                "--json",
+                &path,
+            ])
+            .await
+        }
+    };
+    // No READY container yet: a clear error, not a hang.
+    let e = infer("ann").await.unwrap_err();
+    assert!(format!("{e:#}").contains("no READY container"), "{e:#}");
+    rm.set_containers("spindle-infer", &[("spindle-0", "127.0.0.5", "READY")]);
+    infer("ann")
+        .await
+        .expect("answered by the discovered replica");
+    let e = infer("bob").await.unwrap_err();
+    assert!(format!("{e:#}").contains("401"), "{e:#}");
+}
