@@ -91,6 +91,67 @@ pub fn accepts_dtype(spec: &TensorSpec, dtype: DataType) -> Result<(), InferErro
     )))
 }
 
+/// Places a request's named input tensors into the config's input order, whatever the wire
+/// format: unknown names, repeats and missing inputs are refused with the same messages.
+pub struct InputSlots<'a> {
+    config: &'a ModelConfig,
+    slots: Vec<Option<Tensor>>,
+}
+
+impl<'a> InputSlots<'a> {
+    /// Empty slots for `config`'s inputs.
+    pub fn new(config: &'a ModelConfig) -> InputSlots<'a> {
+        InputSlots {
+            config,
+            slots: vec![None; config.inputs.len()],
+        }
+    }
+
+    /// The config index of input `name`, which must be known and not yet given.
+    pub fn index(&self, name: &str) -> Result<usize, InferError> {
+        let config = self.config;
+        let Some(index) = config.inputs.iter().position(|s| s.name == name) else {
+            return Err(InferError::invalid(format!(
+                "unknown input '{name}' for model '{}' (expected: {})",
+                config.name,
+                spindle_core::config::spec_names(&config.inputs)
+            )));
+        };
+        if self.slots[index].is_some() {
+            return Err(InferError::invalid(format!(
+                "input '{name}' is given twice"
+            )));
+        }
+        Ok(index)
+    }
+
+    /// Fills slot `index` (from [`InputSlots::index`]).
+    pub fn set(&mut self, index: usize, tensor: Tensor) {
+        self.slots[index] = Some(tensor);
+    }
+
+    /// Every input in config order, or the first missing one named with its signature.
+    pub fn finish(self) -> Result<Vec<Tensor>, InferError> {
+        let config = self.config;
+        config
+            .inputs
+            .iter()
+            .zip(self.slots)
+            .map(|(spec, slot)| {
+                slot.ok_or_else(|| {
+                    InferError::invalid(format!(
+                        "missing input '{}' ({} {}) for model '{}'",
+                        spec.name,
+                        spec.dtype,
+                        spec.dims_display(),
+                        config.name
+                    ))
+                })
+            })
+            .collect()
+    }
+}
+
 /// Finds an output by name.
 pub fn output_index(config: &ModelConfig, name: &str) -> Result<usize, InferError> {
     config

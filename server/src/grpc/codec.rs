@@ -1,9 +1,10 @@
 //! Tensors to and from KServe v2 gRPC messages: typed `contents` and `raw_*_contents`.
 
 use crate::infer::{
-    InferAnswer, InferRequest, OutputRequest, accepts_dtype, output_index, output_parameters,
+    InferAnswer, InferRequest, InputSlots, OutputRequest, accepts_dtype, output_index,
+    output_parameters,
 };
-use spindle_core::config::{ModelConfig, spec_names};
+use spindle_core::config::ModelConfig;
 use spindle_core::dtype::DataType;
 use spindle_core::error::InferError;
 use spindle_core::tensor::{Tensor, TensorData, element_count};
@@ -30,41 +31,13 @@ pub fn parse_request(
         )));
     }
     let mut raw = raw.into_iter();
-    let mut slots: Vec<Option<Tensor>> = vec![None; config.inputs.len()];
+    let mut slots = InputSlots::new(config);
     for input in request.inputs {
-        let Some(index) = config.inputs.iter().position(|s| s.name == input.name) else {
-            return Err(InferError::invalid(format!(
-                "unknown input '{}' for model '{}' (expected: {})",
-                input.name,
-                config.name,
-                spec_names(&config.inputs)
-            )));
-        };
-        if slots[index].is_some() {
-            return Err(InferError::invalid(format!(
-                "input '{}' is given twice",
-                input.name
-            )));
-        }
+        let index = slots.index(&input.name)?;
         let bytes = raw.next();
-        slots[index] = Some(decode_input(config, index, input, bytes)?);
+        slots.set(index, decode_input(config, index, input, bytes)?);
     }
-    let inputs = config
-        .inputs
-        .iter()
-        .zip(slots)
-        .map(|(spec, slot)| {
-            slot.ok_or_else(|| {
-                InferError::invalid(format!(
-                    "missing input '{}' ({} {}) for model '{}'",
-                    spec.name,
-                    spec.dtype,
-                    spec.dims_display(),
-                    config.name
-                ))
-            })
-        })
-        .collect::<Result<Vec<_>, _>>()?;
+    let inputs = slots.finish()?;
     let timeout = match request.parameters.get("timeout") {
         None => None,
         Some(p) => Some(Duration::from_micros(uint_param(p).ok_or_else(|| {

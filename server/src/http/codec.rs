@@ -3,12 +3,12 @@
 //! tensors in input order).
 
 use crate::infer::{
-    AnsweredOutput, InferAnswer, InferRequest, OutputRequest, accepts_dtype, all_outputs,
-    output_index, output_parameters,
+    AnsweredOutput, InferAnswer, InferRequest, InputSlots, OutputRequest, accepts_dtype,
+    all_outputs, output_index, output_parameters,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
-use spindle_core::config::{ModelConfig, TensorSpec, spec_names};
+use spindle_core::config::{ModelConfig, TensorSpec};
 use spindle_core::dtype::DataType;
 use spindle_core::error::InferError;
 use spindle_core::tensor::{Tensor, TensorData};
@@ -84,24 +84,13 @@ pub fn parse_request(
     let binary_output_default =
         bool_param(&header.parameters, "binary_data_output")?.unwrap_or(false);
 
-    let mut slots: Vec<Option<Tensor>> = vec![None; config.inputs.len()];
+    let mut slots = InputSlots::new(config);
     for input in header.inputs {
-        let Some(index) = config.inputs.iter().position(|s| s.name == input.name) else {
-            return Err(InferError::invalid(format!(
-                "unknown input '{}' for model '{}' (expected: {})",
-                input.name,
-                config.name,
-                spec_names(&config.inputs)
-            )));
-        };
-        if slots[index].is_some() {
-            return Err(InferError::invalid(format!(
-                "input '{}' is given twice",
-                input.name
-            )));
-        }
-        let spec = &config.inputs[index];
-        slots[index] = Some(decode_input(spec, input, &mut binary)?);
+        let index = slots.index(&input.name)?;
+        slots.set(
+            index,
+            decode_input(&config.inputs[index], input, &mut binary)?,
+        );
     }
     if !binary.is_empty() {
         return Err(InferError::invalid(format!(
@@ -109,18 +98,7 @@ pub fn parse_request(
             binary.len()
         )));
     }
-    let mut inputs = Vec::with_capacity(slots.len());
-    for (spec, slot) in config.inputs.iter().zip(slots) {
-        inputs.push(slot.ok_or_else(|| {
-            InferError::invalid(format!(
-                "missing input '{}' ({} {}) for model '{}'",
-                spec.name,
-                spec.dtype,
-                spec.dims_display(),
-                config.name
-            ))
-        })?);
-    }
+    let inputs = slots.finish()?;
     let outputs = choose_outputs(config, header.outputs, binary_output_default)?;
     Ok(InferRequest {
         id: header.id,
