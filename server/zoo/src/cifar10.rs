@@ -66,7 +66,8 @@ pub fn build(seed: u64) -> Finished {
 }
 
 /// TF's `lrn(depth_radius=4, bias=1, alpha=0.001/9, beta=0.75)`: TF sums 2*4+1 = 9 channels
-/// and multiplies by alpha, ONNX multiplies by alpha/size, so ONNX's alpha is 0.001.
+/// and multiplies by alpha, ONNX multiplies by alpha/size, so ONNX's alpha is 0.001. See
+/// [`GraphBuilder::lrn`] for why it is written with plain operators.
 fn tf_lrn(g: &mut GraphBuilder, name: &str, x: &crate::builder::Value) -> crate::builder::Value {
     g.lrn(name, x, 9, 0.001, 0.75, 1.0)
 }
