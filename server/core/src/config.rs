@@ -179,6 +179,12 @@ pub struct ModelConfig {
     /// Threads per instance for engines that use them; default: all cores / instances.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub intra_op_threads: Option<usize>,
+    /// ONNX Runtime: let idle intra-op threads spin, waiting for the next piece of a run,
+    /// instead of sleeping. Default off: the spinning threads burn cores that the HTTP and gRPC
+    /// stack (and, on a small machine, the callers) need; turn it on when the model has cores to
+    /// itself and latency matters more than CPU.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub intra_op_spinning: Option<bool>,
     /// Engine preference.
     #[serde(default)]
     pub engine: EngineChoice,

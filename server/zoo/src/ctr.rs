@@ -145,6 +145,7 @@ pub fn config(fields: usize) -> ModelConfig {
         max_queue_size: 1024,
         instance_count: None,
         intra_op_threads: None,
+        intra_op_spinning: None,
         engine: Default::default(),
         version_policy: Default::default(),
         require_success_marker: false,

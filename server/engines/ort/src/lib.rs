@@ -81,6 +81,8 @@ impl OrtEngine {
             .with_intra_threads(options.intra_op_threads.max(1))
             .map_err(builder_error)?
             .with_inter_threads(1)
+            .map_err(builder_error)?
+            .with_intra_op_spinning(options.intra_op_spinning)
             .map_err(builder_error)?;
         if let Device::Cuda(id) = options.device {
             let cuda = ep::CUDA::default()

@@ -30,6 +30,7 @@ fn options(instances: usize, threads: usize) -> LoadOptions {
     LoadOptions {
         instances,
         intra_op_threads: threads,
+        intra_op_spinning: false,
         device: Device::Cpu,
     }
 }
