@@ -6,7 +6,7 @@
 #
 #   docker/base.sh [--force]        prints the image tag (spindle-base:bookworm) on stdout
 #
-# Needs: root (debootstrap chroots), debootstrap (apt-get install debootstrap), docker.
+# Needs: root (debootstrap chroots; installed with apt-get when missing), docker.
 # Env: SPINDLE_DEBIAN_MIRROR (default http://deb.debian.org/debian),
 #      SPINDLE_DOCKER_CACHE (default ~/.cache/spindle/docker).
 set -euo pipefail
@@ -20,11 +20,12 @@ if [ "$force" = 0 ] && docker image inspect "$tag" >/dev/null 2>&1; then
   echo "$tag"
   exit 0
 fi
-command -v debootstrap >/dev/null || {
-  echo "base.sh: debootstrap is missing (install it: apt-get install -y debootstrap)" >&2
-  exit 1
-}
 [ "$(id -u)" = 0 ] || { echo "base.sh: debootstrap needs root (run with sudo)" >&2; exit 1; }
+if ! command -v debootstrap >/dev/null; then
+  echo "base.sh: installing debootstrap (apt-get)" >&2
+  { apt-get install -y debootstrap || { apt-get update && apt-get install -y debootstrap; }; } >&2 \
+    || { echo "base.sh: debootstrap is missing and apt-get could not install it" >&2; exit 1; }
+fi
 
 mkdir -p "$cache"
 tarball=$cache/bookworm-minbase.tar

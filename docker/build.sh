@@ -2,16 +2,23 @@
 # Builds every image of the compose deployment on a machine with no registry access:
 #   spindle-base:bookworm   docker/base.sh (debootstrap + docker import, cached)
 #   spindle:dev             docker/Dockerfile: target/release/spindle + ONNX Runtime (PyPI wheel)
+#                           (another tag with SPINDLE_IMAGE=NAME:TAG)
 #   spindle-hdfs:2.7.3      docker/hdfs/Dockerfile: Debian's Java 17 + Hadoop 2.7.3 jars
-# Builds the release binary first (cargo), fetches the jars (scripts/hdfs.sh fetch) and the
+# Builds the release binary first (cargo; SPINDLE_BIN=PATH uses a binary built already, as
+# scripts/test.sh does), fetches the jars (scripts/hdfs.sh fetch) and the
 # ONNX Runtime library (scripts/setup-ort.sh). The binary is copied in, not built inside: the
 # base has no Rust toolchain, and the host's cargo cache makes rebuilds fast.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 docker/base.sh >/dev/null
-target=${CARGO_TARGET_DIR:-$root/target}
-cargo build --release --bin spindle >&2
+image=${SPINDLE_IMAGE:-spindle:dev}
+bin=${SPINDLE_BIN:-}
+if [ -z "$bin" ]; then
+  cargo build --release --bin spindle >&2
+  bin=${CARGO_TARGET_DIR:-$root/target}/release/spindle
+fi
+[ -x "$bin" ] || { echo "build.sh: $bin is not an executable spindle binary" >&2; exit 1; }
 ort=$(scripts/setup-ort.sh)
 jars=$(scripts/hdfs.sh fetch)
 
@@ -19,13 +26,13 @@ ctx=$(mktemp -d /tmp/spindle-docker.XXXXXX)
 trap 'rm -rf "$ctx"' EXIT
 mkdir -p "$ctx/spindle/onnxruntime" "$ctx/hdfs"
 cp docker/Dockerfile "$ctx/spindle/"
-cp "$target/release/spindle" "$ctx/spindle/spindle"
+cp "$bin" "$ctx/spindle/spindle"
 # The versioned file plus the unversioned name ORT_DYLIB_PATH points at.
 cp "$ort" "$ctx/spindle/onnxruntime/"
 ln -s "$(basename "$ort")" "$ctx/spindle/onnxruntime/libonnxruntime.so"
-docker build -q -t spindle:dev "$ctx/spindle" >&2
+docker build -q -t "$image" "$ctx/spindle" >&2
 
 cp docker/hdfs/Dockerfile docker/hdfs/entrypoint.sh "$ctx/hdfs/"
 cp -r "$jars" "$ctx/hdfs/jars"
 docker build -q -t spindle-hdfs:2.7.3 "$ctx/hdfs" >&2
-echo "built spindle:dev spindle-hdfs:2.7.3" >&2
+echo "built $image spindle-hdfs:2.7.3" >&2

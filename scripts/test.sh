@@ -31,7 +31,8 @@ stop_hdfs() {
 }
 trap stop_hdfs EXIT
 cargo fmt --all --check
-# The Dockerfiles (hadolint from PyPI, seconds); building and running the images is docker/test.sh.
+# The Dockerfiles (hadolint from PyPI, seconds); building and running the images is docker/test.sh,
+# near the end.
 docker/lint.sh
 cargo clippy --workspace --all-targets --release -- -D warnings
 # Release: tract and the zoo's CNNs are far too slow unoptimised, and the demo shares this build.
@@ -46,12 +47,34 @@ set +e
 tests/conformance/run.sh 2>&1 | tee -a "$log"
 conformance=${PIPESTATUS[0]}
 set -e
+# The container deployment (docker/test.sh): images from our own debootstrap base (apt and
+# PyPI only), the compose deployment and its failure checks, using the spindle binary the tests
+# just built. Needs root, Docker and docker-compose; SPINDLE_SKIP_DOCKER=1 skips it.
+docker_status=0
+if [ "${SPINDLE_SKIP_DOCKER:-}" = 1 ]; then
+  echo "test: docker/test.sh skipped (SPINDLE_SKIP_DOCKER=1)" | tee -a "$log"
+else
+  target_dir=$(cargo metadata --format-version 1 --no-deps \
+    | python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
+  set +e
+  SPINDLE_BIN=$target_dir/release/spindle timeout -k 60 1800 docker/test.sh 2>&1 | tee -a "$log"
+  docker_status=${PIPESTATUS[0]}
+  set -e
+  # A run cut short (timeout, a broken prerequisite) still counts as a failure below.
+  if [ "$docker_status" != 0 ] && ! grep -q "^docker check: FAIL" "$log"; then
+    echo "docker check: FAIL docker/test.sh: exited $docker_status" | tee -a "$log"
+  fi
+fi
 # One closing line for the whole workspace (cargo's last line is a crate's doc-tests; unittest
-# prints "Ran N tests" and "OK" or "FAILED (failures=F, errors=E)").
+# prints "Ran N tests" and "OK" or "FAILED (failures=F, errors=E)"; docker/test.sh one
+# "docker check: PASS|FAIL" line per check).
 awk '/^test result:/ { passed += $4; failed += $6 }
+     /^docker check: PASS/ { passed += 1 }
+     /^docker check: FAIL/ { failed += 1 }
      /^Ran [0-9]+ tests/ { ran = $2 }
      /^OK/ { passed += ran }
      /^FAILED \(/ { n = 0; s = $0; while (match(s, /[0-9]+/)) { n += substr(s, RSTART, RLENGTH); s = substr(s, RSTART + RLENGTH) }; failed += n; passed += ran - n }
      END { printf "%d passed, %d failed\n", passed, failed }' "$log"
-[ "$status" -eq 0 ] && exit "$conformance"
-exit "$status"
+[ "$status" -eq 0 ] || exit "$status"
+[ "$conformance" -eq 0 ] || exit "$conformance"
+exit "$docker_status"

@@ -55,8 +55,16 @@ pub const DEFAULT_CONCURRENCY: [usize; 4] = [1, 4, 16, 64];
 pub struct LoadtestArgs {
     /// Server base URL(s), comma-separated (http://host:port). Each connection is pinned to one
     /// URL, assigned round-robin.
-    #[arg(long, value_delimiter = ',', required = true)]
+    #[arg(long, value_delimiter = ',', required_unless_present = "yarn_service")]
     pub url: Vec<String>,
+    /// Find the servers through YARN instead: the READY containers of the service at
+    /// http://RM_HOST:PORT/SERVICE (deployed with `spindle yarn deploy`), listed once before
+    /// the load starts.
+    #[arg(long, conflicts_with = "url")]
+    pub yarn_service: Option<String>,
+    /// User for the ResourceManager's simple authentication (user.name).
+    #[arg(long, requires = "yarn_service")]
+    pub yarn_user: Option<String>,
     /// Model to load-test.
     #[arg(long)]
     pub model: String,
@@ -127,6 +135,8 @@ impl LoadtestArgs {
     pub fn new(url: impl Into<String>, model: impl Into<String>) -> Self {
         LoadtestArgs {
             url: vec![url.into()],
+            yarn_service: None,
+            yarn_user: None,
             model: model.into(),
             model_version: None,
             concurrency: None,
@@ -151,7 +161,17 @@ impl LoadtestArgs {
 
     /// Checks what the value parsers cannot (the struct may be built without clap).
     pub fn validate(&self) -> anyhow::Result<()> {
-        anyhow::ensure!(!self.url.is_empty(), "give at least one --url");
+        match (&self.yarn_service, self.url.is_empty()) {
+            (None, true) => anyhow::bail!("give at least one --url, or --yarn-service"),
+            (Some(_), false) => anyhow::bail!(
+                "--url and --yarn-service exclude each other: give the servers or the service"
+            ),
+            _ => {}
+        }
+        anyhow::ensure!(
+            self.yarn_user.is_none() || self.yarn_service.is_some(),
+            "--yarn-user is the ResourceManager user: it needs --yarn-service"
+        );
         match (&self.concurrency, &self.rate) {
             (Some(_), Some(_)) => anyhow::bail!(
                 "--concurrency (closed loop) and --rate (open loop) exclude each other: give one"
@@ -320,6 +340,28 @@ mod tests {
         let mut both = c.clone();
         both.concurrency = Some(ConcurrencyLevels(vec![1]));
         both.rate = Some(RateLevels(vec![5.0]));
+        let e = both.validate().unwrap_err().to_string();
+        assert!(e.contains("exclude each other"), "{e}");
+    }
+
+    #[test]
+    fn servers_come_from_urls_or_a_yarn_service() {
+        let base = ["loadtest", "--model", "m"];
+        let with = |extra: &[&str]| Cli::try_parse_from(base.iter().chain(extra));
+        let a = with(&["--yarn-service", "http://rm:8088/s", "--yarn-user", "ann"])
+            .unwrap()
+            .args;
+        assert!(a.url.is_empty());
+        assert_eq!(a.yarn_service.as_deref(), Some("http://rm:8088/s"));
+        a.validate().unwrap();
+        assert!(with(&[]).is_err(), "neither --url nor --yarn-service");
+        assert!(with(&["--url", "http://h:1", "--yarn-service", "http://rm:8088/s"]).is_err());
+        let stray_user = with(&["--url", "http://h:1", "--yarn-user", "ann"])
+            .map_err(|e| e.to_string())
+            .and_then(|cli| cli.args.validate().map_err(|e| e.to_string()));
+        assert!(stray_user.unwrap_err().contains("--yarn-service"));
+        let mut both = LoadtestArgs::new("http://h:1", "m");
+        both.yarn_service = Some("http://rm:8088/s".into());
         let e = both.validate().unwrap_err().to_string();
         assert!(e.contains("exclude each other"), "{e}");
     }

@@ -6,6 +6,7 @@
 //!
 //! - [`args`]: the `spindle loadtest` flags ([`LoadtestArgs`]); [`concurrency`] parses the
 //!   level lists and ranges.
+//! - [`discovery`]: with `--yarn-service`, the `--url` list is the service's READY containers.
 //! - [`target`]: each `--url`, resolved once; opens keep-alive HTTP/1 connections (TCP_NODELAY).
 //! - [`metadata`]: `GET /v2/models/{model}` on every target before any load, so an unreachable
 //!   server or unknown model fails fast with the server's message.
@@ -31,6 +32,7 @@
 pub mod args;
 pub mod chart;
 pub mod concurrency;
+pub mod discovery;
 pub mod element;
 pub mod grpc;
 pub mod level;
@@ -62,8 +64,9 @@ use worker::Template;
 
 /// Runs the sweep: checks every target, then measures each concurrency level in turn, printing
 /// progress and a final table; writes `--csv` and `--json` when asked.
-pub async fn run(args: LoadtestArgs) -> anyhow::Result<Report> {
+pub async fn run(mut args: LoadtestArgs) -> anyhow::Result<Report> {
     args.validate()?;
+    discovery::list_yarn_replicas(&mut args).await?;
     // Open the output files first, so an unwritable path fails before minutes of load.
     let csv = args
         .csv

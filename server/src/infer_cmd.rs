@@ -45,6 +45,17 @@ pub struct InferArgs {
     /// Per-attempt timeout, e.g. 30s.
     #[arg(long, default_value = "30s", value_parser = spindle_core::config::parse_duration)]
     pub timeout: Duration,
+    /// Keep sending the request for this long from --callers loops sharing one client, then
+    /// print what the callers saw (requests, failures, versions, latencies, per second) as
+    /// JSON; exits non-zero if any request failed. A deployment check, not a benchmark.
+    #[arg(long, value_parser = spindle_core::config::parse_duration, conflicts_with = "top")]
+    pub repeat_for: Option<Duration>,
+    /// Concurrent callers with --repeat-for.
+    #[arg(long, default_value_t = 1, requires = "repeat_for", value_parser = clap::value_parser!(u16).range(1..))]
+    pub callers: u16,
+    /// How often the READY containers are listed again with --yarn-service.
+    #[arg(long, default_value = "10s", requires = "yarn_service", value_parser = spindle_core::config::parse_duration)]
+    pub yarn_refresh: Duration,
 }
 
 fn read_input(path: &PathBuf) -> anyhow::Result<Vec<u8>> {
@@ -130,10 +141,9 @@ pub async fn run(args: InferArgs) -> anyhow::Result<()> {
         .protocol(Protocol::Http)
         .timeout(args.timeout);
     let client = match &args.yarn_service {
-        // One call: the list is read once; the refresher would only matter for long runs.
         Some(service) => {
             builder
-                .build_yarn_service(service, args.yarn_user.clone(), Duration::from_secs(30))
+                .build_yarn_service(service, args.yarn_user.clone(), args.yarn_refresh)
                 .await?
         }
         None => builder.build()?,
@@ -199,6 +209,20 @@ pub async fn run(args: InferArgs) -> anyhow::Result<()> {
             .first()
             .context("the model lists no outputs")?;
         request = request.output(output.name.clone(), Some(k));
+    }
+    if let Some(duration) = args.repeat_for {
+        let callers = usize::from(args.callers);
+        let seen = crate::infer_repeat::repeat(&client, &request, duration, callers).await;
+        println!("{seen}");
+        let failed = seen["failed"].as_u64().unwrap_or_default();
+        if failed > 0 {
+            bail!(
+                "{failed} of {} requests failed; first errors: {}",
+                seen["requests"],
+                seen["errors"]
+            );
+        }
+        return Ok(());
     }
     let answer = client.infer(&request).await?;
     if args.top.is_some() {

@@ -14,7 +14,8 @@
 //! - [`yarn`]: `spindle yarn`: the YARN Services spec, packaging, deploy/flex/status.
 //! - [`bench`]: `spindle bench engine`, the in-process limit serving is measured against;
 //!   [`bench_preprocess`]: `spindle bench preprocess`, the cost of decoding an image.
-//! - [`cli`]: the `spindle` command line; [`infer_cmd`] is `spindle infer`.
+//! - [`cli`]: the `spindle` command line; [`infer_cmd`] is `spindle infer`, [`infer_repeat`]
+//!   its `--repeat-for` callers.
 //! - [`criteo_cmd`]: `spindle data criteo` and `spindle train criteo`, and `spindle score`'s arguments.
 //! - [`score`]: batch scoring of raw Criteo shards behind a small backend trait.
 //!
@@ -31,6 +32,7 @@ pub mod grpc;
 pub mod http;
 pub mod infer;
 pub mod infer_cmd;
+pub mod infer_repeat;
 pub mod models;
 pub mod preprocess;
 pub mod replicas;

@@ -91,6 +91,21 @@ pub async fn start_zoo(models: &[ZooModel]) -> anyhow::Result<TestServer> {
     Ok(server)
 }
 
+/// The sum of a server's Prometheus samples whose line starts with `prefix` (a metric name, or
+/// a name and its first labels: spindle writes labels sorted), from `{base_url}/metrics`.
+pub async fn metric_sum(base_url: &str, prefix: &str) -> f64 {
+    let text = reqwest::get(format!("{base_url}/metrics"))
+        .await
+        .expect("GET /metrics")
+        .text()
+        .await
+        .expect("a /metrics body");
+    text.lines()
+        .filter(|l| l.starts_with(prefix))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
 /// The release (or debug) `spindle` binary beside this test's executable. `cargo test
 /// --workspace` builds it (the server package has integration tests); run alone, build it
 /// first with `cargo build --release --bin spindle`.

@@ -42,6 +42,17 @@ pub struct FakeRm {
 impl FakeRm {
     /// Starts one on 127.0.0.1:0 in the current runtime.
     pub async fn start(required_user: Option<&str>) -> FakeRm {
+        let any_port = SocketAddr::from(([127, 0, 0, 1], 0));
+        FakeRm::start_on(any_port, required_user)
+            .await
+            .expect("binding 127.0.0.1:0")
+    }
+
+    /// Starts one on `addr` in the current runtime.
+    pub async fn start_on(
+        addr: SocketAddr,
+        required_user: Option<&str>,
+    ) -> std::io::Result<FakeRm> {
         let state = Arc::new(Mutex::new(RmState {
             required_user: required_user.map(str::to_string),
             ..RmState::default()
@@ -58,10 +69,10 @@ impl FakeRm {
                 get(instances),
             )
             .with_state(state.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
         tokio::spawn(async move { axum::serve(listener, app).await });
-        FakeRm { addr, state }
+        Ok(FakeRm { addr, state })
     }
 
     /// `http://addr`.

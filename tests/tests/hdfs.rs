@@ -68,16 +68,7 @@ async fn get(server: &TestServer, path: &str) -> Value {
 }
 
 async fn metric(server: &TestServer, name: &str) -> f64 {
-    let text = reqwest::get(server.url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .filter(|l| l.starts_with(name))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
+    spindle_tests::metric_sum(&server.url(""), name).await
 }
 
 /// Waits until `check` holds, polling every 100 ms; panics with `what` after `limit`.

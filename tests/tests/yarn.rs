@@ -348,6 +348,24 @@ async fn discovery_follows_ready_containers_and_callers_see_no_errors() {
     assert!(!client.endpoints().iter().any(|u| u.contains("127.0.0.2")));
 }
 
+/// `spindle infer` through a YARN service as `user`, sending the tensor in the JSON file
+/// `path`, with `extra` flags.
+async fn infer_via(service: &str, user: &str, path: &str, extra: &[&str]) -> anyhow::Result<()> {
+    let mut argv = vec![
+        "infer",
+        "--yarn-service",
+        service,
+        "--yarn-user",
+        user,
+        "--model",
+        "cifar10",
+        "--json",
+        path,
+    ];
+    argv.extend_from_slice(extra);
+    spindle(&argv).await
+}
+
 #[tokio::test]
 async fn spindle_infer_finds_its_server_through_yarn() {
     let repo = zoo_repo(&[ZooModel::Cifar10]);
@@ -365,23 +383,8 @@ async fn spindle_infer_finds_its_server_through_yarn() {
     let tensor = json!({"name": "images", "shape": [1, 24, 24, 3], "datatype": "FP32", "data": vec![0.5; 1728]});
     std::fs::write(input.path(), tensor.to_string()).unwrap();
     let service = format!("{}/spindle-infer", rm.url());
-    let infer = |user: &'static str| {
-        let (service, path) = (service.clone(), input.path().display().to_string());
-        async move {
-            spindle(&[
-                "infer",
-                "--yarn-service",
-                &service,
-                "--yarn-user",
-                user,
-                "--model",
-                "cifar10",
-                "--json",
-                &path,
-            ])
-            .await
-        }
-    };
+    let path = input.path().display().to_string();
+    let infer = |user: &'static str| infer_via(&service, user, &path, &[]);
     // No READY container yet: a clear error, not a hang.
     let e = infer("ann").await.unwrap_err();
     assert!(format!("{e:#}").contains("no READY container"), "{e:#}");
@@ -391,4 +394,113 @@ async fn spindle_infer_finds_its_server_through_yarn() {
         .expect("answered by the discovered replica");
     let e = infer("bob").await.unwrap_err();
     assert!(format!("{e:#}").contains("401"), "{e:#}");
+
+    // --repeat-for: callers loop over the discovered replica; a request the server refuses
+    // (a wrong shape) fails every call, and the command says how many and why.
+    let repeat = ["--repeat-for", "1s", "--callers", "2"];
+    infer_via(&service, "ann", &path, &repeat)
+        .await
+        .expect("no failed call");
+    let wrong = tempfile::NamedTempFile::new().unwrap();
+    let tensor = json!({"name": "images", "shape": [1, 24, 24, 4], "datatype": "FP32", "data": vec![0.5; 2304]});
+    std::fs::write(wrong.path(), tensor.to_string()).unwrap();
+    let wrong = wrong.path().display().to_string();
+    let e = infer_via(&service, "ann", &wrong, &repeat)
+        .await
+        .unwrap_err();
+    let e = format!("{e:#}");
+    assert!(e.contains("requests failed") && e.contains("images"), "{e}");
+}
+
+/// Successful requests a replica has answered, from its own `/metrics`.
+async fn served(url: &str) -> f64 {
+    spindle_tests::metric_sum(
+        url,
+        r#"spindle_requests_total{model="cifar10",outcome="success""#,
+    )
+    .await
+}
+
+#[tokio::test]
+async fn spindle_loadtest_spreads_load_over_the_discovered_replicas() {
+    let repo = zoo_repo(&[ZooModel::Cifar10]);
+    let port = free_port();
+    let mut replicas = Vec::new();
+    for host in [6, 7] {
+        let addr: SocketAddr = format!("127.0.0.{host}:{port}").parse().unwrap();
+        replicas.push(
+            ServeProcess::start(repo.path(), addr)
+                .await
+                .expect("replica"),
+        );
+    }
+    let rm = FakeRm::start(Some("ann")).await;
+    let mut s = spec("spindle-load");
+    s["components"][0]["configuration"]["env"]["SPINDLE_HTTP_PORT"] = json!(port.to_string());
+    ResourceManager::new(&rm.url(), Some("ann".into()))
+        .unwrap()
+        .create(&s)
+        .await
+        .unwrap();
+    let service = format!("{}/spindle-load", rm.url());
+    let out = tempfile::tempdir().unwrap();
+    let report = out.path().join("report.json");
+    let loadtest = |user: &'static str| {
+        let (service, report) = (service.clone(), report.display().to_string());
+        async move {
+            spindle(&[
+                "loadtest",
+                "--yarn-service",
+                &service,
+                "--yarn-user",
+                user,
+                "--model",
+                "cifar10",
+                "--concurrency",
+                "4",
+                "--warmup",
+                "200ms",
+                "--window",
+                "500ms",
+                "--max-windows",
+                "3",
+                "--json",
+                &report,
+            ])
+            .await
+        }
+    };
+    // Nothing READY yet, and the wrong user: clear errors before any load.
+    let e = loadtest("ann").await.unwrap_err();
+    assert!(format!("{e:#}").contains("no READY container"), "{e:#}");
+    rm.set_containers(
+        "spindle-load",
+        &[
+            ("spindle-0", "127.0.0.6", "READY"),
+            ("spindle-1", "127.0.0.7", "READY"),
+            ("spindle-2", "127.0.0.8", "STARTED"),
+        ],
+    );
+    let e = loadtest("bob").await.unwrap_err();
+    assert!(format!("{e:#}").contains("401"), "{e:#}");
+
+    loadtest("ann")
+        .await
+        .expect("load test over the discovered replicas");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    assert_eq!(
+        report["urls"],
+        json!([
+            format!("http://127.0.0.6:{port}"),
+            format!("http://127.0.0.7:{port}")
+        ]),
+        "the READY containers, not the STARTED one"
+    );
+    let level = &report["levels"][0];
+    assert_eq!(level["errors"]["total"], 0, "{level}");
+    assert!(level["requests"].as_u64().unwrap() > 4, "{level}");
+    for replica in &replicas {
+        assert!(served(&replica.url).await > 0.0, "{} answered", replica.url);
+    }
 }

@@ -1,0 +1,132 @@
+#!/usr/bin/env bash
+# The deployment benchmark: the scaling run of bench/scaling.sh (one `spindle loadtest`,
+# CONCURRENCY connections per replica, load spread over the replicas) for N = 1 and 2 replicas,
+# three ways, interleaved and repeated REPS times, medians compared side by side:
+#   bare-fixed       bare `spindle serve` processes (127.0.0.2, 127.0.0.3 on one port, as YARN
+#                    containers on separate nodes; pinned to one core each) given as --url
+#   bare-yarn        the same processes found through YARN-style discovery (--yarn-service)
+#   container-fixed  the compose deployment's replicas (docker/compose.yaml: serving from HDFS,
+#                    pinned to the same cores with docker update --cpuset-cpus), addressed by
+#                    their bridge IPs (no docker-proxy in the path)
+# Discovery needs a ResourceManager and none can be installed here: tests/src/bin/yarn-rm-standin
+# stands in for it. It is the in-test ResourceManager of tests/tests/yarn.rs, answering the YARN
+# Services endpoints discovery calls (the service definition and component-instances) with
+# the bare replicas as READY containers; it starts nothing itself. Discovery lists the
+# replicas once before the load, so the comparison shows whether that changes anything.
+#
+# Usage: bench/deploy.sh      (root and Docker, as docker/test.sh; about 6 minutes)
+# Env: CONCURRENCY (8 per replica), WINDOW (2s), REPS (3), PORT (18420, the bare replicas'),
+#      RM_PORT (18410; 18410 and 18411 are used)
+# Results: bench/results/deploy.csv (every run) and bench/results/deploy.txt (medians, ratios).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+concurrency=${CONCURRENCY:-8}
+window=${WINDOW:-2s}
+reps=${REPS:-3}
+port=${PORT:-18420}
+rm_port=${RM_PORT:-18410}
+model=cifar10
+out=bench/results
+mkdir -p "$out" .cache
+[ "$(nproc)" -ge 2 ] || { echo "deploy: needs 2 cores (one per replica)" >&2; exit 64; }
+ORT_DYLIB_PATH=${ORT_DYLIB_PATH:-$(scripts/setup-ort.sh)}; export ORT_DYLIB_PATH
+cargo build --release -q --bin spindle --bin yarn-rm-standin
+bin=${CARGO_TARGET_DIR:-target}/release
+spindle=$bin/spindle
+repo=.cache/bench-repo
+[ -f "$repo/$model/config.toml" ] || "$spindle" zoo --out "$repo" > /dev/null
+
+project=spindle-bench-$$
+export SPINDLE_IMAGE=spindle:$project
+compose=(docker-compose -f docker/compose.yaml -p "$project")
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill -TERM "$pid" 2> /dev/null || true; done
+  for pid in "${pids[@]}"; do wait "$pid" 2> /dev/null || true; done
+  "${compose[@]}" down -v --remove-orphans -t 5 > /dev/null 2>&1 || true
+  docker image rm "$SPINDLE_IMAGE" > /dev/null 2>&1 || true
+}
+trap cleanup EXIT
+
+for p in "$port" "$rm_port" $((rm_port + 1)); do
+  if curl -s -o /dev/null "127.0.0.1:$p" || curl -s -o /dev/null "127.0.0.2:$p"; then
+    echo "deploy: something already answers on port $p; pick others with PORT= / RM_PORT=" >&2
+    exit 1
+  fi
+done
+bare=()
+for i in 0 1; do
+  host=127.0.0.$((i + 2))
+  RUST_LOG=warn taskset -c "$i" "$spindle" serve --repo "$repo" --poll-interval 5s \
+    --http-addr "$host:$port" --grpc-addr "$host:$((port + 1))" &
+  pids+=($!)
+  bare+=("http://$host:$port")
+done
+# Stand-ins for the ResourceManager: service bench-1 lists the first replica, bench-2 both.
+"$bin/yarn-rm-standin" "127.0.0.1:$rm_port" bench-1 "$port" 127.0.0.2 > /dev/null &
+pids+=($!)
+"$bin/yarn-rm-standin" "127.0.0.1:$((rm_port + 1))" bench-2 "$port" 127.0.0.2 127.0.0.3 > /dev/null &
+pids+=($!)
+
+echo "deploy: building images and bringing up the compose deployment" >&2
+SPINDLE_BIN=$spindle docker/build.sh > /dev/null 2>&1
+"${compose[@]}" up -d spindle1 spindle2 > /dev/null 2>&1
+containers=()
+for i in 1 2; do
+  id=$("${compose[@]}" ps -q "spindle$i")
+  # Restarted after pinning, so the server sizes its engine threads for one core, as the
+  # taskset-pinned bare processes do (pinning a running server would oversubscribe the core).
+  docker update --cpuset-cpus "$((i - 1))" "$id" > /dev/null
+  docker restart -t 30 "$id" > /dev/null
+  ip=$(docker inspect -f '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}' "$id")
+  containers+=("http://$ip:8000")
+done
+for u in "${bare[@]}" "${containers[@]}"; do
+  for _ in $(seq 1 300); do curl -sf "$u/v2/health/ready" > /dev/null && break; sleep 0.5; done
+  curl -sf "$u/v2/health/ready" > /dev/null || { echo "deploy: $u never became ready" >&2; exit 1; }
+done
+for pid in "${pids[@]}"; do
+  kill -0 "$pid" 2> /dev/null || { echo "deploy: a replica or stand-in exited at startup" >&2; exit 1; }
+done
+
+csv=$out/deploy.csv
+echo "rep,replicas,mode,inferences_per_s,p50_us,p99_us,errors" > "$csv"
+json=$(mktemp)
+run() { # REP N MODE TARGET-FLAGS...
+  local rep=$1 n=$2 mode=$3
+  shift 3
+  "$spindle" loadtest "$@" --model "$model" --concurrency $((n * concurrency)) --warmup 1s \
+    --window "$window" --max-windows 5 --json "$json" > /dev/null
+  python3 - "$json" "$rep" "$n" "$mode" >> "$csv" <<'PY'
+import json, sys
+path, rep, n, mode = sys.argv[1:]
+level = json.load(open(path))["levels"][0]
+print(f"{rep},{n},{mode},{level['inferences_per_s']:.1f},{level['p50_us']},{level['p99_us']},{level['errors']['total']}")
+PY
+  tail -n 1 "$csv" >&2
+}
+for rep in $(seq 1 "$reps"); do
+  for n in 1 2; do
+    run "$rep" "$n" bare-fixed --url "$(IFS=,; echo "${bare[*]:0:$n}")"
+    run "$rep" "$n" bare-yarn --yarn-service "http://127.0.0.1:$((rm_port + n - 1))/bench-$n"
+    run "$rep" "$n" container-fixed --url "$(IFS=,; echo "${containers[*]:0:$n}")"
+  done
+done
+rm -f "$json"
+
+python3 - "$csv" "$concurrency" "$window" "$reps" <<'PY' | tee "$out/deploy.txt"
+import csv, statistics, sys, os
+path, conc, window, reps = sys.argv[1:]
+rows = list(csv.DictReader(open(path)))
+med = {}
+for r in rows:
+    med.setdefault((r["replicas"], r["mode"]), []).append(float(r["inferences_per_s"]))
+errors = sum(int(r["errors"]) for r in rows)
+print(f"cifar10, {conc} connections per replica, {window} windows, median of {reps} interleaved runs, "
+      f"{os.cpu_count()} cores shared with other work; {errors} failed requests in all runs")
+print(f"{'replicas':>8} {'bare-fixed':>11} {'bare-yarn':>10} {'yarn/fixed':>10} {'container':>10} {'container/bare':>14}")
+for n in ("1", "2"):
+    fixed, yarn, cont = (statistics.median(med[(n, m)]) for m in ("bare-fixed", "bare-yarn", "container-fixed"))
+    print(f"{n:>8} {fixed:>11.0f} {yarn:>10.0f} {yarn / fixed:>10.3f} {cont:>10.0f} {cont / fixed:>14.3f}")
+PY
+echo "results: $csv, $out/deploy.txt" >&2
