@@ -6,37 +6,19 @@
 # Results: bench/results/protocols-<protocol>.json, bench/results/protocols.txt.
 #
 # Usage: bench/protocols.sh        Environment: WINDOW (default 3s), CONCURRENCY (default 16).
-set -euo pipefail
-cd "$(dirname "$0")/.."
-window=${WINDOW:-3s}
+source "$(dirname "$0")/lib.sh"
 concurrency=${CONCURRENCY:-16}
-out=bench/results
-mkdir -p "$out" .cache
-ORT_DYLIB_PATH=$(scripts/setup-ort.sh); export ORT_DYLIB_PATH
-cargo build --release -q -p spindle-server
-spindle=target/release/spindle
-repo=.cache/bench-repo
-[ -f "$repo/cifar10/config.toml" ] || "$spindle" zoo --out "$repo" --models cifar10 > /dev/null
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 http=$(free_port); grpc=$(free_port)
-RUST_LOG=warn "$spindle" serve --repo "$repo" --http-addr "127.0.0.1:$http" \
-  --grpc-addr "127.0.0.1:$grpc" --poll-interval 0 &
-server=$!
-trap 'kill $server 2>/dev/null || true' EXIT
-for _ in $(seq 1 600); do
-  curl -sf "127.0.0.1:$http/v2/health/ready" > /dev/null && break
-  sleep 0.1
-done
+start_server spindle "$spindle" serve --repo "$repo" --http-addr "127.0.0.1:$http" \
+  --grpc-addr "127.0.0.1:$grpc" --poll-interval 0
+wait_ready "http://127.0.0.1:$http"
 for protocol in grpc http-binary http-json tf-rest; do
   url="http://127.0.0.1:$http"
   [ "$protocol" = grpc ] && url="grpc://127.0.0.1:$grpc"
   echo "== $protocol"
-  "$spindle" loadtest --url "$url" --model cifar10 --protocol "$protocol" \
-    --concurrency "$concurrency" --warmup 1s --window "$window" --max-windows 6 \
-    --json "$out/protocols-$protocol.json"
+  measure "protocols-$protocol" "$url" cifar10 "$protocol" "$concurrency"
 done
-kill -TERM $server; wait $server || true
-trap - EXIT
+stop_server spindle
 echo "== JPEG decode + preprocessing"
 "$spindle" bench preprocess | tee "$out/protocols-preprocess.txt"
 python3 - "$out" "$concurrency" <<'PY' | tee "$out/protocols.txt"

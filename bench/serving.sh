@@ -3,23 +3,16 @@
 #   (a) in-process ONNX Runtime at each batch size: the limit (spindle bench engine);
 #   (b) spindle serve over HTTP with binary tensors, single-image requests from spindle loadtest
 #       at concurrency 1, 4, 16, 64;
-# then the ratios (b)/(a). Results land in bench/results/serving-<model>.{json,csv}.
+# then the ratios (b)/(a). Results land in bench/results/serving-<model>.{json,csv,svg} and
+# inprocess-<model>.json. bench/suite.sh runs this beside gRPC, tract and MLServer.
 #
 # Usage: bench/serving.sh [MODEL...]      (default: cifar10 inception_v3)
 # Environment: WINDOW (default 3s), ENGINE (default ort), PORT (default 18000).
-set -euo pipefail
-cd "$(dirname "$0")/.."
+source "$(dirname "$0")/lib.sh"
 models=("$@"); [ ${#models[@]} -gt 0 ] || models=(cifar10 inception_v3)
-window=${WINDOW:-3s}
 engine=${ENGINE:-ort}
 port=${PORT:-18000}
-out=bench/results
-mkdir -p "$out" .cache
-ORT_DYLIB_PATH=$(scripts/setup-ort.sh); export ORT_DYLIB_PATH
-cargo build --release -q -p spindle-server
-spindle=target/release/spindle
-repo=.cache/bench-repo
-[ -f "$repo/inception_v3/config.toml" ] || "$spindle" zoo --out "$repo" > /dev/null
+MAX_WINDOWS=${MAX_WINDOWS:-6}
 
 for model in "${models[@]}"; do
   case $model in
@@ -31,18 +24,10 @@ for model in "${models[@]}"; do
     --batches "$batches" --duration "$window" --json "$out/inprocess-$model.json"
 
   echo "== $model: (b) spindle serve, HTTP binary tensors, batch-1 requests"
-  RUST_LOG=warn "$spindle" serve --repo "$repo" --engine "$engine" --http-addr "127.0.0.1:$port" &
-  server=$!
-  trap 'kill $server 2>/dev/null || true' EXIT
-  for _ in $(seq 1 600); do
-    curl -sf "127.0.0.1:$port/v2/health/ready" > /dev/null && break
-    sleep 0.1
-  done
-  "$spindle" loadtest --url "http://127.0.0.1:$port" --model "$model" --protocol http-binary \
-    --concurrency "$levels" --warmup 1s --window "$window" --max-windows 6 \
-    --json "$out/serving-$model.json" --csv "$out/serving-$model.csv"
-  kill -TERM $server; wait $server || true
-  trap - EXIT
+  start_server spindle "$spindle" serve --repo "$repo" --engine "$engine" --http-addr "127.0.0.1:$port" --no-grpc --poll-interval 0
+  wait_ready "http://127.0.0.1:$port"
+  measure "serving-$model" "http://127.0.0.1:$port" "$model" http-binary "$levels"
+  stop_server spindle
 
   python3 - "$out/inprocess-$model.json" "$out/serving-$model.json" <<'PY'
 import json, sys

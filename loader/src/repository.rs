@@ -244,7 +244,33 @@ impl ModelRepository {
         config: Option<&str>,
         labels: Option<&str>,
     ) -> Result<u64, RepoError> {
+        self.publish_with(name, model, version, config, labels, &[])
+            .await
+    }
+
+    /// [`ModelRepository::publish`], with more files of the version (such as
+    /// [`crate::FEATURES_FILE`]) written beside the model before the rename: `(file name, contents)`.
+    pub async fn publish_with(
+        &self,
+        name: &str,
+        model: &[u8],
+        version: Option<u64>,
+        config: Option<&str>,
+        labels: Option<&str>,
+        version_files: &[(&str, &[u8])],
+    ) -> Result<u64, RepoError> {
         check_name(name)?;
+        if let Some((file, _)) = version_files
+            .iter()
+            .find(|(file, _)| check_name(file).is_err() || [MODEL_FILE, SHA256_FILE].contains(file))
+        {
+            return Err(RepoError::Verify {
+                path: format!("{name}/{file}"),
+                cause: format!(
+                    "cannot be published beside the model: give a plain file name other than {MODEL_FILE} and {SHA256_FILE}"
+                ),
+            });
+        }
         if model.is_empty() {
             return Err(RepoError::Verify {
                 path: format!("{name} (the file to publish)"),
@@ -307,6 +333,11 @@ impl ModelRepository {
             self.storage
                 .write(&format!("{tmp}/{SHA256_FILE}"), sidecar.as_bytes())
                 .await?;
+            for (file, contents) in version_files {
+                self.storage
+                    .write(&format!("{tmp}/{file}"), contents)
+                    .await?;
+            }
             self.storage.rename(&tmp, &target).await
         }
         .await;

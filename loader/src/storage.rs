@@ -451,7 +451,7 @@ impl Attempts {
         rel: &str,
         error: HdfsError,
     ) -> Result<(), RetryError> {
-        if matches!(error, HdfsError::FileNotFound(_)) {
+        if is_not_found(&error) {
             return Err(RetryError::NotFound);
         }
         let (retryable, unreachable) = classify(&error);
@@ -492,6 +492,17 @@ impl RetryError {
             RetryError::NotFound => storage.io(rel, std::io::ErrorKind::NotFound.into()),
             RetryError::Failed(e) => e,
         }
+    }
+}
+
+/// Whether an HDFS error says the path does not exist. Opening a missing file for reading
+/// asks the NameNode for its block locations, which fails with a remote
+/// `java.io.FileNotFoundException` (an RPC error), not with the crate's own `FileNotFound`.
+fn is_not_found(error: &HdfsError) -> bool {
+    match error {
+        HdfsError::FileNotFound(_) => true,
+        HdfsError::RPCError(class, _) => class.ends_with("FileNotFoundException"),
+        _ => false,
     }
 }
 
@@ -588,5 +599,17 @@ mod tests {
                 .unwrap()
                 .is_hdfs()
         );
+    }
+
+    #[test]
+    fn a_remote_file_not_found_means_missing() {
+        let remote = HdfsError::RPCError(
+            "java.io.FileNotFoundException".into(),
+            "File does not exist: /m/labels.txt".into(),
+        );
+        assert!(is_not_found(&remote));
+        assert!(is_not_found(&HdfsError::FileNotFound("/m".into())));
+        let other = HdfsError::RPCError("org.apache.hadoop.ipc.StandbyException".into(), "".into());
+        assert!(!is_not_found(&other));
     }
 }

@@ -207,3 +207,47 @@ async fn publish_then_fetch_verifies_size_and_checksum() {
     let good = cache.good_versions();
     assert_eq!((good.len(), good[0].version), (1, 2));
 }
+
+#[tokio::test]
+async fn version_files_are_published_and_fetched_with_the_model() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cache_dir = tempfile::tempdir().unwrap();
+    let repo = open(tmp.path()).await;
+    let features: &[u8] = b"[features]\n";
+    let version = repo
+        .publish_with(
+            "m",
+            b"v1",
+            None,
+            Some(&config("m")),
+            None,
+            &[(crate::FEATURES_FILE, features)],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        std::fs::read(tmp.path().join("m/1").join(crate::FEATURES_FILE)).unwrap(),
+        features
+    );
+    let entry = repo.model("m").await.unwrap();
+    let cache = ModelCache::new(cache_dir.path()).unwrap();
+    let fetched = cache
+        .fetch(&repo, &entry, entry.version(version).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(
+        std::fs::read(fetched.dir.join(crate::FEATURES_FILE)).unwrap(),
+        features
+    );
+    for bad in ["../features.toml", crate::MODEL_FILE, crate::SHA256_FILE] {
+        let err = repo
+            .publish_with("m", b"v2", None, None, None, &[(bad, b"x")])
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("beside the model"), "{bad}: {err}");
+    }
+    assert!(
+        !tmp.path().join("m/2").exists(),
+        "a refused publish writes nothing"
+    );
+}

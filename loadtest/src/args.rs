@@ -96,6 +96,12 @@ pub struct LoadtestArgs {
     /// `--shape tokens:128`. Repeat for several inputs.
     #[arg(long, value_name = "NAME:D1,D2,..")]
     pub shape: Vec<ShapeOverride>,
+    /// Real samples instead of generated inputs: a directory of JPEG/PNG images, one image, a
+    /// .txt/.lst list of images, Criteo TSV rows (.tsv, .tsv.gz, .tsv.bz2), or KServe v2 JSON
+    /// tensors (.json, one request or an array). Checked against the model before any load is
+    /// sent; requests take the samples in turn, --batch per request.
+    #[arg(long, value_name = "PATH")]
+    pub input_data: Option<PathBuf>,
     /// Load sent before each level's measurement starts (discarded).
     #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
     pub warmup: Duration,
@@ -146,6 +152,7 @@ impl LoadtestArgs {
             protocol: Protocol::HttpBinary,
             batch: 1,
             shape: Vec::new(),
+            input_data: None,
             warmup: Duration::from_secs(2),
             window: Duration::from_secs(2),
             max_windows: 10,

@@ -1,5 +1,6 @@
-//! KServe v2 datatypes with a fixed element size: their names, sizes, how a synthetic value is
-//! drawn for each, and how a little-endian element reads back as JSON.
+//! KServe v2 datatypes: their names, sizes, how a synthetic value is drawn for each, how a
+//! little-endian element reads back as JSON, and how a JSON value is encoded. BYTES elements
+//! (variable length) only come from real samples ([`crate::samples`]).
 
 use anyhow::bail;
 use serde_json::Value;
@@ -33,6 +34,9 @@ pub enum ElementType {
     F32,
     /// FP64.
     F64,
+    /// BYTES: each element a 4-byte little-endian length, then that many bytes. Never generated,
+    /// only read from samples.
+    Bytes,
 }
 
 impl ElementType {
@@ -53,7 +57,7 @@ impl ElementType {
             "FP32" => ElementType::F32,
             "FP64" => ElementType::F64,
             "BYTES" => bail!(
-                "input '{input}' is BYTES, which needs real samples; synthetic data is not supported for it yet"
+                "input '{input}' is BYTES, which needs real samples: give them with --input-data (images, Criteo rows or a JSON file of tensors)"
             ),
             other => bail!(
                 "input '{input}' has datatype {other}, which the load generator does not know"
@@ -61,9 +65,10 @@ impl ElementType {
         })
     }
 
-    /// Bytes per element.
+    /// Bytes per element (for BYTES, the size of each element's length prefix).
     pub fn size(self) -> usize {
         match self {
+            ElementType::Bytes => 4,
             ElementType::Bool | ElementType::U8 | ElementType::I8 => 1,
             ElementType::U16 | ElementType::I16 | ElementType::F16 | ElementType::Bf16 => 2,
             ElementType::U32 | ElementType::I32 | ElementType::F32 => 4,
@@ -98,7 +103,50 @@ impl ElementType {
             ElementType::F64 => {
                 out.extend_from_slice(&((random >> 11) as f64 / (1u64 << 53) as f64).to_le_bytes())
             }
+            ElementType::Bytes => unreachable!("BYTES inputs come from samples, never generated"),
         }
+    }
+
+    /// Appends one element given as JSON (a number, a boolean for BOOL, a string for BYTES);
+    /// the error says why the value does not fit.
+    pub(crate) fn push_json(self, value: &Value, out: &mut Vec<u8>) -> Result<(), String> {
+        fn int<T: TryFrom<i64> + TryFrom<u64>>(value: &Value) -> Result<T, String> {
+            let fits = "out of range".to_string();
+            match (value.as_i64(), value.as_u64()) {
+                (_, Some(u)) => T::try_from(u).map_err(|_| fits),
+                (Some(i), None) => T::try_from(i).map_err(|_| fits),
+                _ => Err("not a whole number".into()),
+            }
+        }
+        let float = || value.as_f64().ok_or_else(|| "not a number".to_string());
+        match self {
+            ElementType::Bool => out.push(u8::from(
+                value
+                    .as_bool()
+                    .ok_or_else(|| "not true or false".to_string())?,
+            )),
+            ElementType::U8 => out.push(int::<u8>(value)?),
+            ElementType::I8 => out.extend_from_slice(&int::<i8>(value)?.to_le_bytes()),
+            ElementType::U16 => out.extend_from_slice(&int::<u16>(value)?.to_le_bytes()),
+            ElementType::I16 => out.extend_from_slice(&int::<i16>(value)?.to_le_bytes()),
+            ElementType::U32 => out.extend_from_slice(&int::<u32>(value)?.to_le_bytes()),
+            ElementType::I32 => out.extend_from_slice(&int::<i32>(value)?.to_le_bytes()),
+            ElementType::U64 => out.extend_from_slice(&int::<u64>(value)?.to_le_bytes()),
+            ElementType::I64 => out.extend_from_slice(&int::<i64>(value)?.to_le_bytes()),
+            ElementType::F16 => out.extend_from_slice(&f32_to_half(float()? as f32).to_le_bytes()),
+            ElementType::Bf16 => {
+                out.extend_from_slice(&(((float()? as f32).to_bits() >> 16) as u16).to_le_bytes())
+            }
+            ElementType::F32 => out.extend_from_slice(&(float()? as f32).to_le_bytes()),
+            ElementType::F64 => out.extend_from_slice(&float()?.to_le_bytes()),
+            ElementType::Bytes => {
+                let text = value.as_str().ok_or_else(|| "not a string".to_string())?;
+                let len = u32::try_from(text.len()).map_err(|_| "longer than 4 GiB".to_string())?;
+                out.extend_from_slice(&len.to_le_bytes());
+                out.extend_from_slice(text.as_bytes());
+            }
+        }
+        Ok(())
     }
 
     /// Reads one little-endian element back as a JSON value.
@@ -117,7 +165,34 @@ impl ElementType {
             ElementType::Bf16 => f64::from(f32::from_bits((bits as u32) << 16)).into(),
             ElementType::F32 => f64::from(f32::from_bits(bits as u32)).into(),
             ElementType::F64 => f64::from_bits(bits).into(),
+            ElementType::Bytes => {
+                unreachable!("BYTES elements vary in length; see InputTensor::json_data")
+            }
         }
+    }
+}
+
+/// Narrows an f32 to an IEEE half, rounding toward zero (NaN stays NaN, overflow becomes
+/// infinity, values below the smallest half subnormal become zero).
+fn f32_to_half(v: f32) -> u16 {
+    let bits = v.to_bits();
+    let sign = ((bits >> 16) & 0x8000) as u16;
+    let exponent = ((bits >> 23) & 0xff) as i32;
+    let mantissa = bits & 0x7f_ffff;
+    if exponent == 0xff {
+        return sign | 0x7c00 | if mantissa != 0 { 0x200 } else { 0 };
+    }
+    let e = exponent - 127 + 15;
+    if e >= 31 {
+        sign | 0x7c00
+    } else if e <= 0 {
+        if e < -10 {
+            return sign;
+        }
+        let m = (mantissa | 0x80_0000) >> (14 - e);
+        sign | m as u16
+    } else {
+        sign | ((e as u16) << 10) | (mantissa >> 13) as u16
     }
 }
 

@@ -9,17 +9,20 @@ use anyhow::Context;
 use spindle_proto::inference as pb;
 use spindle_proto::inference::grpc_inference_service_client::GrpcInferenceServiceClient;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 use tonic::transport::{Channel, Endpoint};
 
 /// A worker's gRPC client.
 pub type GrpcClient = GrpcInferenceServiceClient<Channel>;
 
-/// The request for one target, encoded once; workers clone it.
+/// The request for one target, encoded once (or several, from real samples, sent in turn);
+/// workers clone it.
 #[derive(Debug)]
 pub struct GrpcTemplate {
     endpoint: Endpoint,
-    request: pb::ModelInferRequest,
+    requests: Vec<pb::ModelInferRequest>,
+    next: AtomicUsize,
     url: String,
 }
 
@@ -39,7 +42,18 @@ impl GrpcTemplate {
         version: Option<&str>,
         inputs: &[InputTensor],
     ) -> anyhow::Result<GrpcTemplate> {
-        let request = pb::ModelInferRequest {
+        Self::rotating(target, model, version, &[inputs])
+    }
+
+    /// Requests for `model` on `target` that take each set of inputs in turn.
+    pub fn rotating(
+        target: &Target,
+        model: &str,
+        version: Option<&str>,
+        requests: &[&[InputTensor]],
+    ) -> anyhow::Result<GrpcTemplate> {
+        anyhow::ensure!(!requests.is_empty(), "no requests to send");
+        let request = |inputs: &[InputTensor]| pb::ModelInferRequest {
             model_name: model.to_string(),
             model_version: version.unwrap_or_default().to_string(),
             id: String::new(),
@@ -59,7 +73,8 @@ impl GrpcTemplate {
         };
         Ok(GrpcTemplate {
             endpoint: endpoint(target)?,
-            request,
+            requests: requests.iter().map(|inputs| request(inputs)).collect(),
+            next: AtomicUsize::new(0),
             url: target.url.clone(),
         })
     }
@@ -83,7 +98,11 @@ impl GrpcTemplate {
 
     /// One `ModelInfer`, classified like an HTTP answer.
     pub async fn attempt(&self, client: &mut GrpcClient) -> Outcome {
-        match client.model_infer(self.request.clone()).await {
+        let request = match self.requests.as_slice() {
+            [one] => one,
+            many => &many[self.next.fetch_add(1, Ordering::Relaxed) % many.len()],
+        };
+        match client.model_infer(request.clone()).await {
             Ok(response) => {
                 let micros = |name: &str| {
                     response

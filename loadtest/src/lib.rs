@@ -11,7 +11,8 @@
 //! - [`metadata`]: `GET /v2/models/{model}` on every target before any load, so an unreachable
 //!   server or unknown model fails fast with the server's message.
 //! - [`tensors`]: concrete input shapes and deterministic pseudo-random values, per datatype
-//!   as [`element`] defines them.
+//!   as [`element`] defines them; or [`samples`]: real images, Criteo rows or JSON tensors
+//!   from `--input-data`, checked against the model's metadata and configuration.
 //! - [`payload`]: the HTTP request body, encoded once (binary tensor extension, JSON, or TF
 //!   Serving rows) and shared by every request as `Bytes`; [`grpc`] prepares `ModelInfer`
 //!   messages and fetches metadata over gRPC.
@@ -41,6 +42,7 @@ pub mod open_loop;
 pub mod payload;
 pub mod rates;
 pub mod report;
+pub mod samples;
 pub mod server_stats;
 pub mod tally;
 pub mod target;
@@ -99,10 +101,14 @@ pub async fn run(mut args: LoadtestArgs) -> anyhow::Result<Report> {
     }
     metadata::check_consistent(&servers, &described_models)?;
     let model = &described_models[0];
-    let inputs = tensors::generate(&model.inputs, args.batch, &args.shape)
-        .with_context(|| format!("cannot generate inputs for model '{}'", args.model))?;
+    let requests = samples::request_inputs(&args, &servers[0], model).await?;
+    let inputs = &requests[0];
     let outputs: Vec<String> = model.outputs.iter().map(|o| o.name.clone()).collect();
-    let payload = payload::encode(args.protocol, &inputs.tensors, &outputs);
+    let payloads: Vec<payload::Payload> = requests
+        .iter()
+        .map(|r| payload::encode(args.protocol, &r.tensors, &outputs))
+        .collect();
+    let payload = &payloads[0];
     let version = args.model_version.as_deref();
     let infer_path = match args.protocol {
         Protocol::TfRest => match version {
@@ -114,11 +120,14 @@ pub async fn run(mut args: LoadtestArgs) -> anyhow::Result<Report> {
     let templates = servers
         .iter()
         .map(|s| match args.protocol {
-            Protocol::Grpc => grpc::GrpcTemplate::new(s, &args.model, version, &inputs.tensors)
-                .map(|t| Template::Grpc(Arc::new(t))),
-            _ => {
-                RequestTemplate::new(s, &infer_path, &payload).map(|t| Template::Http(Arc::new(t)))
+            Protocol::Grpc => {
+                let inputs: Vec<&[tensors::InputTensor]> =
+                    requests.iter().map(|r| r.tensors.as_slice()).collect();
+                grpc::GrpcTemplate::rotating(s, &args.model, version, &inputs)
+                    .map(|t| Template::Grpc(Arc::new(t)))
             }
+            _ => RequestTemplate::rotating(s, &infer_path, &payloads)
+                .map(|t| Template::Http(Arc::new(t))),
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
     let targets = Targets {
@@ -131,8 +140,12 @@ pub async fn run(mut args: LoadtestArgs) -> anyhow::Result<Report> {
         .iter()
         .map(|t| format!("{} {} {:?}", t.name, t.datatype, t.shape))
         .collect();
+    let samples = match (&args.input_data, requests.len()) {
+        (Some(path), n) => format!(" from {} ({n} distinct requests)", path.display()),
+        (None, _) => String::new(),
+    };
     println!(
-        "Load test of model '{}' on {} ({}, {} bytes per request; inputs: {})",
+        "Load test of model '{}' on {} ({}, {} bytes per request; inputs{samples}: {})",
         args.model,
         args.url.join(", "),
         args.protocol,

@@ -9,6 +9,7 @@ use http_body_util::Full;
 use hyper::header::{self, HeaderName, HeaderValue};
 use hyper::{Method, Request, Uri};
 use serde_json::{Value, json};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// The header that carries the JSON part's length in binary-tensor bodies.
 pub const HEADER_LENGTH: &str = "inference-header-content-length";
@@ -126,20 +127,28 @@ pub fn encode(protocol: Protocol, inputs: &[InputTensor], outputs: &[String]) ->
     }
 }
 
-/// Everything needed to build one inference request to one target, prepared once.
+/// Everything needed to build the inference requests to one target, prepared once: one body,
+/// or several (real samples) sent in rotation.
 #[derive(Debug)]
 pub struct RequestTemplate {
     uri: Uri,
     host: HeaderValue,
     content_type: HeaderValue,
-    header_len: Option<(HeaderName, HeaderValue)>,
-    body: Bytes,
+    bodies: Vec<(Bytes, Option<HeaderValue>)>,
+    next: AtomicUsize,
 }
 
 impl RequestTemplate {
     /// Prepares requests to `path` (e.g. `/v2/models/m/infer`) on `target`.
     pub fn new(target: &Target, path: &str, payload: &Payload) -> anyhow::Result<Self> {
-        let content_type = if payload.header_len.is_some() {
+        Self::rotating(target, path, std::slice::from_ref(payload))
+    }
+
+    /// Prepares requests to `path` on `target` that take `payloads` in turn (all encoded the
+    /// same way, for one protocol).
+    pub fn rotating(target: &Target, path: &str, payloads: &[Payload]) -> anyhow::Result<Self> {
+        anyhow::ensure!(!payloads.is_empty(), "no request bodies to send");
+        let content_type = if payloads[0].header_len.is_some() {
             "application/octet-stream"
         } else {
             "application/json"
@@ -148,24 +157,30 @@ impl RequestTemplate {
             uri: target.uri(path)?,
             host: target.host.clone(),
             content_type: HeaderValue::from_static(content_type),
-            header_len: payload
-                .header_len
-                .map(|n| (HeaderName::from_static(HEADER_LENGTH), HeaderValue::from(n))),
-            body: payload.body.clone(),
+            bodies: payloads
+                .iter()
+                .map(|p| (p.body.clone(), p.header_len.map(HeaderValue::from)))
+                .collect(),
+            next: AtomicUsize::new(0),
         })
     }
 
-    /// A request sharing the pre-encoded body (a reference-count increment, no copy).
+    /// A request sharing a pre-encoded body (a reference-count increment, no copy); with
+    /// several bodies, the next one in turn.
     pub fn request(&self) -> Request<Full<Bytes>> {
-        let mut request = Request::new(Full::new(self.body.clone()));
+        let (body, header_len) = match self.bodies.as_slice() {
+            [one] => one,
+            many => &many[self.next.fetch_add(1, Ordering::Relaxed) % many.len()],
+        };
+        let mut request = Request::new(Full::new(body.clone()));
         *request.method_mut() = Method::POST;
         *request.uri_mut() = self.uri.clone();
         let headers = request.headers_mut();
         headers.reserve(3);
         headers.insert(header::HOST, self.host.clone());
         headers.insert(header::CONTENT_TYPE, self.content_type.clone());
-        if let Some((name, len)) = &self.header_len {
-            headers.insert(name.clone(), len.clone());
+        if let Some(len) = header_len {
+            headers.insert(HeaderName::from_static(HEADER_LENGTH), len.clone());
         }
         request
     }

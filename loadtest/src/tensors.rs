@@ -5,6 +5,7 @@ use crate::args::ShapeOverride;
 use crate::element::ElementType;
 use crate::metadata::TensorMetadata;
 use anyhow::bail;
+use base64::prelude::{BASE64_STANDARD, Engine as _};
 use serde_json::Value;
 
 /// Largest input the generator builds (so a typo in a shape is an error, not an OOM).
@@ -39,8 +40,23 @@ pub struct InputTensor {
 }
 
 impl InputTensor {
-    /// The elements as a flat JSON array.
+    /// The elements as a flat JSON array: BYTES elements as strings when they are all text,
+    /// else as `{"b64": ...}` objects (TF Serving's form for binary values).
     pub fn json_data(&self) -> Value {
+        if self.element == ElementType::Bytes {
+            let elements: Vec<&[u8]> = crate::samples::bytes_elements(&self.raw).collect();
+            let texts: Option<Vec<&str>> = elements
+                .iter()
+                .map(|e| std::str::from_utf8(e).ok())
+                .collect();
+            return match texts {
+                Some(texts) => texts.into_iter().map(Value::from).collect(),
+                None => elements
+                    .iter()
+                    .map(|e| serde_json::json!({ "b64": BASE64_STANDARD.encode(e) }))
+                    .collect(),
+            };
+        }
         Value::Array(
             self.raw
                 .chunks_exact(self.element.size())

@@ -98,9 +98,10 @@ pub fn run(args: &EngineBenchArgs) -> anyhow::Result<EngineBenchReport> {
         .pop()
         .context("no runner")?;
     let spec = &config.inputs[0];
-    if spec.dtype != spindle_core::DataType::F32 || spec.row_elements().is_none() {
+    let ids = spec.dtype == spindle_core::DataType::I64;
+    if !(ids || spec.dtype == spindle_core::DataType::F32) || spec.row_elements().is_none() {
         anyhow::bail!(
-            "spindle bench engine feeds FP32 inputs with fixed dimensions; '{}' is {} {}",
+            "spindle bench engine feeds FP32 or INT64 inputs with fixed dimensions; '{}' is {} {}",
             spec.name,
             spec.dtype,
             spec.dims_display()
@@ -125,7 +126,17 @@ pub fn run(args: &EngineBenchArgs) -> anyhow::Result<EngineBenchReport> {
             );
             continue;
         }
-        let input = spindle_zoo::sample_images(batch, &config, 1);
+        let input = if ids {
+            // Feature ids in 0..=100, as `spindle loadtest` generates them: valid for any
+            // embedding table, spread over rows rather than all one id.
+            let mut shape = vec![batch];
+            shape.extend(spec.dims[1..].iter().map(|&d| d as usize));
+            let n = shape.iter().product::<usize>();
+            let values = (0..n).map(|i| (i as i64 * 7919) % 101).collect();
+            spindle_core::Tensor::new(shape, spindle_core::TensorData::I64(values))?
+        } else {
+            spindle_zoo::sample_images(batch, &config, 1)
+        };
         // Warm up: first runs allocate and tune.
         for _ in 0..3 {
             runner.run(vec![input.clone()])?;

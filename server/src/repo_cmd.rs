@@ -3,7 +3,9 @@
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
-use spindle_loader::{MODEL_FILE, ModelRepository, RetryPolicy, SHA256_FILE, SUCCESS_FILE};
+use spindle_loader::{
+    FEATURES_FILE, MODEL_FILE, ModelCache, ModelRepository, RetryPolicy, SHA256_FILE, SUCCESS_FILE,
+};
 use std::path::PathBuf;
 
 /// `spindle repo` subcommands.
@@ -14,6 +16,9 @@ pub enum RepoCommand {
     Publish(PublishArgs),
     /// List models, their versions and whether each would be served.
     Ls(LsArgs),
+    /// Download one version into a local directory, verified (size, sha256 sidecar) the way
+    /// the server fetches it, and say how long the download took.
+    Get(GetArgs),
 }
 
 /// `spindle repo publish`.
@@ -35,6 +40,9 @@ pub struct PublishArgs {
     /// A labels.txt to install beside the config.
     #[arg(long)]
     pub labels: Option<PathBuf>,
+    /// A features.toml to publish inside the version (tabular models served raw rows).
+    #[arg(long)]
+    pub features: Option<PathBuf>,
 }
 
 /// `spindle repo ls`.
@@ -44,11 +52,28 @@ pub struct LsArgs {
     pub repo: String,
 }
 
+/// `spindle repo get`.
+#[derive(Args, Debug)]
+pub struct GetArgs {
+    /// Repository: a directory or hdfs:// URL.
+    pub repo: String,
+    /// Model name.
+    pub model: String,
+    /// Directory to download into: the version lands in OUT/<model>/<version>/ (created if
+    /// missing; a copy already there with the same listing is reused).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Version number (default: the newest version the model's policy serves).
+    #[arg(long)]
+    pub version: Option<u64>,
+}
+
 /// Runs a `spindle repo` subcommand.
 pub async fn run(command: RepoCommand) -> anyhow::Result<()> {
     match command {
         RepoCommand::Publish(args) => publish(args).await,
         RepoCommand::Ls(args) => ls(args).await,
+        RepoCommand::Get(args) => get(args).await,
     }
 }
 
@@ -62,19 +87,58 @@ async fn publish(args: PublishArgs) -> anyhow::Result<()> {
     };
     let config = read_text(&args.config)?;
     let labels = read_text(&args.labels)?;
+    let features = read_text(&args.features)?;
+    let extra: Vec<(&str, &[u8])> = features
+        .iter()
+        .map(|text| (FEATURES_FILE, text.as_bytes()))
+        .collect();
     let repo = ModelRepository::connect(&args.repo, RetryPolicy::default())?;
     let version = repo
-        .publish(
+        .publish_with(
             &args.model,
             &model,
             args.version,
             config.as_deref(),
             labels.as_deref(),
+            &extra,
         )
         .await?;
     println!(
         "{}",
         repo.storage().display(&format!("{}/{version}", args.model))
+    );
+    Ok(())
+}
+
+async fn get(args: GetArgs) -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
+    let repo = ModelRepository::open(&args.repo, RetryPolicy::default()).await?;
+    let model = repo.model(&args.model).await?;
+    let version = match args.version {
+        Some(n) => model.version(n).filter(|v| v.has_model()).ok_or_else(|| {
+            anyhow::anyhow!(
+                "model '{}' has no version {n} with a {MODEL_FILE} in {}",
+                args.model,
+                repo.location()
+            )
+        })?,
+        None => *model.wanted_versions().last().ok_or_else(|| {
+            anyhow::anyhow!(
+                "model '{}' has no version to serve in {} (see `spindle repo ls {}`)",
+                args.model,
+                repo.location(),
+                repo.location()
+            )
+        })?,
+    };
+    let cache = ModelCache::new(&args.out)?;
+    let fetched = cache.fetch(&repo, &model, version).await?;
+    let seconds = started.elapsed().as_secs_f64();
+    let bytes = fetched.downloaded_bytes;
+    println!(
+        "{}  {bytes} bytes downloaded in {seconds:.3} s ({:.1} MB/s)",
+        fetched.model_path().display(),
+        bytes as f64 / 1e6 / seconds.max(1e-9)
     );
     Ok(())
 }
@@ -146,13 +210,26 @@ pub async fn publish_dir(local: &std::path::Path, repo: &str) -> anyhow::Result<
                 tracing::info!(path = %target.storage().display(&rel), "already published; skipping");
                 continue;
             }
+            // A tabular model's features.toml belongs to its version: the server hashes raw
+            // rows with it.
+            let features = path.with_file_name(FEATURES_FILE);
+            let features = match std::fs::read(&features) {
+                Ok(text) => Some(text),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+                Err(e) => return Err(e).with_context(|| format!("reading {}", features.display())),
+            };
+            let extra: Vec<(&str, &[u8])> = features
+                .iter()
+                .map(|text| (FEATURES_FILE, text.as_slice()))
+                .collect();
             let v = target
-                .publish(
+                .publish_with(
                     &model.name,
                     &bytes,
                     Some(version.version),
                     model.config_text.as_deref(),
                     model.labels_text.as_deref(),
+                    &extra,
                 )
                 .await?;
             published.push(target.storage().display(&format!("{}/{v}", model.name)));

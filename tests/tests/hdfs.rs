@@ -456,3 +456,45 @@ async fn a_download_survives_losing_a_datanode() {
     assert_eq!(sha, spindle_loader::storage::sha256_hex(&data));
     assert_eq!(std::fs::read(&path).unwrap(), data);
 }
+
+/// Models without labels.txt serve (HDFS reports a missing file as a remote
+/// FileNotFoundException, which must read as missing), and a tabular model's features.toml,
+/// published inside its version, is served with it: raw rows are scored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn models_without_labels_serve_and_features_travel_with_the_version() {
+    let Some(base) = shared_url() else { return };
+    let url = unique_dir(&base, "no-labels");
+    let repo = repo(&url).await;
+    assert_eq!(repo.storage().read("nothing-here.txt").await.unwrap(), None);
+    let criteo = spindle_zoo::build(ZooModel::CriteoCtr, 1);
+    let features = criteo.features.clone().unwrap();
+    assert!(criteo.labels.is_none());
+    repo.publish_with(
+        "criteo_ctr",
+        &criteo.onnx,
+        None,
+        Some(&criteo.config.to_toml()),
+        None,
+        &[(spindle_loader::FEATURES_FILE, features.as_bytes())],
+    )
+    .await
+    .unwrap();
+    let entry = repo.model("criteo_ctr").await.unwrap();
+    assert_eq!(entry.labels_text, None);
+    let server = start(hdfs_config(&url, Duration::ZERO, None))
+        .await
+        .unwrap();
+    let row = format!("1{}", "\t".repeat(39));
+    let response = reqwest::Client::new()
+        .post(server.url("/v2/models/criteo_ctr/infer"))
+        .json(
+            &json!({"inputs": [{"name": "ids", "shape": [1], "datatype": "BYTES", "data": [row]}]}),
+        )
+        .send()
+        .await
+        .unwrap();
+    let status = response.status();
+    let body: Value = response.json().await.unwrap_or(Value::Null);
+    assert_eq!(status, StatusCode::OK, "{body}");
+    server.stop().await.unwrap();
+}
