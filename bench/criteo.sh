@@ -4,7 +4,9 @@
 # and writing the output parts all included), and remote `spindle score --server` through one
 # local `spindle serve` on the plain shards (rows parsed and hashed by the scorer, ids sent over
 # HTTP with binary tensors). Results: bench/results/criteo-{plain,gz,remote}.json (the
-# --summary of each run).
+# --summary of each run, plus the CPU seconds the scorer, and for remote the server, used).
+# The CPU column matters on a shared machine: rows per CPU-second does not depend on what else
+# runs, where rows/s does.
 #
 # Usage: bench/criteo.sh
 # Environment: ROWS (rows per day, default 2000000), SHARDS (per day, default 8),
@@ -28,17 +30,35 @@ for compress in none gz; do
   "$spindle" data criteo --out "$work/data-$compress" --days 1 --rows-per-day "$rows" \
     --shards-per-day "$shards" --compress "$compress" --seed 1 >/dev/null
 done
-printf '%-8s %12s %10s %14s\n' input rows seconds rows/s
-for compress in none gz; do
-  name=$([ "$compress" = none ] && echo plain || echo gz)
-  "$spindle" score --model criteo_ctr --input "$work/data-$compress/day_*/part-*" \
-    --output "$work/scores-$compress" --local --repo "$work/repo" --engine "$engine" \
-    --quiet --summary "$out/criteo-$name.json" >/dev/null
-  python3 - "$out/criteo-$name.json" "$name" <<'PY'
+# Runs a command and adds the CPU seconds it used (user + system) to the summary JSON $1.
+with_cpu() {
+  python3 - "$@" <<'PY'
+import json, resource, subprocess, sys
+summary, command = sys.argv[1], sys.argv[2:]
+subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+s = json.load(open(summary))
+s["cpu_seconds"] = usage.ru_utime + usage.ru_stime
+json.dump(s, open(summary, "w"), indent=2)
+PY
+}
+# Prints one row of the table from a summary JSON.
+show() {
+  python3 - "$1" "$2" <<'PY'
 import json, sys
 s = json.load(open(sys.argv[1]))
-print(f"{sys.argv[2]:<8} {s['rows']:>12} {s['seconds']:>10.2f} {s['rows_per_s']:>14,.0f}")
+cpu = s["cpu_seconds"] + s.get("server_cpu_seconds", 0)
+print(f"{sys.argv[2]:<8} {s['rows']:>12} {s['seconds']:>10.2f} {s['rows_per_s']:>14,.0f} {cpu:>8.2f} {s['rows'] / cpu:>14,.0f}")
 PY
+}
+
+printf '%-8s %12s %10s %14s %8s %14s\n' input rows seconds rows/s cpu-s rows/cpu-s
+for compress in none gz; do
+  name=$([ "$compress" = none ] && echo plain || echo gz)
+  with_cpu "$out/criteo-$name.json" "$spindle" score --model criteo_ctr \
+    --input "$work/data-$compress/day_*/part-*" --output "$work/scores-$compress" \
+    --local --repo "$work/repo" --engine "$engine" --quiet --summary "$out/criteo-$name.json"
+  show "$out/criteo-$name.json" "$name"
 done
 
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
@@ -49,14 +69,24 @@ for _ in $(seq 1 300); do
   curl -fs "http://127.0.0.1:$port/v2/health/ready" >/dev/null 2>&1 && break
   sleep 0.1
 done
-"$spindle" score --model criteo_ctr --input "$work/data-none/day_*/part-*" \
-  --output "$work/scores-remote" --server "http://127.0.0.1:$port" --quiet \
-  --summary "$out/criteo-remote.json" >/dev/null
+ticks=$(getconf CLK_TCK)
+server_cpu() { awk -v t="$ticks" '{print ($14 + $15) / t}' "/proc/$server_pid/stat"; }
+before=$(server_cpu)
+with_cpu "$out/criteo-remote.json" "$spindle" score --model criteo_ctr \
+  --input "$work/data-none/day_*/part-*" --output "$work/scores-remote" \
+  --server "http://127.0.0.1:$port" --quiet --summary "$out/criteo-remote.json"
+python3 - "$out/criteo-remote.json" "$before" "$(server_cpu)" <<'PY'
+import json, sys
+s = json.load(open(sys.argv[1]))
+s["server_cpu_seconds"] = float(sys.argv[3]) - float(sys.argv[2])
+json.dump(s, open(sys.argv[1], "w"), indent=2)
+PY
+show "$out/criteo-remote.json" remote
 python3 - "$out" <<'PY'
 import json, sys
 d = sys.argv[1]
 s = json.load(open(f"{d}/criteo-remote.json"))
 local = json.load(open(f"{d}/criteo-plain.json"))
-print(f"{'remote':<8} {s['rows']:>12} {s['seconds']:>10.2f} {s['rows_per_s']:>14,.0f}")
-print(f"remote / local (plain): {s['rows_per_s'] / local['rows_per_s']:.2f}")
+print(f"remote / local (plain): {s['rows_per_s'] / local['rows_per_s']:.2f} "
+      "(remote cpu-s counts the scorer and the server)")
 PY

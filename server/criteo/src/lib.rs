@@ -8,6 +8,7 @@
 //! - [`metrics`]: log loss and AUC.
 //! - [`rng`]: the seeded generator behind the data.
 //! - [`train`]: streaming FTRL-Proximal logistic regression.
+//! - [`swar`]: byte tests eight at a time, behind the transform's fast path.
 //! - [`shard`]: reading plain, gzip and bzip2 shards; expanding `--data`/`--input` globs.
 //!
 //! A row flows: TSV line -> [`transform::Transformer::transform`] -> `F` ids in one shared id
@@ -19,5 +20,6 @@ pub mod metrics;
 pub mod rng;
 pub mod shard;
 pub mod spec;
+pub mod swar;
 pub mod train;
 pub mod transform;

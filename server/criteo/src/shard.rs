@@ -3,7 +3,7 @@
 //! list of shard files.
 
 use std::fs::File;
-use std::io::{self, BufRead, BufReader, BufWriter, Write};
+use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
 /// How a shard is compressed.
@@ -58,18 +58,100 @@ const BUFFER: usize = 1 << 20;
 /// Opens a shard for reading lines, decompressing by extension. Multi-member gzip files (as
 /// `cat a.gz b.gz` makes) are read whole.
 pub fn open_shard(path: &Path) -> io::Result<Box<dyn BufRead + Send>> {
+    Ok(Box::new(BufReader::with_capacity(
+        BUFFER,
+        open_shard_stream(path)?,
+    )))
+}
+
+/// Opens a shard as a decompressed byte stream with no line buffering of its own, for
+/// [`LineChunks`] (which buffers whole lines itself).
+pub fn open_shard_stream(path: &Path) -> io::Result<Box<dyn Read + Send>> {
     let file = File::open(path)
         .map_err(|e| io::Error::new(e.kind(), format!("opening {}: {e}", path.display())))?;
     Ok(match Compression::of(path) {
-        Compression::None => Box::new(BufReader::with_capacity(BUFFER, file)),
-        Compression::Gzip => Box::new(BufReader::with_capacity(
-            BUFFER,
-            flate2::read::MultiGzDecoder::new(BufReader::with_capacity(BUFFER, file)),
-        )),
-        Compression::Bzip2 => Box::new(BufReader::with_capacity(
-            BUFFER,
-            bzip2::read::MultiBzDecoder::new(BufReader::with_capacity(BUFFER, file)),
-        )),
+        Compression::None => Box::new(file),
+        Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(BufReader::with_capacity(
+            BUFFER, file,
+        ))),
+        Compression::Bzip2 => Box::new(bzip2::read::MultiBzDecoder::new(BufReader::with_capacity(
+            BUFFER, file,
+        ))),
+    })
+}
+
+/// Reads a stream in large chunks of whole lines, so a caller splits lines in place instead of
+/// copying each one out (as `read_until` does). Only the part-line at the end of each read is
+/// moved, to the front of the buffer; a line longer than the buffer grows it.
+pub struct LineChunks<R> {
+    reader: R,
+    buffer: Vec<u8>,
+    /// Bytes of `buffer` read but not yet handed out (a part-line, after the first call).
+    kept: usize,
+    /// Where the part-line starts once the chunk before it has been handed out.
+    handed: usize,
+}
+
+impl<R: Read> LineChunks<R> {
+    /// Chunks of `reader` of about [`BUFFER`] bytes.
+    pub fn new(reader: R) -> LineChunks<R> {
+        LineChunks::with_capacity(reader, BUFFER)
+    }
+
+    /// Chunks of about `capacity` bytes (at least one).
+    pub fn with_capacity(reader: R, capacity: usize) -> LineChunks<R> {
+        LineChunks {
+            reader,
+            buffer: vec![0; capacity.max(1)],
+            kept: 0,
+            handed: 0,
+        }
+    }
+
+    /// The next lines, each ending in `\n` except the stream's last when it has none; empty at
+    /// the end of the stream.
+    pub fn next_chunk(&mut self) -> io::Result<&[u8]> {
+        self.buffer.copy_within(self.handed..self.kept, 0);
+        self.kept -= self.handed;
+        self.handed = 0;
+        loop {
+            if self.kept == self.buffer.len() {
+                self.buffer.resize(self.buffer.len() * 2, 0);
+            }
+            let read = loop {
+                match self.reader.read(&mut self.buffer[self.kept..]) {
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    other => break other?,
+                }
+            };
+            let searched = self.kept;
+            self.kept += read;
+            if read == 0 {
+                // End of stream: whatever is left is the last line.
+                self.handed = self.kept;
+                return Ok(&self.buffer[..self.kept]);
+            }
+            if let Some(last) = memchr::memrchr(b'\n', &self.buffer[searched..self.kept]) {
+                self.handed = searched + last + 1;
+                return Ok(&self.buffer[..self.handed]);
+            }
+        }
+    }
+}
+
+/// The lines of a chunk from [`LineChunks`], each with its `\n` when it has one.
+pub fn lines(chunk: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut start = 0;
+    let mut ends = memchr::memchr_iter(b'\n', chunk);
+    std::iter::from_fn(move || {
+        let end = match ends.next() {
+            Some(newline) => newline + 1,
+            None if start < chunk.len() => chunk.len(),
+            None => return None,
+        };
+        let line = &chunk[start..end];
+        start = end;
+        Some(line)
     })
 }
 
@@ -200,6 +282,61 @@ mod tests {
         }
         let files = expand_glob(&format!("{}/part-*", dir.path().display())).unwrap();
         assert_eq!(files, [plain, gz, bz]);
+    }
+
+    /// Splits `text` with [`LineChunks`] of `capacity` bytes and reads at most `step` bytes at
+    /// a time from the source, as pipes and decoders do.
+    fn chunked_lines(text: &[u8], capacity: usize, step: usize) -> Vec<Vec<u8>> {
+        struct Trickle<'a>(&'a [u8], usize);
+        impl Read for Trickle<'_> {
+            fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+                let n = buf.len().min(self.1).min(self.0.len());
+                buf[..n].copy_from_slice(&self.0[..n]);
+                self.0 = &self.0[n..];
+                Ok(n)
+            }
+        }
+        let mut chunks = LineChunks::with_capacity(Trickle(text, step), capacity);
+        let mut out = Vec::new();
+        loop {
+            let chunk = chunks.next_chunk().unwrap();
+            if chunk.is_empty() {
+                return out;
+            }
+            out.extend(lines(chunk).map(<[u8]>::to_vec));
+        }
+    }
+
+    #[test]
+    fn line_chunks_give_the_lines_read_until_gives() {
+        let texts: [&[u8]; 6] = [
+            b"",
+            b"\n",
+            b"one line without end",
+            b"a\nbb\n\nccc\r\n",
+            b"a\nbb\n\nlast without end",
+            &b"0\t1\t2\n1\t\t\t33\n".repeat(300),
+        ];
+        for text in texts {
+            let mut want = Vec::new();
+            let mut reader = text;
+            loop {
+                let mut line = Vec::new();
+                if reader.read_until(b'\n', &mut line).unwrap() == 0 {
+                    break;
+                }
+                want.push(line);
+            }
+            // Buffers smaller than a line, reads smaller than a buffer, and the usual case.
+            for (capacity, step) in [(1, 1), (3, 2), (7, 100), (64, 5), (BUFFER, usize::MAX)] {
+                assert_eq!(
+                    chunked_lines(text, capacity, step),
+                    want,
+                    "capacity {capacity}, step {step}, text {:?}",
+                    String::from_utf8_lossy(&text[..text.len().min(40)])
+                );
+            }
+        }
     }
 
     #[test]

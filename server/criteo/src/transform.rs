@@ -3,10 +3,12 @@
 //!
 //! The trainer, the batch scorer and the server all call [`Transformer::transform`], so a model
 //! is served with exactly the ids it was fitted on. It allocates nothing per row: columns are
-//! found with `memchr` into a stack array, and hashes for crosses are kept on the stack too.
+//! found into a stack array (eight bytes at a time, see [`crate::swar`]), and hashes for crosses
+//! are kept on the stack too.
 
-use crate::farmhash::{fingerprint_cat64, fingerprint64};
+use crate::farmhash::{fingerprint_cat64, fingerprint64, fingerprint64_word};
 use crate::spec::{CATEGORICAL_COLUMNS, FeatureRef, FeatureSpec, INTEGER_COLUMNS};
+use crate::swar;
 use spindle_core::{Tensor, TensorData};
 
 /// Columns of an unlabelled row.
@@ -157,10 +159,74 @@ impl Transformer {
 
     /// Transforms one row (a trailing `\n` or `\r\n` is ignored) into `ids`, which must hold
     /// [`Transformer::fields`] ids. Returns the label when the row has one.
+    ///
+    /// Well-formed rows take a fast path (tabs found eight bytes at a time, tokens checked and
+    /// hashed as one word); anything it does not accept goes through the column-by-column path,
+    /// which gives the same ids for every row the fast path accepts and names what is wrong with
+    /// the others. `ids` is unspecified after an error.
     pub fn transform(&self, line: &[u8], ids: &mut [i64]) -> Result<Option<bool>, RowProblem> {
         debug_assert_eq!(ids.len(), self.fields());
-        let line = line.strip_suffix(b"\n").unwrap_or(line);
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        let line = strip_line_end(line);
+        match self.transform_fast(line, ids) {
+            Some(label) => Ok(label),
+            None => self.transform_checked(line, ids),
+        }
+    }
+
+    /// The fast path: `None` for any row it does not take (malformed or unusual), leaving the
+    /// verdict to [`Transformer::transform_checked`].
+    #[inline]
+    fn transform_fast(&self, line: &[u8], ids: &mut [i64]) -> Option<Option<bool>> {
+        let mut tabs = [0u32; COLUMNS];
+        let tab_count = swar::find_tabs(line, &mut tabs)?;
+        let column = |j: usize| {
+            let start = if j == 0 { 0 } else { tabs[j - 1] as usize + 1 };
+            let end = if j == tab_count {
+                line.len()
+            } else {
+                tabs[j] as usize
+            };
+            &line[start..end]
+        };
+        let (label, first) = match tab_count + 1 {
+            COLUMNS => (None, 0),
+            n if n == COLUMNS + 1 => match column(0) {
+                b"0" => (Some(false), 1),
+                b"1" => (Some(true), 1),
+                _ => return None,
+            },
+            _ => return None,
+        };
+        let mut int_buckets = [0u64; INTEGER_COLUMNS];
+        for (i, bucket) in int_buckets.iter_mut().enumerate() {
+            let text = column(first + i);
+            let value = if text.is_empty() {
+                None
+            } else {
+                Some(parse_i64(text)?)
+            };
+            *bucket = self.integer_bucket(i, value);
+        }
+        let mut cat_hashes = [MISSING_TOKEN; CATEGORICAL_COLUMNS];
+        let mut present = [false; CATEGORICAL_COLUMNS];
+        for c in 0..CATEGORICAL_COLUMNS {
+            let text = column(first + INTEGER_COLUMNS + c);
+            if text.is_empty() {
+                continue;
+            }
+            let word = u64::from_le_bytes(text.try_into().ok()?);
+            if !swar::is_hex8(word) {
+                return None;
+            }
+            cat_hashes[c] = fingerprint64_word(word);
+            present[c] = true;
+        }
+        self.write_ids(&int_buckets, &cat_hashes, &present, ids);
+        Some(label)
+    }
+
+    /// The column-by-column path, which names the first problem of a malformed row.
+    fn transform_checked(&self, line: &[u8], ids: &mut [i64]) -> Result<Option<bool>, RowProblem> {
         // Column starts and ends, found once; a 41st column is an error already.
         let mut bounds = [(0u32, 0u32); COLUMNS + 1];
         let mut found = 0usize;
@@ -202,42 +268,71 @@ impl Transformer {
         };
 
         let mut int_buckets = [0u64; INTEGER_COLUMNS];
-        for i in 0..INTEGER_COLUMNS {
+        for (i, bucket) in int_buckets.iter_mut().enumerate() {
             let text = column(i);
-            let bucket = if text.is_empty() {
-                0
+            let value = if text.is_empty() {
+                None
             } else {
-                let value = parse_i64(text).ok_or_else(|| RowProblem::NotInteger {
+                Some(parse_i64(text).ok_or_else(|| RowProblem::NotInteger {
                     column: first + i + 1,
                     name: self.spec.integer[i].name.clone(),
                     value: shown(text),
-                })?;
-                1 + self.int_boundaries[i].partition_point(|&b| b <= value) as u64
+                })?)
             };
-            int_buckets[i] = bucket;
-            ids[i] = self.int_offsets[i] + bucket as i64;
+            *bucket = self.integer_bucket(i, value);
         }
 
         let mut cat_hashes = [MISSING_TOKEN; CATEGORICAL_COLUMNS];
+        let mut present = [false; CATEGORICAL_COLUMNS];
         for c in 0..CATEGORICAL_COLUMNS {
             let text = column(INTEGER_COLUMNS + c);
-            let id = if text.is_empty() {
-                self.cat_buckets[c]
+            if text.is_empty() {
+                continue;
+            }
+            if text.len() != 8 || !text.iter().all(u8::is_ascii_hexdigit) {
+                return Err(RowProblem::NotHexToken {
+                    column: first + INTEGER_COLUMNS + c + 1,
+                    name: self.spec.categorical[c].name.clone(),
+                    value: shown(text),
+                });
+            }
+            cat_hashes[c] = fingerprint64(text);
+            present[c] = true;
+        }
+        self.write_ids(&int_buckets, &cat_hashes, &present, ids);
+        Ok(label)
+    }
+
+    /// Integer column `i`'s bucket: 0 when missing, else 1 + the boundaries at or below it.
+    #[inline(always)]
+    fn integer_bucket(&self, i: usize, value: Option<i64>) -> u64 {
+        value.map_or(0, |v| {
+            1 + self.int_boundaries[i].partition_point(|&b| b <= v) as u64
+        })
+    }
+
+    /// Every id of a row from its integer buckets and token fingerprints (`present` false for a
+    /// missing token, whose id is its feature's last and whose cross component is
+    /// [`MISSING_TOKEN`]).
+    #[inline(always)]
+    fn write_ids(
+        &self,
+        int_buckets: &[u64; INTEGER_COLUMNS],
+        cat_hashes: &[u64; CATEGORICAL_COLUMNS],
+        present: &[bool; CATEGORICAL_COLUMNS],
+        ids: &mut [i64],
+    ) {
+        for i in 0..INTEGER_COLUMNS {
+            ids[i] = self.int_offsets[i] + int_buckets[i] as i64;
+        }
+        for c in 0..CATEGORICAL_COLUMNS {
+            let id = if present[c] {
+                cat_hashes[c] % self.cat_buckets[c]
             } else {
-                if text.len() != 8 || !text.iter().all(u8::is_ascii_hexdigit) {
-                    return Err(RowProblem::NotHexToken {
-                        column: first + INTEGER_COLUMNS + c + 1,
-                        name: self.spec.categorical[c].name.clone(),
-                        value: shown(text),
-                    });
-                }
-                let hash = fingerprint64(text);
-                cat_hashes[c] = hash;
-                hash % self.cat_buckets[c]
+                self.cat_buckets[c]
             };
             ids[INTEGER_COLUMNS + c] = self.cat_offsets[c] + id as i64;
         }
-
         for (k, cross) in self.crosses.iter().enumerate() {
             let mut hash = CROSS_KEY;
             for part in &cross.parts {
@@ -250,7 +345,6 @@ impl Transformer {
             ids[INTEGER_COLUMNS + CATEGORICAL_COLUMNS + k] =
                 cross.offset + (hash % cross.buckets) as i64;
         }
-        Ok(label)
     }
 
     /// Transforms a batch of raw rows (BYTES elements, as a server receives them) into the
@@ -265,6 +359,13 @@ impl Transformer {
         }
         Ok(Tensor::new(vec![rows.len(), fields], TensorData::I64(ids)).expect("rows x fields ids"))
     }
+}
+
+/// `line` without a trailing `\n` or `\r\n`.
+#[inline]
+fn strip_line_end(line: &[u8]) -> &[u8] {
+    let line = line.strip_suffix(b"\n").unwrap_or(line);
+    line.strip_suffix(b"\r").unwrap_or(line)
 }
 
 /// Parses an optionally negative decimal integer; `None` for anything else or on overflow.

@@ -156,3 +156,73 @@ fn a_batch_becomes_one_ids_tensor_and_names_the_bad_row() {
     assert_eq!(e.row, 2);
     assert!(e.to_string().starts_with("row 2: column 1 (I1)"), "{e}");
 }
+
+/// Generated rows, each also with random damage: bytes replaced by tabs, signs, digits, letters,
+/// spaces, `\r` and non-ASCII, bytes dropped or doubled, a token case-flipped.
+fn generated_and_damaged_rows(n: usize) -> Vec<Vec<u8>> {
+    use crate::generate::{RowGenerator, calibrated_model};
+    use crate::rng::SplitMix;
+    let t = transformer();
+    let model = calibrated_model(3, &t);
+    let mut generator = RowGenerator::new(7, &t, &model);
+    let mut rng = SplitMix::new(99);
+    const NOISE: &[u8] = b"\t\t\t-+0159afAFgGz \r\x80\xff\x00.";
+    let mut rows = Vec::new();
+    for _ in 0..n {
+        let mut line = Vec::new();
+        generator.row(&mut line);
+        let line = line.strip_suffix(b"\n").unwrap_or(&line).to_vec();
+        let mut damaged = line.clone();
+        for _ in 0..=rng.next_u64() % 3 {
+            let at = (rng.next_u64() % damaged.len() as u64) as usize;
+            let noise = NOISE[(rng.next_u64() % NOISE.len() as u64) as usize];
+            match rng.next_u64() % 4 {
+                0 => damaged[at] = noise,
+                1 => {
+                    damaged.remove(at);
+                }
+                2 => damaged.insert(at, noise),
+                _ => damaged[at] = damaged[at].to_ascii_uppercase(),
+            }
+        }
+        // The label dropped: 39 columns are as valid as 40.
+        let unlabelled = line[line.iter().position(|&b| b == b'\t').unwrap() + 1..].to_vec();
+        rows.extend([line, damaged, unlabelled]);
+    }
+    rows
+}
+
+#[test]
+fn the_fast_path_agrees_with_the_checked_path_on_good_and_damaged_rows() {
+    let t = transformer();
+    let (mut fast_ids, mut checked_ids) = (vec![0; t.fields()], vec![0; t.fields()]);
+    let (mut fast_taken, mut malformed) = (0, 0);
+    for line in generated_and_damaged_rows(20_000) {
+        if t.transform_fast(&line, &mut fast_ids).is_some() {
+            fast_taken += 1;
+        }
+        // What callers see: `transform`, with and without line ends, against the checked path
+        // alone on the line without its end.
+        for end in [&b""[..], b"\n", b"\r\n"] {
+            let with_end = [&line[..], end].concat();
+            let checked = t.transform_checked(strip_line_end(&with_end), &mut checked_ids);
+            let got = t.transform(&with_end, &mut fast_ids);
+            assert_eq!(got, checked, "{:?}", String::from_utf8_lossy(&with_end));
+            if checked.is_ok() {
+                assert_eq!(
+                    fast_ids,
+                    checked_ids,
+                    "{:?}",
+                    String::from_utf8_lossy(&line)
+                );
+            }
+        }
+        malformed += usize::from(t.transform_checked(&line, &mut checked_ids).is_err());
+    }
+    // Both kinds really were exercised: every good row on the fast path, many bad ones.
+    assert!(fast_taken >= 40_000, "fast path took {fast_taken} of 60000");
+    assert!(
+        malformed > 5_000,
+        "only {malformed} damaged rows were malformed"
+    );
+}

@@ -16,9 +16,9 @@ use backend::{BackendFactory, ScoreBackend};
 use serde::Serialize;
 use spindle_core::{Tensor, TensorData};
 use spindle_criteo::metrics::LogLoss;
-use spindle_criteo::shard::{Compression, open_shard};
-use spindle_criteo::transform::Transformer;
-use std::io::{BufRead, Write};
+use spindle_criteo::shard::{Compression, LineChunks, lines, open_shard_stream};
+use spindle_criteo::transform::{RowProblem, Transformer};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -250,82 +250,119 @@ impl ScoreJob {
         backend: &mut dyn ScoreBackend,
         shared: &Shared,
     ) -> anyhow::Result<bool> {
-        let mut reader = open_shard(input)?;
+        let mut chunks = LineChunks::new(open_shard_stream(input)?);
         let file = std::fs::File::create(temporary)
             .with_context(|| format!("creating {}", temporary.display()))?;
-        let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
+        let mut part = PartWriter {
+            out: std::io::BufWriter::with_capacity(1 << 20, file),
+            text: Vec::with_capacity(1 << 16),
+            loss: LogLoss::default(),
+            bins: Vec::new(),
+        };
         let fields = transformer.fields();
         let mut batch = Batch::default();
-        let mut line = Vec::with_capacity(1024);
         let mut number = 0u64;
-        let mut text = Vec::with_capacity(1 << 16);
-        let mut loss = LogLoss::default();
-        let mut bins: Vec<(usize, bool)> = Vec::new();
         loop {
-            line.clear();
-            let read = reader
-                .read_until(b'\n', &mut line)
+            let chunk = chunks
+                .next_chunk()
                 .with_context(|| format!("reading line {}", number + 1))?;
-            if read > 0 {
+            if chunk.is_empty() {
+                break;
+            }
+            for line in lines(chunk) {
                 number += 1;
                 let at = batch.ids.len();
                 batch.ids.resize(at + fields, 0);
-                match transformer.transform(&line, &mut batch.ids[at..]) {
+                match transformer.transform(line, &mut batch.ids[at..]) {
                     Ok(label) => {
                         batch.rows.push(number);
                         batch.labels.push(label);
                     }
                     Err(problem) => {
                         batch.ids.truncate(at);
-                        let seen = shared.malformed.fetch_add(1, Ordering::Relaxed) + 1;
-                        let mut examples = shared.examples.lock().expect("no panics while held");
-                        if examples.len() < EXAMPLES {
-                            examples.push(format!("{}:{number}: {problem}", input.display()));
-                        }
-                        drop(examples);
-                        if seen > self.max_errors {
-                            shared.stop.store(true, Ordering::Relaxed);
-                        }
+                        self.malformed(input, number, problem, shared);
                     }
                 }
-            }
-            if shared.stop.load(Ordering::Relaxed) {
-                return Ok(false);
-            }
-            if batch.rows.len() == self.batch || (read == 0 && !batch.rows.is_empty()) {
-                let rows = batch.rows.len();
-                let ids = std::mem::take(&mut batch.ids);
-                let tensor = Tensor::new(vec![rows, fields], TensorData::I64(ids))
-                    .expect("rows x fields ids");
-                let probabilities = backend.score(tensor)?;
-                text.clear();
-                for ((&row, &label), &p) in batch.rows.iter().zip(&batch.labels).zip(&probabilities)
-                {
-                    write_row(&mut text, row, p, label);
-                    if let Some(clicked) = label {
-                        loss.add(f64::from(p), clicked);
-                        bins.push((bin(p), clicked));
-                    }
+                if shared.stop.load(Ordering::Relaxed) {
+                    return Ok(false);
                 }
-                out.write_all(&text)?;
-                shared.rows.fetch_add(rows as u64, Ordering::Relaxed);
-                batch.rows.clear();
-                batch.labels.clear();
-            }
-            if read == 0 {
-                break;
+                if batch.rows.len() == self.batch {
+                    part.score(&mut batch, fields, backend, shared)?;
+                }
             }
         }
-        out.into_inner()
+        if !batch.rows.is_empty() {
+            part.score(&mut batch, fields, backend, shared)?;
+        }
+        part.finish(temporary, shared)?;
+        Ok(true)
+    }
+
+    /// Counts a malformed row, keeps the first few as examples, and stops the job past
+    /// `--max-errors`.
+    fn malformed(&self, input: &Path, number: u64, problem: RowProblem, shared: &Shared) {
+        let seen = shared.malformed.fetch_add(1, Ordering::Relaxed) + 1;
+        let mut examples = shared.examples.lock().expect("no panics while held");
+        if examples.len() < EXAMPLES {
+            examples.push(format!("{}:{number}: {problem}", input.display()));
+        }
+        drop(examples);
+        if seen > self.max_errors {
+            shared.stop.store(true, Ordering::Relaxed);
+        }
+    }
+}
+
+/// One output part being written, with the metrics of its labelled rows.
+struct PartWriter {
+    out: std::io::BufWriter<std::fs::File>,
+    text: Vec<u8>,
+    loss: LogLoss,
+    bins: Vec<(usize, bool)>,
+}
+
+impl PartWriter {
+    /// Scores `batch` on `backend`, writes its rows, and empties it.
+    fn score(
+        &mut self,
+        batch: &mut Batch,
+        fields: usize,
+        backend: &mut dyn ScoreBackend,
+        shared: &Shared,
+    ) -> anyhow::Result<()> {
+        let rows = batch.rows.len();
+        let ids = std::mem::take(&mut batch.ids);
+        let tensor =
+            Tensor::new(vec![rows, fields], TensorData::I64(ids)).expect("rows x fields ids");
+        let probabilities = backend.score(tensor)?;
+        self.text.clear();
+        for ((&row, &label), &p) in batch.rows.iter().zip(&batch.labels).zip(&probabilities) {
+            write_row(&mut self.text, row, p, label);
+            if let Some(clicked) = label {
+                self.loss.add(f64::from(p), clicked);
+                self.bins.push((bin(p), clicked));
+            }
+        }
+        self.out.write_all(&self.text)?;
+        shared.rows.fetch_add(rows as u64, Ordering::Relaxed);
+        batch.rows.clear();
+        batch.labels.clear();
+        Ok(())
+    }
+
+    /// Syncs the part to disk and adds its metrics to the job's.
+    fn finish(self, temporary: &Path, shared: &Shared) -> anyhow::Result<()> {
+        self.out
+            .into_inner()
             .map_err(|e| e.into_error())?
             .sync_all()
             .with_context(|| format!("writing {}", temporary.display()))?;
         let mut metrics = shared.metrics.lock().expect("no panics while held");
-        metrics.0.merge(loss);
-        for (b, clicked) in bins {
+        metrics.0.merge(self.loss);
+        for (b, clicked) in self.bins {
             metrics.1[b][usize::from(clicked)] += 1;
         }
-        Ok(true)
+        Ok(())
     }
 }
 

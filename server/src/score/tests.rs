@@ -107,7 +107,11 @@ fn scores_agree_with_the_onnx_file_computed_by_hand() {
         let name = format!("{}.tsv", relative.file_name().unwrap().to_str().unwrap());
         let part = std::fs::read_to_string(output.join(relative.with_file_name(name))).unwrap();
         let mut raw = String::new();
-        std::io::Read::read_to_string(&mut open_shard(input).unwrap(), &mut raw).unwrap();
+        std::io::Read::read_to_string(
+            &mut spindle_criteo::shard::open_shard(input).unwrap(),
+            &mut raw,
+        )
+        .unwrap();
         assert_eq!(part.lines().count(), raw.lines().count());
         for (line_number, (raw_line, scored)) in raw.lines().zip(part.lines()).enumerate() {
             let label = transformer
@@ -200,6 +204,42 @@ fn malformed_rows_are_counted_named_and_capped() {
     let summary = capped.run(&factory(&repo)).unwrap();
     assert!(summary.stopped_on_errors && !summary.complete);
     assert!(!strict.join(SUCCESS).exists());
+}
+
+#[test]
+fn line_numbers_count_empty_lines_crlf_and_a_last_line_without_its_end() {
+    let (dir, repo, data) = fixture();
+    let shard = data.join("gen0/day_0/part-00000");
+    let text = std::fs::read_to_string(&shard).unwrap();
+    let mut lines: Vec<&str> = text.lines().collect();
+    let rows = lines.len();
+    lines.insert(2, ""); // line 3: empty, one column
+    let crlf = lines[5].to_string() + "\r"; // line 6: CRLF, still a good row
+    lines[5] = &crlf;
+    std::fs::write(&shard, lines.join("\n")).unwrap(); // no newline after the last row
+
+    let output = dir.path().join("out");
+    let summary = job(vec![shard.clone()], &output)
+        .run(&factory(&repo))
+        .unwrap();
+    assert_eq!((summary.rows, summary.malformed_rows), (rows as u64, 1));
+    let third = format!("{}:3: expected 39", shard.display());
+    assert!(
+        summary.malformed_examples[0].starts_with(&third),
+        "{:?}",
+        summary.malformed_examples
+    );
+    let (_, part) = read_parts(&output).pop().unwrap();
+    let numbers: Vec<&str> = part
+        .lines()
+        .map(|l| l.split('\t').next().unwrap())
+        .collect();
+    assert_eq!(
+        numbers[..3],
+        ["1", "2", "4"],
+        "line 3 is skipped, not renumbered"
+    );
+    assert_eq!(numbers.last(), Some(&(rows + 1).to_string().as_str()));
 }
 
 #[test]
