@@ -9,7 +9,7 @@
 #                    pinned to the same cores with docker update --cpuset-cpus), addressed by
 #                    their bridge IPs (no docker-proxy in the path)
 # Discovery needs a ResourceManager and none can be installed here: tests/src/bin/yarn-rm-standin
-# stands in for it. It is the in-test ResourceManager of tests/tests/yarn.rs, answering the YARN
+# stands in for it. It is the in-test ResourceManager of tests/tests/integration/yarn.rs, answering the YARN
 # Services endpoints discovery calls (the service definition and component-instances) with
 # the bare replicas as READY containers; it starts nothing itself. Discovery lists the
 # replicas once before the load, so the comparison shows whether that changes anything.

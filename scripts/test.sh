@@ -4,9 +4,13 @@
 # Python 3.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Each phase's end, in seconds since the start, so a slow CI run shows where the time went.
+t0=$SECONDS
+phase() { echo "test: $1 finished at $((SECONDS - t0)) s" >&2; }
 ORT_DYLIB_PATH=$(scripts/setup-ort.sh)
 export ORT_DYLIB_PATH
 echo "test: ONNX Runtime library at $ORT_DYLIB_PATH" >&2
+phase "ONNX Runtime setup"
 # wrk (Debian), the independent load generator that loadtest's agreement test compares with; the
 # test fails without it unless SPINDLE_SKIP_WRK=1.
 if [ "${SPINDLE_SKIP_WRK:-}" != 1 ] && ! command -v wrk > /dev/null; then
@@ -22,31 +26,46 @@ if [ "${SPINDLE_SKIP_HDFS:-}" != 1 ]; then
   SPINDLE_HDFS_URL=$(SPINDLE_HDFS_DIR=$hdfs_state scripts/hdfs.sh start --datanodes 1)
   export SPINDLE_HDFS_URL
   echo "test: HDFS at $SPINDLE_HDFS_URL" >&2
+  phase "HDFS start"
 fi
-stop_hdfs() {
+# The container images that need no binary (the Debian base and the HDFS image) build in the
+# background while cargo compiles, so their downloads overlap the build; docker/test.sh later
+# finds them cached (and builds whatever this did not).
+docker_prep=""
+docker_prep_log=$(mktemp)
+if [ "${SPINDLE_SKIP_DOCKER:-}" != 1 ]; then
+  docker/build.sh --prepare >"$docker_prep_log" 2>&1 &
+  docker_prep=$!
+fi
+log=$(mktemp)
+cleanup() {
   if [ -n "$hdfs_state" ]; then
     SPINDLE_HDFS_DIR=$hdfs_state scripts/hdfs.sh stop >/dev/null || true
     rm -rf "$hdfs_state"
   fi
+  [ -z "$docker_prep" ] || kill "$docker_prep" 2>/dev/null || true
+  rm -f "$log" "$docker_prep_log"
 }
-trap stop_hdfs EXIT
+trap cleanup EXIT
 cargo fmt --all --check
 # The Dockerfiles (hadolint from PyPI, seconds); building and running the images is docker/test.sh,
 # near the end.
 docker/lint.sh
+phase "fmt and Dockerfile lint"
 cargo clippy --workspace --all-targets --release -- -D warnings
+phase "clippy"
 # Release: tract and the zoo's CNNs are far too slow unoptimised, and the demo shares this build.
-log=$(mktemp)
-trap 'rm -f "$log"; stop_hdfs' EXIT
 set +e
 cargo test --workspace --release 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 set -e
+phase "cargo test"
 # Real clients against the real binary: tritonclient (HTTP, gRPC) and TF Serving REST.
 set +e
 tests/conformance/run.sh 2>&1 | tee -a "$log"
 conformance=${PIPESTATUS[0]}
 set -e
+phase "conformance"
 # The container deployment (docker/test.sh): images from our own debootstrap base (apt and
 # PyPI only), the compose deployment and its failure checks, using the spindle binary the tests
 # just built. Needs root, Docker and docker-compose; SPINDLE_SKIP_DOCKER=1 skips it.
@@ -54,6 +73,12 @@ docker_status=0
 if [ "${SPINDLE_SKIP_DOCKER:-}" = 1 ]; then
   echo "test: docker/test.sh skipped (SPINDLE_SKIP_DOCKER=1)" | tee -a "$log"
 else
+  if ! wait "$docker_prep"; then
+    echo "test: docker/build.sh --prepare failed (docker/test.sh tries again):" >&2
+    cat "$docker_prep_log" >&2
+  fi
+  docker_prep=""
+  phase "docker images prepared"
   target_dir=$(cargo metadata --format-version 1 --no-deps \
     | python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
   set +e
@@ -65,6 +90,7 @@ else
     echo "docker check: FAIL docker/test.sh: exited $docker_status" | tee -a "$log"
   fi
 fi
+phase "docker"
 # One closing line for the whole workspace (cargo's last line is a crate's doc-tests; unittest
 # prints "Ran N tests" and "OK" or "FAILED (failures=F, errors=E)"; docker/test.sh one
 # "docker check: PASS|FAIL" line per check).

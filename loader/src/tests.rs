@@ -1,5 +1,5 @@
 //! Repository tests on local storage; the same code paths run against a real HDFS in the
-//! integration tests (`tests/tests/hdfs.rs`).
+//! integration tests (`tests/tests/integration/hdfs.rs`).
 
 use super::*;
 use std::path::Path;

@@ -1,5 +1,5 @@
 //! Spindle integration tests: real servers on port 0, real clients. Shared fixtures live here;
-//! the tests are in `tests/tests/`.
+//! the tests are in `tests/tests/integration/`.
 
 pub mod hdfs;
 pub mod yarn_rm;
