@@ -76,7 +76,7 @@ fn spawn_infer(
     tokio::spawn(async move { batcher.infer(row(value), 1, None).await })
 }
 
-/// Lets spawned tasks and the batcher task run until they block.
+/// Lets spawned tasks (and the delay timer) run until they block.
 async fn settle() {
     for _ in 0..20 {
         tokio::task::yield_now().await;
@@ -250,4 +250,48 @@ async fn a_batch_larger_than_the_maximum_is_invalid_input() {
     assert_eq!(err.kind, ErrorKind::InvalidInput);
     assert!(err.message.contains("max_batch_size 2"), "{err}");
     assert!(probe.batches().is_empty());
+}
+
+#[tokio::test]
+async fn dropping_every_handle_stops_the_workers() {
+    let probe = Probe::default();
+    let batcher = start(&probe, settings(4, 0, 16));
+    assert_eq!(value(&batcher.infer(row(1.0), 1, None).await.unwrap()), 2.0);
+    // The worker's runner holds the other reference to the probe's log; it goes when the worker
+    // thread ends.
+    assert_eq!(Arc::strong_count(&probe.batches), 2);
+    drop(batcher);
+    let start = std::time::Instant::now();
+    while Arc::strong_count(&probe.batches) > 1 {
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "the worker thread outlived its batcher"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn with_a_delay_a_worker_that_finishes_leaves_a_young_queue_to_the_timer() {
+    let probe = Probe::default();
+    let batcher = start(&probe, settings(8, 10, 16));
+    probe.close();
+    // The first request waits out the delay alone, then holds the worker.
+    let first = spawn_infer(&batcher, 1.0);
+    // Advances the paused clock past the delay (the runtime idles while this sleeps).
+    tokio::time::sleep(Duration::from_millis(11)).await;
+    until_batches(&probe, 1).await;
+    let second = spawn_infer(&batcher, 2.0);
+    settle().await;
+    probe.open();
+    assert_eq!(first.await.unwrap().unwrap().batch_rows, 1);
+    // The worker went idle with one young request queued: it runs once its delay is over.
+    let out = second.await.unwrap().unwrap();
+    assert_eq!(out.batch_rows, 1);
+    assert!(
+        out.queue_time >= Duration::from_millis(10),
+        "{:?}",
+        out.queue_time
+    );
+    assert_eq!(probe.batches(), vec![vec![1.0], vec![2.0]]);
 }

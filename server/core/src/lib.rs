@@ -14,8 +14,9 @@
 //! - [`statistics`]: Triton-style cumulative per-model statistics (`ModelStatistics`).
 //!
 //! A request flows: front end parses it into [`tensor::Tensor`]s -> validates them against the
-//! [`config::ModelConfig`] -> [`batcher::Batcher::infer`] queues it -> the batcher task joins
-//! queued requests into one batch when a worker is free -> the worker runs it on its runner ->
+//! [`config::ModelConfig`] -> [`batcher::Batcher::infer`] queues it and, when a worker
+//! is idle, hands it the queued requests as one batch (a busy worker takes the next batch itself
+//! when it finishes) -> the worker runs it on its runner ->
 //! outputs are split back and each caller's oneshot is answered.
 
 pub mod batcher;
