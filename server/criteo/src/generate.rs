@@ -162,7 +162,7 @@ impl<'a> RowGenerator<'a> {
             } else {
                 ((mu + sigma * self.rng.normal()).exp() - 1.0).max(0.0) as i64
             };
-            write_int(out, value);
+            crate::text::write_i64(out, value);
         }
         for c in 0..CATEGORICAL_COLUMNS {
             out.push(b'\t');
@@ -188,24 +188,6 @@ impl<'a> RowGenerator<'a> {
         out.push(b'\n');
         (clicked, p)
     }
-}
-
-fn write_int(out: &mut Vec<u8>, value: i64) {
-    let mut buf = [0u8; 20];
-    let mut n = value.unsigned_abs();
-    let mut at = buf.len();
-    loop {
-        at -= 1;
-        buf[at] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    if value < 0 {
-        out.push(b'-');
-    }
-    out.extend_from_slice(&buf[at..]);
 }
 
 fn write_hex(out: &mut Vec<u8>, token: u32) {

@@ -10,6 +10,7 @@
 //! - [`train`]: streaming FTRL-Proximal logistic regression.
 //! - [`swar`]: byte tests eight at a time, behind the transform's fast path.
 //! - [`shard`]: reading plain, gzip and bzip2 shards; expanding `--data`/`--input` globs.
+//! - [`text`]: decimal integers into byte buffers, for the generator and the scorer.
 //!
 //! A row flows: TSV line -> [`transform::Transformer::transform`] -> `F` ids in one shared id
 //! space -> the model (gather weights, sum, add bias, sigmoid).
@@ -21,5 +22,6 @@ pub mod rng;
 pub mod shard;
 pub mod spec;
 pub mod swar;
+pub mod text;
 pub mod train;
 pub mod transform;

@@ -392,18 +392,7 @@ fn binned_auc(bins: &[[u64; 2]]) -> Option<f64> {
 /// `row<TAB>probability[<TAB>label]\n`, the probability with 9 decimals (error below 1e-9),
 /// formatted by hand: this runs once per row and must not allocate.
 fn write_row(out: &mut Vec<u8>, row: u64, p: f32, label: Option<bool>) {
-    let mut buf = [0u8; 20];
-    let mut at = buf.len();
-    let mut n = row;
-    loop {
-        at -= 1;
-        buf[at] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&buf[at..]);
+    spindle_criteo::text::write_u64(out, row);
     out.push(b'\t');
     let scaled = (f64::from(p).clamp(0.0, 1.0) * 1e9).round() as u64;
     out.push(b'0' + (scaled / 1_000_000_000) as u8);
