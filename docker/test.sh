@@ -200,7 +200,10 @@ if ! docker run --rm --name "$project-stage" --network "$net" "$SPINDLE_IMAGE" \
   fail datanode-reload "could not write version 2 to hdfs://namenode:8020/staging"
   finish
 fi
-start_callers reload 40
+# The callers must outlast the reload: stopping datanode1 (up to 10 s), the rename and the
+# report (two JVM starts), then up to 55 s for both replicas to load version 2, of which about
+# 35 s went to the replicas' poll and their connect timeout on the stopped DataNode in one run.
+start_callers reload 75
 sleep 3
 "${compose[@]}" stop -t 10 datanode1 >/dev/null 2>&1
 hdfs_fs -mv /staging/cifar10/1 /models/cifar10/2 || say "FsShell -mv failed: $(tail -3 "$work/fs.log")"
@@ -209,7 +212,7 @@ live=$(docker exec "$(container namenode)" java -cp '/var/lib/hdfs/conf:/opt/had
   | grep -o "Live datanodes ([0-9]*)" || true)
 say "after the rename the NameNode reports: ${live:-nothing}"
 loaded=""
-for _ in $(seq 35); do
+for _ in $(seq 55); do
   loaded=""
   for replica in spindle1 spindle2; do
     probe "$replica" /v2/models/cifar10/versions/2/ready && loaded+=" $replica"
