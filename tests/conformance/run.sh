@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs the client conformance suite: installs tritonclient 2.73.0 (+ requests, Pillow, numpy)
-# in its own virtual environment under .cache/, writes the zoo, starts the release `spindle`
+# in its own virtual environment under .cache/, writes the zoo, starts `spindle` ($SPINDLE_BIN, or the release build)
 # on free loopback ports, runs test_clients.py against it, and stops the server.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
@@ -10,7 +10,8 @@ if ! "$venv/bin/python" -c 'import tritonclient.grpc, tritonclient.http, request
     "$venv/bin/pip" install --quiet --disable-pip-version-check \
         'tritonclient[http,grpc]==2.73.0' requests pillow
 fi
-bin="$root/target/release/spindle"
+# SPINDLE_BIN: a binary built already (scripts/test.sh passes its own); else the release build.
+bin=${SPINDLE_BIN:-$root/target/release/spindle}
 [ -x "$bin" ] || (cd "$root" && cargo build --release --bin spindle)
 work=$(mktemp -d)
 server_pid=
