@@ -23,7 +23,7 @@ docker/base.sh >/dev/null
 jars=$(scripts/hdfs.sh fetch)
 ctx=$(mktemp -d /tmp/spindle-docker.XXXXXX)
 trap 'rm -rf "$ctx"' EXIT
-mkdir -p "$ctx/spindle/onnxruntime" "$ctx/hdfs"
+mkdir -p "$ctx/hdfs"
 cp docker/hdfs/Dockerfile docker/hdfs/entrypoint.sh "$ctx/hdfs/"
 cp -r "$jars" "$ctx/hdfs/jars"
 docker build -q -t spindle-hdfs:2.7.3 "$ctx/hdfs" >&2
@@ -39,6 +39,7 @@ if [ -z "$bin" ]; then
 fi
 [ -x "$bin" ] || { echo "build.sh: $bin is not an executable spindle binary" >&2; exit 1; }
 ort=$(scripts/setup-ort.sh)
+mkdir -p "$ctx/spindle/onnxruntime"
 cp docker/Dockerfile "$ctx/spindle/"
 cp "$bin" "$ctx/spindle/spindle"
 # The versioned file plus the unversioned name ORT_DYLIB_PATH points at.
