@@ -1,28 +1,32 @@
 #!/usr/bin/env bash
 # The deployment benchmark: the scaling run of bench/scaling.sh (one `spindle loadtest`,
 # CONCURRENCY connections per replica, load spread over the replicas) for N = 1 and 2 replicas,
-# three ways, interleaved and repeated REPS times, medians compared side by side:
+# four ways, interleaved (the order rotating) and repeated REPS times, medians compared side by side:
 #   bare-fixed       bare `spindle serve` processes (127.0.0.2, 127.0.0.3 on one port, as YARN
 #                    containers on separate nodes; pinned to one core each) given as --url
 #   bare-yarn        the same processes found through YARN-style discovery (--yarn-service)
 #   container-fixed  the compose deployment's replicas (docker/compose.yaml: serving from HDFS,
 #                    pinned to the same cores with docker update --cpuset-cpus), addressed by
 #                    their bridge IPs (no docker-proxy in the path)
+#   container-host   the same image, repository and pinning, but on the host's network
+#                    (docker run --network host, bound to 127.0.0.4 and 127.0.0.5), as YARN's
+#                    Docker runtime runs containers by default: the bridge's cost separated from
+#                    the rest of what a container is (namespaces, cgroups, seccomp)
 # Discovery needs a ResourceManager and none can be installed here: tests/src/bin/yarn-rm-standin
 # stands in for it. It is the in-test ResourceManager of tests/tests/integration/yarn.rs, answering the YARN
 # Services endpoints discovery calls (the service definition and component-instances) with
 # the bare replicas as READY containers; it starts nothing itself. Discovery lists the
 # replicas once before the load, so the comparison shows whether that changes anything.
 #
-# Usage: bench/deploy.sh      (root and Docker, as docker/test.sh; about 6 minutes)
-# Env: CONCURRENCY (8 per replica), WINDOW (2s), REPS (3), PORT (18420, the bare replicas'),
+# Usage: bench/deploy.sh      (root and Docker, as docker/test.sh; about 8 minutes)
+# Env: CONCURRENCY (8 per replica), WINDOW (2s), REPS (4), PORT (18420, the bare replicas'),
 #      RM_PORT (18410; 18410 and 18411 are used)
 # Results: bench/results/deploy.csv (every run) and bench/results/deploy.txt (medians, ratios).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 concurrency=${CONCURRENCY:-8}
 window=${WINDOW:-2s}
-reps=${REPS:-3}
+reps=${REPS:-4}
 port=${PORT:-18420}
 rm_port=${RM_PORT:-18410}
 model=cifar10
@@ -43,6 +47,7 @@ pids=()
 cleanup() {
   for pid in "${pids[@]}"; do kill -TERM "$pid" 2> /dev/null || true; done
   for pid in "${pids[@]}"; do wait "$pid" 2> /dev/null || true; done
+  docker rm -f "$project-host1" "$project-host2" > /dev/null 2>&1 || true
   "${compose[@]}" down -v --remove-orphans -t 5 > /dev/null 2>&1 || true
   docker image rm "$SPINDLE_IMAGE" > /dev/null 2>&1 || true
 }
@@ -81,7 +86,20 @@ for i in 1 2; do
   ip=$(docker inspect -f '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}' "$id")
   containers+=("http://$ip:8000")
 done
-for u in "${bare[@]}" "${containers[@]}"; do
+# The host-network pair reads the same HDFS repository through the NameNode's bridge address
+# (the host reaches the bridge; the DataNodes register with their bridge addresses too).
+namenode=$(docker inspect -f '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}' \
+  "$("${compose[@]}" ps -q namenode)")
+hosted=()
+for i in 1 2; do
+  host=127.0.0.$((i + 3))
+  docker run -d --name "$project-host$i" --network host --cpuset-cpus "$((i - 1))" \
+    "$SPINDLE_IMAGE" serve --repo "hdfs://$namenode:8020/models" --poll-interval 5s \
+    --cache-dir /var/lib/spindle/cache --http-addr "$host:$port" --grpc-addr "$host:$((port + 1))" \
+    > /dev/null
+  hosted+=("http://$host:$port")
+done
+for u in "${bare[@]}" "${containers[@]}" "${hosted[@]}"; do
   for _ in $(seq 1 300); do curl -sf "$u/v2/health/ready" > /dev/null && break; sleep 0.5; done
   curl -sf "$u/v2/health/ready" > /dev/null || { echo "deploy: $u never became ready" >&2; exit 1; }
 done
@@ -105,11 +123,21 @@ print(f"{rep},{n},{mode},{level['inferences_per_s']:.1f},{level['p50_us']},{leve
 PY
   tail -n 1 "$csv" >&2
 }
+modes=(bare-fixed bare-yarn container-fixed container-host)
 for rep in $(seq 1 "$reps"); do
   for n in 1 2; do
-    run "$rep" "$n" bare-fixed --url "$(IFS=,; echo "${bare[*]:0:$n}")"
-    run "$rep" "$n" bare-yarn --yarn-service "http://127.0.0.1:$((rm_port + n - 1))/bench-$n"
-    run "$rep" "$n" container-fixed --url "$(IFS=,; echo "${containers[*]:0:$n}")"
+    # The order rotates from one repetition to the next, so that no mode always runs first
+    # (or last) after the previous level.
+    for k in 0 1 2 3; do
+      mode=${modes[$(((k + rep - 1) % 4))]}
+      case $mode in
+        bare-fixed) target=(--url "$(IFS=,; echo "${bare[*]:0:$n}")") ;;
+        bare-yarn) target=(--yarn-service "http://127.0.0.1:$((rm_port + n - 1))/bench-$n") ;;
+        container-fixed) target=(--url "$(IFS=,; echo "${containers[*]:0:$n}")") ;;
+        container-host) target=(--url "$(IFS=,; echo "${hosted[*]:0:$n}")") ;;
+      esac
+      run "$rep" "$n" "$mode" "${target[@]}"
+    done
   done
 done
 rm -f "$json"
@@ -124,9 +152,12 @@ for r in rows:
 errors = sum(int(r["errors"]) for r in rows)
 print(f"cifar10, {conc} connections per replica, {window} windows, median of {reps} interleaved runs, "
       f"{os.cpu_count()} cores shared with other work; {errors} failed requests in all runs")
-print(f"{'replicas':>8} {'bare-fixed':>11} {'bare-yarn':>10} {'yarn/fixed':>10} {'container':>10} {'container/bare':>14}")
+print(f"{'replicas':>8} {'bare-fixed':>11} {'bare-yarn':>10} {'yarn/fixed':>10} {'container':>10} {'container/bare':>14}"
+      f" {'host-net':>9} {'host-net/bare':>13}")
 for n in ("1", "2"):
-    fixed, yarn, cont = (statistics.median(med[(n, m)]) for m in ("bare-fixed", "bare-yarn", "container-fixed"))
-    print(f"{n:>8} {fixed:>11.0f} {yarn:>10.0f} {yarn / fixed:>10.3f} {cont:>10.0f} {cont / fixed:>14.3f}")
+    fixed, yarn, cont, host = (statistics.median(med[(n, m)])
+                               for m in ("bare-fixed", "bare-yarn", "container-fixed", "container-host"))
+    print(f"{n:>8} {fixed:>11.0f} {yarn:>10.0f} {yarn / fixed:>10.3f} {cont:>10.0f} {cont / fixed:>14.3f}"
+          f" {host:>9.0f} {host / fixed:>13.3f}")
 PY
 echo "results: $csv, $out/deploy.txt" >&2

@@ -325,6 +325,7 @@ impl ModelManager {
             preferred_batch_sizes: config.preferred_batch_sizes.clone(),
             max_queue_delay: config.max_queue_delay,
             max_queue_size: config.max_queue_size,
+            idle_spin: config.idle_spin,
         };
         let metrics = self.metrics.for_model(&cached.model, cached.version);
         let batcher = Batcher::start(&cached.model, settings, runners, metrics);

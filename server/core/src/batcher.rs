@@ -53,6 +53,9 @@ pub struct BatchSettings {
     pub max_queue_delay: Duration,
     /// Requests that may wait in the queue.
     pub max_queue_size: usize,
+    /// After a batch of a single request, how long the worker keeps checking for its next batch
+    /// before it sleeps (zero: it sleeps at once). See `ModelConfig::idle_spin`.
+    pub idle_spin: Duration,
 }
 
 impl BatchSettings {
@@ -473,8 +476,20 @@ fn worker(
     batches: std::sync::mpsc::Receiver<Batch>,
     shared: &Shared,
 ) {
-    while let Ok(mut batch) = batches.recv() {
+    // Whether the last batch held one request: the load of a lone caller, whose next request
+    // is worth spinning for. Batches of several mean concurrent callers, whose HTTP and gRPC
+    // work needs the core more than this thread does.
+    let mut lone = false;
+    while let Some(mut batch) = next_handed(
+        &batches,
+        if lone {
+            shared.settings.idle_spin
+        } else {
+            Duration::ZERO
+        },
+    ) {
         loop {
+            lone = batch.items.len() == 1;
             run_batch(runner.as_mut(), batch, &shared.metrics);
             let mut state = shared.lock();
             if state.closed {
@@ -499,6 +514,26 @@ fn worker(
             }
         }
     }
+}
+
+/// The next batch handed to an idle worker: checked for `spin` first (yielding the core to
+/// anything else runnable between checks), then waited for asleep. `None` once the batcher closed.
+fn next_handed(batches: &std::sync::mpsc::Receiver<Batch>, spin: Duration) -> Option<Batch> {
+    if !spin.is_zero() {
+        let until = std::time::Instant::now() + spin;
+        loop {
+            match batches.try_recv() {
+                Ok(batch) => return Some(batch),
+                Err(std::sync::mpsc::TryRecvError::Disconnected) => return None,
+                Err(std::sync::mpsc::TryRecvError::Empty) => {}
+            }
+            if std::time::Instant::now() >= until {
+                break;
+            }
+            std::thread::yield_now();
+        }
+    }
+    batches.recv().ok()
 }
 
 fn run_batch(runner: &mut dyn Runner, batch: Batch, metrics: &ModelMetrics) {

@@ -56,6 +56,7 @@ fn settings(max_batch_size: usize, delay_ms: u64, max_queue_size: usize) -> Batc
         preferred_batch_sizes: vec![],
         max_queue_delay: Duration::from_millis(delay_ms),
         max_queue_size,
+        idle_spin: Duration::ZERO,
     }
 }
 
@@ -266,6 +267,36 @@ async fn dropping_every_handle_stops_the_workers() {
         assert!(
             start.elapsed() < Duration::from_secs(5),
             "the worker thread outlived its batcher"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+#[tokio::test]
+async fn a_spinning_worker_takes_the_next_request_and_stops_with_its_batcher() {
+    let probe = Probe::default();
+    let spin = Duration::from_secs(2);
+    let batcher = start(
+        &probe,
+        BatchSettings {
+            idle_spin: spin,
+            ..settings(4, 0, 16)
+        },
+    );
+    // Each lone request leaves the worker spinning; the next is handed to it mid-spin.
+    for v in [1.0, 2.0, 3.0] {
+        assert_eq!(
+            value(&batcher.infer(row(v), 1, None).await.unwrap()),
+            2.0 * v
+        );
+    }
+    drop(batcher);
+    // Closing is noticed mid-spin, not when the spin runs out.
+    let start = std::time::Instant::now();
+    while Arc::strong_count(&probe.batches) > 1 {
+        assert!(
+            start.elapsed() < spin / 2,
+            "a spinning worker outlived its batcher"
         );
         std::thread::sleep(Duration::from_millis(1));
     }

@@ -146,6 +146,7 @@ pub fn config(fields: usize) -> ModelConfig {
         instance_count: None,
         intra_op_threads: None,
         intra_op_spinning: None,
+        idle_spin: Duration::ZERO,
         engine: Default::default(),
         version_policy: Default::default(),
         require_success_marker: false,

@@ -146,6 +146,7 @@ fn config(model: ZooModel, max_batch_size: usize, image: &[usize], classes: usiz
         instance_count: None,
         intra_op_threads: None,
         intra_op_spinning: None,
+        idle_spin: Duration::ZERO,
         engine: Default::default(),
         version_policy: Default::default(),
         require_success_marker: false,
