@@ -1,7 +1,7 @@
 //! The `spindle` binary: parse arguments, set up logging, run the command.
 
 use clap::Parser;
-use spindle_server::cli::{Cli, EXIT_USAGE, UsageError, run};
+use spindle_server::cli::{Cli, Command, EXIT_USAGE, UsageError, run};
 use std::io::IsTerminal;
 use tracing_subscriber::EnvFilter;
 
@@ -26,7 +26,12 @@ fn main() {
         // Colour codes only for a person at a terminal, not in log files (YARN, docker).
         .with_ansi(std::io::stderr().is_terminal())
         .init();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Command::Serve(args) = &cli.command {
+        // The server's runtime carries only the front ends; its engines have their own threads.
+        builder.worker_threads(args.io_threads());
+    }
+    let runtime = builder
         .enable_all()
         .build()
         .expect("building the tokio runtime");
