@@ -97,10 +97,9 @@ pub struct Transformer {
     int_offsets: [i64; INTEGER_COLUMNS],
     int_boundaries: Vec<Vec<i64>>,
     cat_offsets: [i64; CATEGORICAL_COLUMNS],
-    cat_buckets: [u64; CATEGORICAL_COLUMNS],
-    // The same counts prepared for modulo by multiplication: a row takes 29 modulos (26 tokens,
-    // 3 crosses), and a 64-bit division costs tens of cycles on many CPUs.
-    cat_modulus: [StrengthReducedU64; CATEGORICAL_COLUMNS],
+    // Each feature's `hash_buckets`, prepared for modulo by multiplication: a row takes 29
+    // modulos (26 tokens, 3 crosses), and a 64-bit division costs tens of cycles on many CPUs.
+    cat_buckets: [StrengthReducedU64; CATEGORICAL_COLUMNS],
     crosses: Vec<CompiledCross>,
 }
 
@@ -143,12 +142,11 @@ impl Transformer {
             })
             .collect();
         Ok(Transformer {
-            cat_modulus: cat_buckets.map(StrengthReducedU64::new),
             int_boundaries: spec.integer.iter().map(|f| f.boundaries.clone()).collect(),
             spec,
             int_offsets,
             cat_offsets,
-            cat_buckets,
+            cat_buckets: cat_buckets.map(StrengthReducedU64::new),
             crosses,
         })
     }
@@ -333,9 +331,9 @@ impl Transformer {
         }
         for c in 0..CATEGORICAL_COLUMNS {
             let id = if present[c] {
-                cat_hashes[c] % self.cat_modulus[c]
+                cat_hashes[c] % self.cat_buckets[c]
             } else {
-                self.cat_buckets[c]
+                self.cat_buckets[c].get()
             };
             ids[INTEGER_COLUMNS + c] = self.cat_offsets[c] + id as i64;
         }
