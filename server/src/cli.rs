@@ -135,10 +135,8 @@ pub struct ServeArgs {
 impl ServeArgs {
     /// The front ends' thread count (`--io-threads` or its default).
     pub fn io_threads(&self) -> usize {
-        self.io_threads.map_or_else(
-            || (std::thread::available_parallelism().map_or(1, |n| n.get()) / 2).max(1),
-            |n| n.get(),
-        )
+        self.io_threads
+            .map_or_else(|| (crate::available_cores() / 2).max(1), |n| n.get())
     }
 }
 

@@ -337,9 +337,7 @@ pub fn score(args: ScoreArgs) -> anyhow::Result<crate::score::ScoreSummary> {
         inputs,
         output: args.output.clone(),
         batch: args.batch,
-        workers: args
-            .jobs
-            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
+        workers: args.jobs.unwrap_or_else(crate::available_cores),
         max_errors: args.max_errors,
         quiet: args.quiet,
     };

@@ -72,7 +72,7 @@ impl Engines {
     /// so one instance gets every core; tract runs single-threaded, so it gets one instance per
     /// core.
     pub fn load_options(&self, engine: &dyn Engine, config: &ModelConfig) -> LoadOptions {
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let cores = crate::available_cores();
         let (default_instances, threads_for) = if engine.name() == "tract" {
             (cores, 1)
         } else {

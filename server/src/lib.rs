@@ -41,3 +41,9 @@ pub mod repository;
 pub mod score;
 pub mod serve;
 pub mod yarn;
+
+/// The cores this process may use (its CPU affinity and cgroup quota), at least 1: what the
+/// default thread and instance counts are sized from.
+pub fn available_cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}

@@ -94,7 +94,7 @@ pub async fn run(args: ReplicasArgs) -> anyhow::Result<()> {
         )
         .into());
     }
-    let available = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let available = crate::available_cores();
     let cores = match &args.cores {
         Some(layout) => Some(core_layout(layout, args.n, available).map_err(UsageError)?),
         None => None,
