@@ -87,7 +87,7 @@ impl Engines {
         LoadOptions {
             instances,
             intra_op_threads,
-            intra_op_spinning: config.intra_op_spinning.unwrap_or(false),
+            intra_op_spinning: config.intra_op_spinning,
             device: self.device,
         }
     }

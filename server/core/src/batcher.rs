@@ -21,7 +21,7 @@
 //! - A batch goes only to an idle worker, so while every worker is busy the next batch keeps
 //!   growing (up to `max_batch_size`).
 //! - An idle worker sleeps on its channel, except that after a batch of a single request it
-//!   first keeps checking for `idle_spin` (default zero): a lone caller's next request then
+//!   first keeps checking for `idle_spin` (default 300us): a lone caller's next request then
 //!   finds it awake, one thread wake-up cheaper.
 //! - With `max_queue_delay` = 0 (the default, as in Triton) an idle worker takes whatever is
 //!   queued: nobody waits for a batch to fill unless waiting pays. With a delay, the queue is held

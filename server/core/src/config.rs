@@ -158,6 +158,89 @@ fn default_max_queue_size() -> usize {
     1024
 }
 
+/// `idle_spin` when a config does not say.
+pub const DEFAULT_IDLE_SPIN: Duration = Duration::from_micros(300);
+
+fn default_idle_spin() -> Duration {
+    DEFAULT_IDLE_SPIN
+}
+
+fn is_default_idle_spin(d: &Duration) -> bool {
+    *d == DEFAULT_IDLE_SPIN
+}
+
+/// When ONNX Runtime's intra-op threads spin instead of sleeping (`intra_op_spinning`).
+///
+/// A run is a chain of operators, each split across the threads; a thread that sleeps between
+/// two of them must be woken for the next, and on a virtual machine whose idle core halted a
+/// wake-up costs tens of microseconds, per operator. Spinning through a run avoids that. Spinning
+/// on after the run ends takes a core from the HTTP and gRPC stack (and, on a small machine,
+/// the callers) while the next batch gathers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Spinning {
+    /// Idle threads sleep at once, even between the operators of one run.
+    Off,
+    /// Threads spin while a run lasts and stop when it ends (the default).
+    #[default]
+    InRun,
+    /// Threads spin between runs too: the lowest latency when the model has its cores to
+    /// itself, at the cost of CPU.
+    Always,
+}
+
+impl Spinning {
+    fn is_default(&self) -> bool {
+        *self == Spinning::InRun
+    }
+
+    /// The config's word for it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Spinning::Off => "off",
+            Spinning::InRun => "in-run",
+            Spinning::Always => "always",
+        }
+    }
+}
+
+impl std::fmt::Display for Spinning {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for Spinning {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+/// Reads `"off"`, `"in-run"` or `"always"`; also `false` and `true` (`"off"` and `"always"`),
+/// which is what the setting was before it had three values.
+impl<'de> Deserialize<'de> for Spinning {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Words;
+        impl serde::de::Visitor<'_> for Words {
+            type Value = Spinning;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(r#""off", "in-run" or "always" (or false / true)"#)
+            }
+            fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<Spinning, E> {
+                Ok(if v { Spinning::Always } else { Spinning::Off })
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Spinning, E> {
+                match v {
+                    "off" => Ok(Spinning::Off),
+                    "in-run" => Ok(Spinning::InRun),
+                    "always" => Ok(Spinning::Always),
+                    other => Err(E::invalid_value(serde::de::Unexpected::Str(other), &self)),
+                }
+            }
+        }
+        d.deserialize_any(Words)
+    }
+}
+
 /// A model's `config.toml`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -182,21 +265,19 @@ pub struct ModelConfig {
     /// Threads per instance for engines that use them; default: all cores / instances.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub intra_op_threads: Option<usize>,
-    /// ONNX Runtime: let idle intra-op threads spin, waiting for the next piece of a run,
-    /// instead of sleeping. Default off: the spinning threads burn cores that the HTTP and gRPC
-    /// stack (and, on a small machine, the callers) need; turn it on when the model has cores to
-    /// itself and latency matters more than CPU.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub intra_op_spinning: Option<bool>,
+    /// ONNX Runtime: when idle intra-op threads spin, waiting for the next piece of work,
+    /// instead of sleeping. See [`Spinning`]; default `"in-run"`.
+    #[serde(default, skip_serializing_if = "Spinning::is_default")]
+    pub intra_op_spinning: Spinning,
     /// After a batch of a single request, how long the idle worker keeps checking for the next
     /// one before it sleeps. A lone caller's next request comes one round trip later, and a
     /// sleeping worker costs it a thread wake-up (on a virtual machine whose idle core halted,
-    /// tens of microseconds). Default 0: under concurrent load the spinning core is wanted by
-    /// the HTTP and gRPC stack; at most 10ms.
+    /// tens of microseconds). Batches of several mean concurrent callers, who need no spin.
+    /// Default 300us (about two loopback round trips); `"0us"` turns it off; at most 10ms.
     #[serde(
-        default,
+        default = "default_idle_spin",
         with = "duration_text",
-        skip_serializing_if = "Duration::is_zero"
+        skip_serializing_if = "is_default_idle_spin"
     )]
     pub idle_spin: Duration,
     /// Engine preference.
@@ -485,14 +566,57 @@ dims = [-1, 10]
     }
 
     #[test]
-    fn idle_spin_reads_as_a_duration_and_is_left_out_when_zero() {
+    fn idle_spin_reads_as_a_duration_and_is_left_out_at_its_default() {
         let config = ModelConfig::from_toml(CIFAR).unwrap();
-        assert_eq!(config.idle_spin, Duration::ZERO);
+        assert_eq!(config.idle_spin, DEFAULT_IDLE_SPIN);
         assert!(!config.to_toml().contains("idle_spin"));
-        let spin = CIFAR.replace("max_queue_delay", "idle_spin = \"200us\"\nmax_queue_delay");
-        let config = ModelConfig::from_toml(&spin).unwrap();
-        assert_eq!(config.idle_spin, Duration::from_micros(200));
-        assert_eq!(ModelConfig::from_toml(&config.to_toml()).unwrap(), config);
+        for (text, want) in [
+            ("200us", Duration::from_micros(200)),
+            ("0us", Duration::ZERO),
+        ] {
+            let spin = CIFAR.replace(
+                "max_queue_delay",
+                &format!("idle_spin = \"{text}\"\nmax_queue_delay"),
+            );
+            let config = ModelConfig::from_toml(&spin).unwrap();
+            assert_eq!(config.idle_spin, want);
+            assert!(
+                config.to_toml().contains("idle_spin"),
+                "{text} must be written"
+            );
+            assert_eq!(ModelConfig::from_toml(&config.to_toml()).unwrap(), config);
+        }
+    }
+
+    #[test]
+    fn intra_op_spinning_reads_words_and_the_old_booleans() {
+        let config = ModelConfig::from_toml(CIFAR).unwrap();
+        assert_eq!(config.intra_op_spinning, Spinning::InRun);
+        assert!(!config.to_toml().contains("intra_op_spinning"));
+        for (value, want) in [
+            ("\"off\"", Spinning::Off),
+            ("\"in-run\"", Spinning::InRun),
+            ("\"always\"", Spinning::Always),
+            ("false", Spinning::Off),
+            ("true", Spinning::Always),
+        ] {
+            let text = CIFAR.replace(
+                "max_queue_delay",
+                &format!("intra_op_spinning = {value}\nmax_queue_delay"),
+            );
+            let config = ModelConfig::from_toml(&text).unwrap();
+            assert_eq!(config.intra_op_spinning, want, "{value}");
+            assert_eq!(ModelConfig::from_toml(&config.to_toml()).unwrap(), config);
+        }
+        for bad in ["\"sometimes\"", "1"] {
+            let text = CIFAR.replace(
+                "max_queue_delay",
+                &format!("intra_op_spinning = {bad}\nmax_queue_delay"),
+            );
+            let err = ModelConfig::from_toml(&text).unwrap_err();
+            assert!(err.message.contains("\"in-run\""), "{bad}: {err}");
+            assert!(err.field.starts_with("line "), "{bad}: {err}");
+        }
     }
 
     #[test]

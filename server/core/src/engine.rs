@@ -81,8 +81,8 @@ pub struct LoadOptions {
     /// Threads each runner may use inside one run (ONNX Runtime's intra-op pool; ignored by
     /// single-threaded engines).
     pub intra_op_threads: usize,
-    /// Whether idle intra-op threads spin rather than sleep (ONNX Runtime only).
-    pub intra_op_spinning: bool,
+    /// When idle intra-op threads spin rather than sleep (ONNX Runtime only).
+    pub intra_op_spinning: crate::config::Spinning,
     /// Where to run.
     pub device: Device,
 }

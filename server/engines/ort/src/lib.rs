@@ -27,7 +27,7 @@ use ort::session::Session;
 use ort::session::SessionInputValue;
 use ort::session::builder::GraphOptimizationLevel;
 use spindle_core::Tensor;
-use spindle_core::config::{ModelConfig, TensorSpec};
+use spindle_core::config::{ModelConfig, Spinning, TensorSpec};
 use spindle_core::engine::{Device, Engine, EngineError, LoadOptions, Runner};
 use spindle_core::signature::{self, Declared};
 use std::borrow::Cow;
@@ -82,8 +82,15 @@ impl OrtEngine {
             .map_err(builder_error)?
             .with_inter_threads(1)
             .map_err(builder_error)?
-            .with_intra_op_spinning(options.intra_op_spinning)
+            .with_intra_op_spinning(options.intra_op_spinning != Spinning::Off)
             .map_err(builder_error)?;
+        if options.intra_op_spinning == Spinning::InRun {
+            // ONNX Runtime stops its threads spinning when the last concurrent run returns and
+            // starts them again with the next run.
+            builder = builder
+                .with_config_entry("session.force_spinning_stop", "1")
+                .map_err(builder_error)?;
+        }
         if let Device::Cuda(id) = options.device {
             let cuda = ep::CUDA::default()
                 .with_device_id(id as i32)

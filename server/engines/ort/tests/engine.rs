@@ -4,7 +4,7 @@
 //! fail with the message saying how to install it, unless `SPINDLE_SKIP_ORT=1` is set, in which
 //! case they print why they skip.
 
-use spindle_core::config::ModelConfig;
+use spindle_core::config::{ModelConfig, Spinning};
 use spindle_core::engine::{Device, Engine, EngineError, LoadOptions, Runner};
 use spindle_core::{DataType, Tensor, TensorData};
 use spindle_engine_ort::OrtEngine;
@@ -30,7 +30,7 @@ fn options(instances: usize, threads: usize) -> LoadOptions {
     LoadOptions {
         instances,
         intra_op_threads: threads,
-        intra_op_spinning: false,
+        intra_op_spinning: Default::default(),
         device: Device::Cpu,
     }
 }
@@ -75,6 +75,36 @@ fn cifar10_runs_batches_of_one_and_five() {
                 assert!((sum - 1.0).abs() < 1e-4, "row sums to {sum}");
             }
         }
+    }
+}
+
+/// Each spinning mode makes a session that ONNX Runtime accepts and that computes the same
+/// thing, run after run (the in-run mode stops and restarts the threads' spinning around each).
+#[test]
+fn every_spinning_mode_loads_and_agrees() {
+    let Some(engine) = engine() else { return };
+    let model = spindle_zoo::build(ZooModel::Cifar10, 5);
+    let input = spindle_zoo::sample_images(3, &model.config, 2);
+    let mut outputs = Vec::new();
+    for spinning in [Spinning::Off, Spinning::InRun, Spinning::Always] {
+        let options = LoadOptions {
+            intra_op_spinning: spinning,
+            ..options(1, 2)
+        };
+        let mut runners = engine.load(&model.onnx, &model.config, &options).unwrap();
+        // Two runs: the second starts after the in-run mode stopped the threads spinning.
+        let first = runners[0].run(vec![input.clone()]).unwrap();
+        let second = runners[0].run(vec![input.clone()]).unwrap();
+        assert_eq!(floats(&first[0]), floats(&second[0]), "{spinning}");
+        outputs.push((spinning, floats(&first[0]).to_vec()));
+    }
+    for (spinning, values) in &outputs[1..] {
+        let diff = values
+            .iter()
+            .zip(&outputs[0].1)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0f32, f32::max);
+        assert!(diff <= 1e-6, "{spinning} differs from off by {diff}");
     }
 }
 

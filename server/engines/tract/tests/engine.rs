@@ -11,7 +11,7 @@ fn options(instances: usize) -> LoadOptions {
     LoadOptions {
         instances,
         intra_op_threads: 1,
-        intra_op_spinning: false,
+        intra_op_spinning: Default::default(),
         device: Device::Cpu,
     }
 }
