@@ -3,41 +3,89 @@
 #   (a) in-process ONNX Runtime at each batch size: the limit (spindle bench engine);
 #   (b) spindle serve over HTTP with binary tensors, single-image requests from spindle loadtest
 #       at concurrency 1, 4, 16, 64;
-# then the ratios (b)/(a). Results land in bench/results/serving-<model>.{json,csv,svg} and
-# inprocess-<model>.json. bench/suite.sh runs this beside gRPC, tract and MLServer.
+# then the ratios (b)/(a). (a) and (b) alternate for REPS rounds, and each round's ratios are
+# taken against that round's limit: on a shared virtual machine the speed drifts by 10-20 %
+# within minutes, so one (a) and one (b) can disagree by that much for no reason of ours. The
+# summary gives the median over the rounds and their range.
+#
+# Results: bench/results/serving-<model>.txt (the summary) and serving-<model>-rounds.json (every
+# round); the last round's load test as serving-<model>.{json,csv,svg} and its in-process table
+# as inprocess-<model>.json. Each round's raw files stay in .cache/bench-serving.
+# bench/suite.sh measures the same settings beside gRPC, tract and MLServer.
 #
 # Usage: bench/serving.sh [MODEL...]      (default: cifar10 inception_v3)
-# Environment: WINDOW (default 3s), ENGINE (default ort), PORT (default 18000).
+# Environment: WINDOW (default 3s), REPS (default 3), ENGINE (default ort), PORT (default 18000).
 source "$(dirname "$0")/lib.sh"
 models=("$@"); [ ${#models[@]} -gt 0 ] || models=(cifar10 inception_v3)
 engine=${ENGINE:-ort}
 port=${PORT:-18000}
+reps=${REPS:-3}
 MAX_WINDOWS=${MAX_WINDOWS:-6}
+results=$out
+rounds=.cache/bench-serving
+mkdir -p "$rounds"
 
 for model in "${models[@]}"; do
   case $model in
     inception_v3) batches=1,2,4,8,16; levels=1,4,16 ;;
     *) batches=1,8,16,32,64,128; levels=1,4,16,64 ;;
   esac
-  echo "== $model: (a) in-process $engine"
-  "$spindle" bench engine --repo "$repo" --model "$model" --engine "$engine" \
-    --batches "$batches" --duration "$window" --json "$out/inprocess-$model.json"
+  rm -f "$rounds/$model"-r*
+  for rep in $(seq 1 "$reps"); do
+    echo "== $model, round $rep of $reps: (a) in-process $engine"
+    "$spindle" bench engine --repo "$repo" --model "$model" --engine "$engine" \
+      --batches "$batches" --duration "$window" --json "$rounds/$model-r$rep-inprocess.json"
 
-  echo "== $model: (b) spindle serve, HTTP binary tensors, batch-1 requests"
-  start_server spindle "$spindle" serve --repo "$repo" --engine "$engine" --http-addr "127.0.0.1:$port" --no-grpc --poll-interval 0
-  wait_ready "http://127.0.0.1:$port"
-  measure "serving-$model" "http://127.0.0.1:$port" "$model" http-binary "$levels"
-  stop_server spindle
+    echo "== $model, round $rep of $reps: (b) spindle serve, HTTP binary tensors, batch-1 requests"
+    start_server spindle "$spindle" serve --repo "$repo" --engine "$engine" --http-addr "127.0.0.1:$port" --no-grpc --poll-interval 0
+    wait_ready "http://127.0.0.1:$port"
+    out=$rounds measure "$model-r$rep-serving" "http://127.0.0.1:$port" "$model" http-binary "$levels"
+    stop_server spindle
+  done
+  cp "$rounds/$model-r$reps-inprocess.json" "$results/inprocess-$model.json"
+  for ext in json csv svg; do cp "$rounds/$model-r$reps-serving.$ext" "$results/serving-$model.$ext"; done
 
-  python3 - "$out/inprocess-$model.json" "$out/serving-$model.json" <<'PY'
-import json, sys
-a = json.load(open(sys.argv[1])); b = json.load(open(sys.argv[2]))
-best = a["best"]; one = next(r for r in a["results"] if r["batch"] == 1)
-print(f"\n{a['model']}: in-process best {best['images_per_s']:.0f} images/s at batch {best['batch']}; "
-      f"batch-1 p50 {one['p50_us']/1000:.3f} ms")
-print(f"{'concurrency':>11} {'images/s':>10} {'ratio':>7} {'p50 ms':>8} {'p99 ms':>8} {'p50 - in-process b1':>20}")
-for level in b["levels"]:
-    print(f"{level['concurrency']:>11} {level['inferences_per_s']:>10.0f} {level['inferences_per_s']/best['images_per_s']:>7.2f} "
-          f"{level['p50_us']/1000:>8.3f} {level['p99_us']/1000:>8.3f} {(level['p50_us']-one['p50_us'])/1000:>17.3f} ms")
+  python3 - "$model" "$reps" "$rounds" "$results" "$engine" <<'PY' | tee "$results/serving-$model.txt"
+import json, statistics, sys
+model, reps, rounds, results, engine = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
+per_round = []
+for rep in range(1, reps + 1):
+    a = json.load(open(f"{rounds}/{model}-r{rep}-inprocess.json"))
+    b = json.load(open(f"{rounds}/{model}-r{rep}-serving.json"))
+    best = a["best"]
+    one = next(r for r in a["results"] if r["batch"] == 1)
+    per_round.append({
+        "round": rep,
+        "inprocess": {"best_images_per_s": best["images_per_s"], "best_batch": best["batch"],
+                      "batch1_p50_us": one["p50_us"], "results": a["results"]},
+        "served": [{"concurrency": l["concurrency"], "images_per_s": l["inferences_per_s"],
+                    "ratio": l["inferences_per_s"] / best["images_per_s"],
+                    "p50_us": l["p50_us"], "p99_us": l["p99_us"],
+                    "p50_above_batch1_us": l["p50_us"] - one["p50_us"]} for l in b["levels"]],
+    })
+
+def spread(values, fmt):
+    return f"{fmt(statistics.median(values))} ({fmt(min(values))}-{fmt(max(values))})"
+
+ms = lambda us: f"{us / 1000:.3f}"
+print(f"{model} on {engine}, {reps} rounds; median (range) over the rounds, each ratio against its own round's limit")
+bests = [r["inprocess"]["best_images_per_s"] for r in per_round]
+b1 = [r["inprocess"]["batch1_p50_us"] for r in per_round]
+best_batches = sorted({r["inprocess"]["best_batch"] for r in per_round})
+print(f"in-process best: {spread(bests, lambda v: f'{v:.0f}')} images/s at batch {'/'.join(map(str, best_batches))}; "
+      f"batch-1 p50 {spread(b1, ms)} ms")
+print(f"{'concurrency':>11}  {'images/s':>20}  {'ratio':>16}  {'p50 ms':>22}  {'p99 ms':>22}  {'p50 - in-process b1 ms':>22}")
+summary = []
+for i, level in enumerate(per_round[0]["served"]):
+    rows = [r["served"][i] for r in per_round]
+    col = lambda key: [row[key] for row in rows]
+    print(f"{level['concurrency']:>11}  {spread(col('images_per_s'), lambda v: f'{v:.0f}'):>20}  "
+          f"{spread(col('ratio'), lambda v: f'{v:.2f}'):>16}  {spread(col('p50_us'), ms):>22}  "
+          f"{spread(col('p99_us'), ms):>22}  {spread(col('p50_above_batch1_us'), ms):>22}")
+    summary.append({"concurrency": level["concurrency"],
+                    **{f"median_{k}": statistics.median(col(k)) for k in
+                       ("images_per_s", "ratio", "p50_us", "p99_us", "p50_above_batch1_us")}})
+json.dump({"model": model, "engine": engine, "rounds": per_round, "median": summary},
+          open(f"{results}/serving-{model}-rounds.json", "w"), indent=2)
 PY
 done
