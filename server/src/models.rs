@@ -336,6 +336,9 @@ impl ModelManager {
             device = %options.device,
             instances = options.instances,
             threads = options.intra_op_threads,
+            // Only ONNX Runtime has intra-op threads that spin.
+            spinning = if engine == "ort" { options.intra_op_spinning.as_str() } else { "-" },
+            idle_spin = %spindle_core::config::format_duration(config.idle_spin),
             "model version built"
         );
         Ok(LoadedModel {
