@@ -20,6 +20,11 @@
 #      SPINDLE_KEEP_IMAGE=1  keep this run's spindle image (default: removed at exit)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# --list: the checks' names, one a line (scripts/test.sh reports them as skipped without Docker).
+if [ "${1:-}" = --list ]; then
+  sed -n 's/^#   \([a-z][a-z-]*\) .*/\1/p' "$0"
+  exit 0
+fi
 command -v docker-compose >/dev/null || {
   echo "docker check: FAIL prerequisites: docker-compose is missing (SPINDLE_SKIP_DOCKER=1 skips these checks)"
   exit 1
