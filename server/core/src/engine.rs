@@ -4,74 +4,11 @@
 //! owned by one worker thread, so engines whose sessions need `&mut self` (ONNX Runtime) need no
 //! lock, and engines whose plans are shareable (tract) simply clone an `Arc`.
 
-use crate::config::ModelConfig;
+use crate::config::{ModelConfig, Spinning};
 use crate::tensor::Tensor;
-use serde::{Deserialize, Serialize};
-use std::fmt;
-use std::str::FromStr;
 
-/// Which engine a model asks for (in `config.toml`) or the server is told to use (`--engine`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum EngineChoice {
-    /// ONNX Runtime when its library can be loaded, tract otherwise.
-    #[default]
-    Auto,
-    /// ONNX Runtime only.
-    Ort,
-    /// tract only.
-    Tract,
-}
-
-impl FromStr for EngineChoice {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "auto" => Ok(EngineChoice::Auto),
-            "ort" | "onnxruntime" => Ok(EngineChoice::Ort),
-            "tract" => Ok(EngineChoice::Tract),
-            other => Err(format!(
-                "unknown engine '{other}' (expected auto, ort or tract)"
-            )),
-        }
-    }
-}
-
-/// Where a model runs.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum Device {
-    /// Host CPU.
-    #[default]
-    Cpu,
-    /// CUDA GPU with the given ordinal.
-    Cuda(u32),
-}
-
-impl FromStr for Device {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "cpu" => Ok(Device::Cpu),
-            "cuda" => Ok(Device::Cuda(0)),
-            other => other
-                .strip_prefix("cuda:")
-                .and_then(|n| n.parse().ok())
-                .map(Device::Cuda)
-                .ok_or_else(|| format!("unknown device '{other}' (expected cpu, cuda or cuda:N)")),
-        }
-    }
-}
-
-impl fmt::Display for Device {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Device::Cpu => f.write_str("cpu"),
-            Device::Cuda(n) => write!(f, "cuda:{n}"),
-        }
-    }
-}
+// Engines and their callers name these through `engine`, where they were first defined.
+pub use crate::placement::{Device, EngineChoice};
 
 /// How to load a model.
 #[derive(Clone, Debug)]
@@ -82,7 +19,7 @@ pub struct LoadOptions {
     /// single-threaded engines).
     pub intra_op_threads: usize,
     /// When idle intra-op threads spin rather than sleep (ONNX Runtime only).
-    pub intra_op_spinning: crate::config::Spinning,
+    pub intra_op_spinning: Spinning,
     /// Where to run.
     pub device: Device,
 }
@@ -124,22 +61,4 @@ pub trait Engine: Send + Sync {
         config: &ModelConfig,
         options: &LoadOptions,
     ) -> Result<Vec<Box<dyn Runner>>, EngineError>;
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn parses_devices_and_engines() {
-        assert_eq!("cpu".parse::<Device>().unwrap(), Device::Cpu);
-        assert_eq!("cuda".parse::<Device>().unwrap(), Device::Cuda(0));
-        assert_eq!("cuda:3".parse::<Device>().unwrap(), Device::Cuda(3));
-        assert!("gpu".parse::<Device>().unwrap_err().contains("cuda:N"));
-        assert_eq!(
-            "tract".parse::<EngineChoice>().unwrap(),
-            EngineChoice::Tract
-        );
-        assert!("trt".parse::<EngineChoice>().is_err());
-    }
 }

@@ -4,7 +4,9 @@
 //! (ONNX Runtime, tract):
 //!
 //! - [`dtype`] and [`tensor`]: element types and row-major tensors, with the KServe binary layout.
-//! - [`config`]: a model's `config.toml`: its inputs, outputs and batching settings.
+//! - [`config`]: a model's `config.toml`: its schema (inputs, outputs, batching settings, with
+//!   their defaults and rules) and the checks a request's tensors pass against it.
+//! - `placement`: which engine and which device a model runs on (re-exported by [`engine`]).
 //! - [`engine`]: the small trait engines implement; each loaded model becomes N [`engine::Runner`]s.
 //! - [`batcher`]: the per-model dynamic batcher: a bounded queue owned by one task, batches
 //!   handed to worker threads that each own one runner.
@@ -25,6 +27,7 @@ pub mod dtype;
 pub mod engine;
 pub mod error;
 pub mod metrics;
+mod placement;
 pub mod signature;
 pub mod statistics;
 pub mod tensor;

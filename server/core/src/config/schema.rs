@@ -1,28 +1,10 @@
-//! `config.toml`: a model's signature and serving settings.
-//!
-//! ```toml
-//! name = "cifar10"
-//! max_batch_size = 64            # 0: the model takes no batch dimension
-//! preferred_batch_sizes = [16, 32]
-//! max_queue_delay = "0us"        # how long the oldest request may wait for a fuller batch
-//! max_queue_size = 1024          # queued requests beyond this are refused (429)
-//! instance_count = 1             # workers, each with its own engine instance
-//! engine = "auto"                # auto | ort | tract
-//!
-//! [[inputs]]
-//! name = "images"
-//! dtype = "FP32"
-//! dims = [-1, 24, 24, 3]         # -1 first: the batch dimension
-//!
-//! [[outputs]]
-//! name = "probabilities"
-//! dtype = "FP32"
-//! dims = [-1, 10]
-//! ```
+//! The `config.toml` schema: the types it reads into, their defaults, and the rules a config
+//! must follow before a model loads. The file's layout is shown in the [parent module](super).
 
+use super::duration::{duration_text, format_duration};
 use crate::dtype::DataType;
-use crate::engine::EngineChoice;
-use crate::tensor::{Tensor, element_count};
+use crate::placement::EngineChoice;
+use crate::tensor::element_count;
 use crate::version_policy::VersionPolicy;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
@@ -97,34 +79,6 @@ impl Preprocess {
 }
 
 impl TensorSpec {
-    /// Checks a request tensor against this spec. `batched` says whether the first dimension is
-    /// the batch dimension (the caller checks the batch size against the model's maximum).
-    pub fn check(&self, tensor: &Tensor) -> Result<(), String> {
-        if tensor.dtype() != self.dtype {
-            return Err(format!(
-                "input '{}': expected datatype {} but got {}",
-                self.name,
-                self.dtype,
-                tensor.dtype()
-            ));
-        }
-        let fits = tensor.shape.len() == self.dims.len()
-            && self
-                .dims
-                .iter()
-                .zip(&tensor.shape)
-                .all(|(&want, &got)| want < 0 || want as usize == got);
-        if !fits {
-            return Err(format!(
-                "input '{}': expected shape {} but got {:?}",
-                self.name,
-                self.dims_display(),
-                tensor.shape
-            ));
-        }
-        Ok(())
-    }
-
     /// Dims as `[-1, 24, 24, 3]`.
     pub fn dims_display(&self) -> String {
         format!("{:?}", self.dims)
@@ -475,35 +429,6 @@ pub fn is_valid_name(name: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
 }
 
-/// Parses durations written as `500us`, `2ms`, `10s`.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    humantime::parse_duration(text.trim())
-        .map_err(|e| format!("'{text}' is not a duration ({e}); write it like 500us, 2ms or 10s"))
-}
-
-/// Formats a duration the way [`parse_duration`] reads it.
-pub fn format_duration(d: Duration) -> String {
-    if d.is_zero() {
-        return "0us".to_string();
-    }
-    humantime::format_duration(d).to_string().replace(' ', "")
-}
-
-mod duration_text {
-    use super::{format_duration, parse_duration};
-    use serde::{Deserialize, Deserializer, Serializer};
-    use std::time::Duration;
-
-    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&format_duration(*d))
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        let text = String::deserialize(d)?;
-        parse_duration(&text).map_err(serde::de::Error::custom)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -620,23 +545,6 @@ dims = [-1, 10]
     }
 
     #[test]
-    fn checks_request_tensors() {
-        let config = ModelConfig::from_toml(CIFAR).unwrap();
-        let spec = &config.inputs[0];
-        let good = Tensor::new(
-            vec![2, 24, 24, 3],
-            crate::tensor::TensorData::F32(vec![0.0; 2 * 24 * 24 * 3]),
-        )
-        .unwrap();
-        spec.check(&good).unwrap();
-        let wrong = Tensor::new(vec![1, 3], crate::tensor::TensorData::F32(vec![0.0; 3])).unwrap();
-        assert_eq!(
-            spec.check(&wrong).unwrap_err(),
-            "input 'images': expected shape [-1, 24, 24, 3] but got [1, 3]"
-        );
-    }
-
-    #[test]
     fn image_preprocessing_needs_an_image_shaped_input() {
         let with = CIFAR.replace(
             "dims = [-1, 24, 24, 3]",
@@ -664,14 +572,6 @@ dims = [-1, 10]
         );
         let err = ModelConfig::from_toml(&unknown).unwrap_err();
         assert!(err.message.contains("cifar10_image"), "{err}");
-    }
-
-    #[test]
-    fn durations_read_like_people_write_them() {
-        assert_eq!(parse_duration("500us").unwrap(), Duration::from_micros(500));
-        assert_eq!(parse_duration("10s").unwrap(), Duration::from_secs(10));
-        assert_eq!(format_duration(Duration::from_micros(500)), "500us");
-        assert!(parse_duration("ten").is_err());
     }
 
     #[test]
