@@ -14,6 +14,7 @@
 //! - [`error`]: error kinds and the one table mapping them to HTTP and gRPC codes.
 //! - [`metrics`]: the Prometheus metrics every front end and the batcher record.
 //! - [`statistics`]: Triton-style cumulative per-model statistics (`ModelStatistics`).
+//! - [`retry`]: the retry policy (attempts, exponential backoff) storage and clients share.
 //!
 //! A request flows: front end parses it into [`tensor::Tensor`]s -> validates them against the
 //! [`config::ModelConfig`] -> [`batcher::Batcher::infer`] queues it and, when a worker
@@ -28,6 +29,7 @@ pub mod engine;
 pub mod error;
 pub mod metrics;
 mod placement;
+pub mod retry;
 pub mod signature;
 pub mod statistics;
 pub mod tensor;
