@@ -12,7 +12,9 @@
 //!
 //! Directories whose names are not integers are ignored (they may be uploads in progress).
 //!
-//! - [`storage`]: local directories and HDFS (`hdfs-native`), with retries and backoff.
+//! - [`storage`]: one [`Storage`] over a local directory (`storage/local.rs`) or HDFS
+//!   (`storage/hdfs.rs`, through `hdfs-native`); HDFS errors a retry can cure are retried
+//!   (`storage/retry.rs`) under the [`RetryPolicy`] shared with the client, from `spindle-core`.
 //! - [`repository`]: scanning models and versions, publishing a version atomically.
 //! - [`cache`]: verified local copies the server loads from, and falls back to at startup.
 //! - [`error`]: errors naming the path and the fix.
@@ -25,7 +27,7 @@ pub mod storage;
 pub use cache::{CachedVersion, ModelCache};
 pub use error::RepoError;
 pub use repository::{ModelEntry, ModelRepository, VersionEntry, check_name};
-pub use storage::{RetryPolicy, Storage, is_hdfs};
+pub use storage::{HDFS_RETRY, RetryPolicy, Storage, is_hdfs};
 
 /// The name of every model's config file.
 pub const CONFIG_FILE: &str = "config.toml";

@@ -36,7 +36,7 @@ fn model(root: &Path, name: &str, config: &str, versions: &[&str]) {
 }
 
 async fn open(root: &Path) -> ModelRepository {
-    ModelRepository::open(root.to_str().unwrap(), RetryPolicy::default())
+    ModelRepository::open(root.to_str().unwrap(), HDFS_RETRY)
         .await
         .unwrap()
 }
@@ -116,7 +116,7 @@ async fn config_name_must_match_directory() {
 
 #[tokio::test]
 async fn missing_root_and_escaping_names_are_refused() {
-    let err = ModelRepository::open("/nonexistent/repo", RetryPolicy::default())
+    let err = ModelRepository::open("/nonexistent/repo", HDFS_RETRY)
         .await
         .unwrap_err()
         .to_string();

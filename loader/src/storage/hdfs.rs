@@ -1,0 +1,228 @@
+//! A repository on HDFS, through `hdfs-native` (no JVM). Every operation but rename is retried
+//! (see `retry.rs`); a download resumes from the last byte written.
+
+use super::retry::{self, Attempts, RetryError, classify};
+use super::{FileInfo, RetryPolicy};
+use crate::error::RepoError;
+use futures::StreamExt;
+use hdfs_native::{Client, ClientBuilder, HdfsError, WriteOptions};
+use sha2::{Digest, Sha256};
+use std::fs::File;
+use std::io::Write;
+
+/// A directory on HDFS: one shared NameNode client and the retry settings for it.
+#[derive(Clone, Debug)]
+pub struct HdfsStorage {
+    client: Client,
+    /// `hdfs://authority` (host:port or a name service from `HADOOP_CONF_DIR`).
+    base: String,
+    /// The root directory's absolute path on HDFS, without a trailing '/'.
+    root: String,
+    pub(super) retry: RetryPolicy,
+}
+
+impl HdfsStorage {
+    /// Storage for an `hdfs://` or `viewfs://` location; nothing is contacted yet.
+    pub(super) fn new(location: &str, retry: RetryPolicy) -> Result<HdfsStorage, RepoError> {
+        let root_error = |cause: String| RepoError::Root {
+            location: location.to_string(),
+            cause,
+        };
+        let (scheme, rest) = location
+            .split_once("://")
+            .expect("checked by storage::is_hdfs");
+        let (authority, path) = match rest.find('/') {
+            Some(i) => (&rest[..i], &rest[i..]),
+            None => (rest, "/"),
+        };
+        if authority.is_empty() {
+            return Err(root_error(format!(
+                "no NameNode in the URL (write {scheme}://host:port/path or {scheme}://nameservice/path)"
+            )));
+        }
+        let root = normalize_root(path).map_err(root_error)?;
+        let base = format!("{scheme}://{authority}");
+        // hdfs-native reads HADOOP_CONF_DIR (core-site.xml, hdfs-site.xml) for name services,
+        // HA NameNodes, Kerberos and delegation tokens. Its own failover loop defaults to 15
+        // attempts with sleeps up to 15 s, which kept a poll against a stopped NameNode hanging
+        // for minutes; a short failover round here, and our backoff around it, bound that.
+        let client = ClientBuilder::new()
+            .with_url(base.clone())
+            .with_config([
+                ("dfs.client.failover.max.attempts", "2"),
+                ("dfs.client.failover.sleep.base.millis", "100"),
+                ("dfs.client.failover.sleep.max.millis", "500"),
+            ])
+            .build()
+            .map_err(|e| root_error(format!("cannot create an HDFS client: {e}")))?;
+        Ok(HdfsStorage {
+            client,
+            base,
+            root,
+            retry,
+        })
+    }
+
+    /// The full URL of `rel`, for messages.
+    pub fn display(&self, rel: &str) -> String {
+        format!("{}{}", self.base, self.path(rel))
+    }
+
+    /// The absolute HDFS path of `rel`.
+    fn path(&self, rel: &str) -> String {
+        if rel.is_empty() {
+            if self.root.is_empty() {
+                "/".into()
+            } else {
+                self.root.clone()
+            }
+        } else {
+            format!("{}/{rel}", self.root)
+        }
+    }
+
+    /// Unsorted: the caller sorts every backend's listing the same way.
+    pub(super) async fn list(&self, rel: &str) -> Result<Option<Vec<FileInfo>>, RepoError> {
+        let path = self.path(rel);
+        let listed = retry::run(self, rel, || self.client.list_status(&path, false)).await;
+        match listed {
+            Ok(statuses) => Ok(Some(
+                statuses
+                    .into_iter()
+                    .map(|s| FileInfo {
+                        name: s.path.rsplit('/').next().unwrap_or_default().to_string(),
+                        is_dir: s.isdir,
+                        len: s.length as u64,
+                        modified_ms: s.modification_time,
+                    })
+                    .collect(),
+            )),
+            Err(RetryError::NotFound) => Ok(None),
+            Err(RetryError::Failed(e)) => Err(e),
+        }
+    }
+
+    pub(super) async fn read(&self, rel: &str) -> Result<Option<Vec<u8>>, RepoError> {
+        let path = self.path(rel);
+        let read = retry::run(self, rel, || async {
+            let reader = self.client.read(&path).await?;
+            let bytes = reader.read_range(0, reader.file_length()).await?;
+            Ok(bytes.to_vec())
+        })
+        .await;
+        match read {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(RetryError::NotFound) => Ok(None),
+            Err(RetryError::Failed(e)) => Err(e),
+        }
+    }
+
+    /// Copies `rel` into `file`, hashing as it goes; returns the bytes written. A failed
+    /// attempt resumes where the last one stopped. Not under the per-operation timeout: a
+    /// large model may rightly take longer.
+    pub(super) async fn download(
+        &self,
+        rel: &str,
+        file: &mut File,
+        hasher: &mut Sha256,
+    ) -> Result<u64, RepoError> {
+        let path = self.path(rel);
+        let mut written: u64 = 0;
+        let mut attempts = Attempts::new(self.retry);
+        loop {
+            let attempt: Result<(), HdfsError> = async {
+                let reader = self.client.read(&path).await?;
+                let len = reader.file_length();
+                let start = written as usize;
+                if start > len {
+                    return Err(HdfsError::OperationFailed(format!(
+                        "file shrank to {len} bytes during the download"
+                    )));
+                }
+                let mut stream = reader.read_range_stream(start, len - start);
+                while let Some(chunk) = stream.next().await {
+                    let chunk = chunk?;
+                    hasher.update(&chunk);
+                    // A local write error becomes an HDFS I/O error here, and so is retried.
+                    file.write_all(&chunk)?;
+                    written += chunk.len() as u64;
+                }
+                Ok(())
+            }
+            .await;
+            match attempt {
+                Ok(()) => return Ok(written),
+                Err(error) => attempts
+                    .failed(self, rel, error)
+                    .await
+                    .map_err(|e| e.into_error(self, rel))?,
+            }
+        }
+    }
+
+    pub(super) async fn write(&self, rel: &str, data: &[u8]) -> Result<(), RepoError> {
+        let path = self.path(rel);
+        let options = WriteOptions::default().overwrite(true).create_parent(true);
+        retry::run(self, rel, || async {
+            let mut writer = self.client.create(&path, &options).await?;
+            writer
+                .write_bytes(bytes::Bytes::copy_from_slice(data))
+                .await?;
+            writer.close().await
+        })
+        .await
+        .map_err(|e| e.into_error(self, rel))
+    }
+
+    pub(super) async fn mkdirs(&self, rel: &str) -> Result<(), RepoError> {
+        let path = self.path(rel);
+        retry::run(self, rel, || self.client.mkdirs(&path, 0o755, true))
+            .await
+            .map_err(|e| e.into_error(self, rel))
+    }
+
+    pub(super) async fn rename(&self, from: &str, to: &str) -> Result<(), RepoError> {
+        let (src, dst) = (self.path(from), self.path(to));
+        // Not retried: a rename whose answer was lost may have happened, and a second attempt
+        // would then fail confusingly.
+        self.client.rename(&src, &dst, false).await.map_err(|e| {
+            let (_, unreachable) = classify(&e);
+            RepoError::Io {
+                path: self.display(to),
+                cause: format!("rename from {} failed: {e}", self.display(from)),
+                unreachable,
+            }
+        })
+    }
+
+    pub(super) async fn delete(&self, rel: &str) -> Result<(), RepoError> {
+        let path = self.path(rel);
+        match retry::run(self, rel, || self.client.delete(&path, true)).await {
+            Ok(_) | Err(RetryError::NotFound) => Ok(()),
+            Err(RetryError::Failed(e)) => Err(e),
+        }
+    }
+
+    pub(super) async fn exists(&self, rel: &str) -> Result<bool, RepoError> {
+        let path = self.path(rel);
+        match retry::run(self, rel, || self.client.get_file_info(&path)).await {
+            Ok(_) => Ok(true),
+            Err(RetryError::NotFound) => Ok(false),
+            Err(RetryError::Failed(e)) => Err(e),
+        }
+    }
+}
+
+fn normalize_root(path: &str) -> Result<String, String> {
+    let mut parts = Vec::new();
+    for part in path.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => return Err("'..' is not allowed in a repository path".into()),
+            p => parts.push(p),
+        }
+    }
+    Ok(format!("/{}", parts.join("/"))
+        .trim_end_matches('/')
+        .to_string())
+}

@@ -1,0 +1,200 @@
+//! Where a repository's bytes live: a local directory (`local.rs`) or HDFS (`hdfs.rs`, through
+//! `hdfs-native`, no JVM), behind one [`Storage`] enum.
+//!
+//! Every operation takes a path relative to the repository root, built by this crate from
+//! validated names, so nothing reaches outside the root. HDFS operations are retried with
+//! exponential backoff on errors that a retry can cure (NameNode unreachable or in safe mode,
+//! DataNode read failures); a download that fails midway resumes from the last byte written.
+
+mod hdfs;
+mod local;
+mod retry;
+
+use crate::error::RepoError;
+pub use hdfs::HdfsStorage;
+use sha2::{Digest, Sha256};
+pub use spindle_core::retry::RetryPolicy;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The retry policy for HDFS: five attempts in all over about three seconds, long enough to
+/// ride out a DataNode restart or a NameNode leaving safe mode, short enough that a poll
+/// against a dead NameNode ends quickly.
+pub const HDFS_RETRY: RetryPolicy =
+    RetryPolicy::new(5, Duration::from_millis(200), Duration::from_secs(2));
+
+/// One entry of a directory listing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FileInfo {
+    /// The last path component.
+    pub name: String,
+    /// Whether it is a directory.
+    pub is_dir: bool,
+    /// Length in bytes (0 for directories).
+    pub len: u64,
+    /// Modification time, milliseconds since the epoch.
+    pub modified_ms: u64,
+}
+
+/// A repository's storage backend.
+#[derive(Clone, Debug)]
+pub enum Storage {
+    /// A local directory.
+    Local(PathBuf),
+    /// A directory on HDFS.
+    Hdfs(HdfsStorage),
+}
+
+/// Whether `location` names HDFS (`hdfs://` or `viewfs://`) rather than a local directory.
+pub fn is_hdfs(location: &str) -> bool {
+    location.starts_with("hdfs://") || location.starts_with("viewfs://")
+}
+
+impl Storage {
+    /// Storage for a location: `hdfs://host:port/path`, `hdfs://nameservice/path`, or a local
+    /// directory. Connects lazily: nothing is contacted yet. `retry` applies to HDFS only: a
+    /// local failure is never cured by trying again.
+    pub fn new(location: &str, retry: RetryPolicy) -> Result<Storage, RepoError> {
+        if is_hdfs(location) {
+            HdfsStorage::new(location, retry).map(Storage::Hdfs)
+        } else {
+            Ok(Storage::Local(PathBuf::from(location)))
+        }
+    }
+
+    /// The full path or URL of `rel`, for messages.
+    pub fn display(&self, rel: &str) -> String {
+        match self {
+            Storage::Local(root) => local::display(root, rel),
+            Storage::Hdfs(hdfs) => hdfs.display(rel),
+        }
+    }
+
+    /// Whether this is HDFS.
+    pub fn is_hdfs(&self) -> bool {
+        matches!(self, Storage::Hdfs(_))
+    }
+
+    /// Lists a directory, sorted by name; `None` when it does not exist.
+    pub async fn list(&self, rel: &str) -> Result<Option<Vec<FileInfo>>, RepoError> {
+        let entries = match self {
+            Storage::Local(root) => local::list(root, rel)?,
+            Storage::Hdfs(hdfs) => hdfs.list(rel).await?,
+        };
+        Ok(entries.map(|mut entries| {
+            entries.sort_by(|a, b| a.name.cmp(&b.name));
+            entries
+        }))
+    }
+
+    /// Reads a small file whole; `None` when it does not exist.
+    pub async fn read(&self, rel: &str) -> Result<Option<Vec<u8>>, RepoError> {
+        match self {
+            Storage::Local(root) => local::read(root, rel),
+            Storage::Hdfs(hdfs) => hdfs.read(rel).await,
+        }
+    }
+
+    /// Copies `rel` into the local file `dest` (created; synced to disk before returning) and
+    /// returns its length and sha256 (lowercase hex). An HDFS read that fails midway is resumed
+    /// from the last byte written, so a DataNode lost during a download costs a retry, not the
+    /// whole file.
+    pub async fn download(&self, rel: &str, dest: &Path) -> Result<(u64, String), RepoError> {
+        let dest_io = |e: std::io::Error| RepoError::Io {
+            path: dest.display().to_string(),
+            cause: e.to_string(),
+            unreachable: false,
+        };
+        let mut file = std::fs::File::create(dest).map_err(dest_io)?;
+        let mut hasher = Sha256::new();
+        let written = match self {
+            Storage::Local(root) => local::download(root, rel, &mut file, &mut hasher, dest_io)?,
+            Storage::Hdfs(hdfs) => hdfs.download(rel, &mut file, &mut hasher).await?,
+        };
+        file.sync_all().map_err(dest_io)?;
+        Ok((written, hex(&hasher.finalize())))
+    }
+
+    /// Writes a whole file, replacing any previous one; parents are created.
+    pub async fn write(&self, rel: &str, data: &[u8]) -> Result<(), RepoError> {
+        match self {
+            Storage::Local(root) => local::write(root, rel, data),
+            Storage::Hdfs(hdfs) => hdfs.write(rel, data).await,
+        }
+    }
+
+    /// Creates a directory and its parents.
+    pub async fn mkdirs(&self, rel: &str) -> Result<(), RepoError> {
+        match self {
+            Storage::Local(root) => local::mkdirs(root, rel),
+            Storage::Hdfs(hdfs) => hdfs.mkdirs(rel).await,
+        }
+    }
+
+    /// Renames `from` to `to`, failing if `to` exists. On HDFS this is one NameNode operation,
+    /// which is what makes publishing atomic.
+    pub async fn rename(&self, from: &str, to: &str) -> Result<(), RepoError> {
+        if self.exists(to).await? {
+            return Err(RepoError::Exists {
+                path: self.display(to),
+            });
+        }
+        match self {
+            Storage::Local(root) => local::rename(root, from, to),
+            Storage::Hdfs(hdfs) => hdfs.rename(from, to).await,
+        }
+    }
+
+    /// Deletes a file or directory tree; a missing one is not an error.
+    pub async fn delete(&self, rel: &str) -> Result<(), RepoError> {
+        match self {
+            Storage::Local(root) => local::delete(root, rel),
+            Storage::Hdfs(hdfs) => hdfs.delete(rel).await,
+        }
+    }
+
+    /// Whether `rel` exists (file or directory).
+    pub async fn exists(&self, rel: &str) -> Result<bool, RepoError> {
+        match self {
+            Storage::Local(root) => Ok(local::exists(root, rel)),
+            Storage::Hdfs(hdfs) => hdfs.exists(rel).await,
+        }
+    }
+}
+
+/// An I/O failure, naming the full path or URL (`display`) it happened on.
+fn io_error(display: String, e: std::io::Error) -> RepoError {
+    RepoError::Io {
+        path: display,
+        cause: e.to_string(),
+        unreachable: false,
+    }
+}
+
+/// Lowercase hex of a digest.
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The sha256 of `data`, lowercase hex.
+pub fn sha256_hex(data: &[u8]) -> String {
+    hex(&Sha256::digest(data))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_hdfs_urls_and_refuses_escapes() {
+        let s = Storage::new("hdfs://127.0.0.1:9000/models//zoo/", HDFS_RETRY).unwrap();
+        assert_eq!(s.display("m/1"), "hdfs://127.0.0.1:9000/models/zoo/m/1");
+        let s = Storage::new("hdfs://127.0.0.1:9000", HDFS_RETRY).unwrap();
+        assert_eq!(s.display("m"), "hdfs://127.0.0.1:9000/m");
+        let err = Storage::new("hdfs://nn:9000/a/../b", HDFS_RETRY).unwrap_err();
+        assert!(err.to_string().contains("'..'"), "{err}");
+        let err = Storage::new("hdfs:///models", HDFS_RETRY).unwrap_err();
+        assert!(err.to_string().contains("no NameNode"), "{err}");
+        assert!(!Storage::new("/tmp/x", HDFS_RETRY).unwrap().is_hdfs());
+    }
+}

@@ -1,0 +1,161 @@
+//! The HDFS retry engine: which errors a retry can cure, and the loop that paces attempts by
+//! the shared [`RetryPolicy`](spindle_core::retry::RetryPolicy).
+
+use super::hdfs::HdfsStorage;
+use super::{RetryPolicy, io_error};
+use crate::error::RepoError;
+use hdfs_native::HdfsError;
+use spindle_core::retry::Backoff;
+use std::time::Duration;
+
+/// The longest one metadata operation (list, stat, small read or write) may take before it
+/// counts as a failed attempt: a hung connection must not stall polling forever.
+const OPERATION_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Runs an HDFS operation, retrying with backoff while the error is one a retry can cure.
+pub(super) async fn run<T, F, Fut>(
+    storage: &HdfsStorage,
+    rel: &str,
+    mut op: F,
+) -> Result<T, RetryError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, HdfsError>>,
+{
+    let mut attempts = Attempts::new(storage.retry);
+    loop {
+        let outcome = tokio::time::timeout(OPERATION_TIMEOUT, op())
+            .await
+            .unwrap_or_else(|_| {
+                Err(HdfsError::IOError(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("no answer within {OPERATION_TIMEOUT:?}"),
+                )))
+            });
+        match outcome {
+            Ok(value) => return Ok(value),
+            Err(error) => attempts.failed(storage, rel, error).await?,
+        }
+    }
+}
+
+/// Counts attempts of one operation and waits between them.
+pub(super) struct Attempts {
+    backoff: Backoff,
+}
+
+impl Attempts {
+    pub(super) fn new(policy: RetryPolicy) -> Attempts {
+        Attempts {
+            backoff: policy.backoff(),
+        }
+    }
+
+    /// After a failed attempt: waits and returns `Ok` when another attempt is worth making,
+    /// otherwise the final error.
+    pub(super) async fn failed(
+        &mut self,
+        storage: &HdfsStorage,
+        rel: &str,
+        error: HdfsError,
+    ) -> Result<(), RetryError> {
+        if is_not_found(&error) {
+            return Err(RetryError::NotFound);
+        }
+        let (retryable, unreachable) = classify(&error);
+        let attempt = self.backoff.attempts_made();
+        let wait = if retryable {
+            self.backoff.next_wait()
+        } else {
+            None
+        };
+        let Some(wait) = wait else {
+            let tries = if attempt > 1 {
+                format!(" (after {attempt} attempts)")
+            } else {
+                String::new()
+            };
+            let hint = if unreachable {
+                "; is the NameNode up? (check the URL, and HADOOP_CONF_DIR for name services)"
+            } else {
+                ""
+            };
+            return Err(RetryError::Failed(RepoError::Io {
+                path: storage.display(rel),
+                cause: format!("{error}{tries}{hint}"),
+                unreachable,
+            }));
+        };
+        tracing::debug!(path = %storage.display(rel), attempt, %error, "HDFS operation failed; retrying");
+        tokio::time::sleep(wait).await;
+        Ok(())
+    }
+}
+
+/// The outcome of a retried operation: a missing file is an answer, not a failure.
+pub(super) enum RetryError {
+    NotFound,
+    Failed(RepoError),
+}
+
+impl RetryError {
+    pub(super) fn into_error(self, storage: &HdfsStorage, rel: &str) -> RepoError {
+        match self {
+            RetryError::NotFound => {
+                io_error(storage.display(rel), std::io::ErrorKind::NotFound.into())
+            }
+            RetryError::Failed(e) => e,
+        }
+    }
+}
+
+/// Whether an HDFS error says the path does not exist. Opening a missing file for reading
+/// asks the NameNode for its block locations, which fails with a remote
+/// `java.io.FileNotFoundException` (an RPC error), not with the crate's own `FileNotFound`.
+fn is_not_found(error: &HdfsError) -> bool {
+    match error {
+        HdfsError::FileNotFound(_) => true,
+        HdfsError::RPCError(class, _) => class.ends_with("FileNotFoundException"),
+        _ => false,
+    }
+}
+
+/// Whether an HDFS error is worth retrying, and whether it means the cluster is unreachable.
+pub(super) fn classify(error: &HdfsError) -> (bool, bool) {
+    match error {
+        // Connection refused or reset: the NameNode (or a DataNode) is down or restarting.
+        HdfsError::IOError(_) => (true, true),
+        // DataNode trouble: the next attempt picks other replicas.
+        HdfsError::DataTransferError(_)
+        | HdfsError::ChecksumError
+        | HdfsError::BlocksNotFound(_) => (true, false),
+        HdfsError::RPCError(class, _) | HdfsError::FatalRPCError(class, _) => {
+            let transient = ["SafeMode", "Retriable", "Standby", "Connect", "Timeout"]
+                .iter()
+                .any(|t| class.contains(t));
+            (transient, transient && !class.contains("SafeMode"))
+        }
+        HdfsError::OperationFailed(message) => {
+            let transient = message.contains("DataNode") || message.contains("datanode");
+            (transient, false)
+        }
+        _ => (false, false),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_remote_file_not_found_means_missing() {
+        let remote = HdfsError::RPCError(
+            "java.io.FileNotFoundException".into(),
+            "File does not exist: /m/labels.txt".into(),
+        );
+        assert!(is_not_found(&remote));
+        assert!(is_not_found(&HdfsError::FileNotFound("/m".into())));
+        let other = HdfsError::RPCError("org.apache.hadoop.ipc.StandbyException".into(), "".into());
+        assert!(!is_not_found(&other));
+    }
+}
