@@ -66,11 +66,6 @@ impl ModelCache {
         Ok(ModelCache { root })
     }
 
-    /// The cache directory.
-    pub fn root(&self) -> &Path {
-        &self.root
-    }
-
     /// Makes `version` of `model` available locally: reuses the cached copy when the repository
     /// still lists the same files, otherwise downloads and verifies every file (size against
     /// the listing, sha256 against `model.onnx.sha256` when the writer left one).

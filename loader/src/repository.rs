@@ -358,7 +358,11 @@ pub fn check_name(name: &str) -> Result<(), RepoError> {
 }
 
 /// Parses a config text and checks that it names the model directory it sits in.
-pub fn parse_config(text: &str, dir_name: &str, path: &str) -> Result<ModelConfig, RepoError> {
+pub(crate) fn parse_config(
+    text: &str,
+    dir_name: &str,
+    path: &str,
+) -> Result<ModelConfig, RepoError> {
     let config = ModelConfig::from_toml(text).map_err(|cause| RepoError::Config {
         path: path.to_string(),
         cause,

@@ -64,7 +64,7 @@ impl HdfsStorage {
     }
 
     /// The full URL of `rel`, for messages.
-    pub fn display(&self, rel: &str) -> String {
+    pub(super) fn display(&self, rel: &str) -> String {
         format!("{}{}", self.base, self.path(rel))
     }
 
