@@ -33,17 +33,24 @@
 //!   its batch, and the worker carries on.
 //! - Times are tokio's [`Instant`]s (worker threads enter the runtime), so the batcher's tests can
 //!   run on tokio's paused clock.
+//!
+//! This file holds the handle callers use (admission, deadlines, metrics); `queue` forms batches
+//! and hands them over, `worker` runs them.
 
-use crate::engine::{EngineError, Runner};
+mod queue;
+mod worker;
+
+use crate::engine::Runner;
 use crate::error::{ErrorKind, InferError};
 use crate::metrics::ModelMetrics;
-use crate::statistics::PhaseTimes;
 use crate::tensor::Tensor;
+use queue::{Batch, Queued, Shared, State, timer};
 use std::collections::VecDeque;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, oneshot};
+use tokio::sync::{Notify, Semaphore, oneshot};
 use tokio::time::Instant;
+use worker::worker;
 
 /// Batching settings of one model (from its config).
 #[derive(Clone, Debug)]
@@ -81,32 +88,6 @@ pub struct InferOutput {
     pub batch_rows: usize,
 }
 
-type Reply = oneshot::Sender<Result<InferOutput, InferError>>;
-
-struct Queued {
-    inputs: Vec<Tensor>,
-    rows: usize,
-    deadline: Option<Instant>,
-    enqueued: Instant,
-    reply: Reply,
-    // Held while queued; dropping it readmits one request.
-    _permit: OwnedSemaphorePermit,
-}
-
-/// A request taken off the queue: its admission permit is already returned.
-struct Item {
-    inputs: Vec<Tensor>,
-    rows: usize,
-    enqueued: Instant,
-    reply: Reply,
-}
-
-struct Batch {
-    items: Vec<Item>,
-    rows: usize,
-    dispatched: Instant,
-}
-
 /// Cheap, cloneable handle to one model version's queue.
 #[derive(Clone)]
 pub struct Batcher {
@@ -117,25 +98,6 @@ pub struct Batcher {
     max_batch_size: usize,
     retry_after: Duration,
     metrics: ModelMetrics,
-}
-
-/// What callers, workers and the timer task share.
-struct Shared {
-    state: Mutex<State>,
-    settings: BatchSettings,
-    metrics: ModelMetrics,
-    /// Wakes the timer task (delay mode only) when the oldest request or the idle set changed.
-    timer: Notify,
-}
-
-struct State {
-    queue: VecDeque<Queued>,
-    queued_rows: usize,
-    /// Workers waiting for a batch (their ids).
-    idle: Vec<usize>,
-    /// One batch channel per worker; emptied when the batcher closes, which ends idle workers.
-    workers: Vec<std::sync::mpsc::Sender<Batch>>,
-    closed: bool,
 }
 
 struct Closer(Arc<Shared>);
@@ -222,9 +184,8 @@ impl Batcher {
         deadline: Option<Instant>,
     ) -> Result<InferOutput, InferError> {
         let started = Instant::now();
-        self.metrics.in_flight.inc();
-        // Decrements on every exit, including a caller that stops waiting.
-        let _in_flight = scopeguard(&self.metrics.in_flight);
+        // Counted out on every exit, including a caller that stops waiting.
+        let _in_flight = count_in_flight(&self.metrics.in_flight);
         let result = self.submit_and_wait(inputs, rows, deadline).await;
         self.metrics
             .request_duration
@@ -292,6 +253,7 @@ impl Batcher {
     }
 }
 
+/// Counts one request in [`ModelMetrics::in_flight`] while it lives.
 struct InFlight<'a>(&'a prometheus::IntGauge);
 
 impl Drop for InFlight<'_> {
@@ -300,7 +262,9 @@ impl Drop for InFlight<'_> {
     }
 }
 
-fn scopeguard(gauge: &prometheus::IntGauge) -> InFlight<'_> {
+/// Counts a request in flight until the returned guard drops.
+fn count_in_flight(gauge: &prometheus::IntGauge) -> InFlight<'_> {
+    gauge.inc();
     InFlight(gauge)
 }
 
@@ -309,328 +273,6 @@ fn deadline_error() -> InferError {
         ErrorKind::DeadlineExceeded,
         "request timed out in the queue before it could be computed",
     )
-}
-
-impl Shared {
-    fn lock(&self) -> MutexGuard<'_, State> {
-        // The lock is never held across engine work or user code, so a poisoned lock only means
-        // a panic in this module's bookkeeping; the state is still consistent enough to go on.
-        self.state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    /// Queues one request and, if a worker is idle and a batch is due, hands it over at once.
-    fn submit(&self, request: Queued, now: Instant) -> Result<(), InferError> {
-        let mut state = self.lock();
-        if state.closed {
-            return Err(InferError::new(
-                ErrorKind::Unavailable,
-                "model is being unloaded; retry",
-            ));
-        }
-        let first = state.queue.is_empty();
-        state.queued_rows += request.rows;
-        state.queue.push_back(request);
-        self.dispatch(&mut state, now);
-        let waiting = !state.queue.is_empty() && !state.idle.is_empty();
-        drop(state);
-        if first && waiting && self.settings.waits() {
-            // A new oldest request: the timer must learn when its delay runs out.
-            self.timer.notify_one();
-        }
-        Ok(())
-    }
-
-    /// Hands due batches to idle workers.
-    fn dispatch(&self, state: &mut State, now: Instant) {
-        while !state.idle.is_empty() {
-            let Some(batch) = self.next_batch(state, now) else {
-                break;
-            };
-            let id = state.idle.pop().expect("checked non-empty");
-            if let Err(returned) = state.workers[id].send(batch) {
-                // The worker thread died (a panic outside the engine). Answer its batch; it is
-                // not idle again, so it is retired.
-                for item in returned.0.items {
-                    let _ = item.reply.send(Err(InferError::new(
-                        ErrorKind::Internal,
-                        "engine worker stopped unexpectedly",
-                    )));
-                }
-            }
-        }
-        self.metrics.queue_depth.set(state.queue.len() as i64);
-    }
-
-    /// The next batch if one is due now (skipping abandoned and expired requests).
-    fn next_batch(&self, state: &mut State, now: Instant) -> Option<Batch> {
-        while self.batch_is_due(state, now) {
-            let batch = self.take_batch(state, now);
-            if !batch.items.is_empty() {
-                return Some(batch);
-            }
-        }
-        None
-    }
-
-    /// When the queue must be looked at again even if nothing arrives: the oldest request's
-    /// delay running out, while a worker is idle.
-    fn wake_time(&self, state: &State) -> Option<Instant> {
-        if state.idle.is_empty() || !self.settings.waits() {
-            return None;
-        }
-        state
-            .queue
-            .front()
-            .map(|oldest| oldest.enqueued + self.settings.max_queue_delay)
-    }
-
-    fn batch_is_due(&self, state: &State, now: Instant) -> bool {
-        let Some(oldest) = state.queue.front() else {
-            return false;
-        };
-        let s = &self.settings;
-        if !s.waits() {
-            return true;
-        }
-        let target = s
-            .preferred_batch_sizes
-            .iter()
-            .copied()
-            .max()
-            .unwrap_or(s.max_batch_size);
-        state.queued_rows >= target || now >= oldest.enqueued + s.max_queue_delay
-    }
-
-    /// Pops requests from the front into one batch, skipping abandoned and expired ones.
-    fn take_batch(&self, state: &mut State, now: Instant) -> Batch {
-        let limit = self.settings.max_batch_size.max(1);
-        let mut batch = Batch {
-            items: Vec::new(),
-            rows: 0,
-            dispatched: now,
-        };
-        while let Some(front) = state.queue.front() {
-            let joins = batch.rows + front.rows <= limit && self.settings.max_batch_size > 0;
-            if !batch.items.is_empty() && !joins {
-                break;
-            }
-            let Queued {
-                inputs,
-                rows,
-                deadline,
-                enqueued,
-                reply,
-                _permit,
-            } = state.queue.pop_front().expect("front exists");
-            drop(_permit);
-            state.queued_rows -= rows;
-            if reply.is_closed() {
-                // The caller went away (or gave up at its deadline): skip, do not compute.
-                self.metrics.count_request("cancelled");
-                continue;
-            }
-            if deadline.is_some_and(|d| d <= now) {
-                let _ = reply.send(Err(deadline_error()));
-                continue;
-            }
-            self.metrics
-                .queue_duration
-                .observe((now - enqueued).as_secs_f64());
-            batch.rows += rows;
-            batch.items.push(Item {
-                inputs,
-                rows,
-                enqueued,
-                reply,
-            });
-        }
-        batch
-    }
-}
-
-/// Delay mode only: dispatches when the oldest request's delay runs out.
-async fn timer(shared: Arc<Shared>) {
-    loop {
-        let wake = {
-            let mut state = shared.lock();
-            if state.closed {
-                return;
-            }
-            shared.dispatch(&mut state, Instant::now());
-            shared.wake_time(&state)
-        };
-        match wake {
-            None => shared.timer.notified().await,
-            Some(at) => tokio::select! {
-                _ = tokio::time::sleep_until(at) => {}
-                _ = shared.timer.notified() => {}
-            },
-        }
-    }
-}
-
-/// One worker: runs the batch it is handed, then keeps taking due batches straight off the queue
-/// until there are none, and only then goes idle.
-fn worker(
-    id: usize,
-    mut runner: Box<dyn Runner>,
-    batches: std::sync::mpsc::Receiver<Batch>,
-    shared: &Shared,
-) {
-    // Whether the last batch held one request: the load of a lone caller, whose next request
-    // is worth spinning for. Batches of several mean concurrent callers, whose HTTP and gRPC
-    // work needs the core more than this thread does.
-    let mut lone = false;
-    while let Some(mut batch) = next_handed(
-        &batches,
-        if lone {
-            shared.settings.idle_spin
-        } else {
-            Duration::ZERO
-        },
-    ) {
-        loop {
-            lone = batch.items.len() == 1;
-            run_batch(runner.as_mut(), batch, &shared.metrics);
-            let mut state = shared.lock();
-            if state.closed {
-                return;
-            }
-            let now = Instant::now();
-            match shared.next_batch(&mut state, now) {
-                Some(next) => {
-                    shared.metrics.queue_depth.set(state.queue.len() as i64);
-                    batch = next;
-                }
-                None => {
-                    state.idle.push(id);
-                    let waiting = !state.queue.is_empty();
-                    drop(state);
-                    if waiting && shared.settings.waits() {
-                        // Idle with a queue that is not due yet: the timer takes it from here.
-                        shared.timer.notify_one();
-                    }
-                    break;
-                }
-            }
-        }
-    }
-}
-
-/// The next batch handed to an idle worker: checked for `spin` first (yielding the core to
-/// anything else runnable between checks), then waited for asleep. `None` once the batcher closed.
-fn next_handed(batches: &std::sync::mpsc::Receiver<Batch>, spin: Duration) -> Option<Batch> {
-    if !spin.is_zero() {
-        let until = std::time::Instant::now() + spin;
-        loop {
-            match batches.try_recv() {
-                Ok(batch) => return Some(batch),
-                Err(std::sync::mpsc::TryRecvError::Disconnected) => return None,
-                Err(std::sync::mpsc::TryRecvError::Empty) => {}
-            }
-            if std::time::Instant::now() >= until {
-                break;
-            }
-            std::thread::yield_now();
-        }
-    }
-    batches.recv().ok()
-}
-
-fn run_batch(runner: &mut dyn Runner, batch: Batch, metrics: &ModelMetrics) {
-    let started = std::time::Instant::now();
-    let mut rows = Vec::with_capacity(batch.items.len());
-    let mut replies = Vec::with_capacity(batch.items.len());
-    let mut inputs = Vec::with_capacity(batch.items.len());
-    let mut queue_times = Vec::with_capacity(batch.items.len());
-    for item in batch.items {
-        rows.push(item.rows);
-        replies.push(item.reply);
-        inputs.push(item.inputs);
-        queue_times.push(batch.dispatched - item.enqueued);
-    }
-    let joined = join_inputs(inputs);
-    let joined_at = std::time::Instant::now();
-    // A panicking engine must not take its worker (and every later request) down with it.
-    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| runner.run(joined)))
-        .unwrap_or_else(|_| Err(EngineError::Run("engine panicked".to_string())))
-        .map_err(|e| InferError::new(ErrorKind::Internal, e.to_string()));
-    let ran_at = std::time::Instant::now();
-    let result = result.and_then(|outputs| split_outputs(outputs, &rows, batch.rows));
-    let compute_time = started.elapsed();
-    metrics.compute_duration.observe(compute_time.as_secs_f64());
-    metrics.batch_size.observe(batch.rows as f64);
-    metrics.executions.inc();
-    match result {
-        Ok(per_request) => {
-            metrics.inferences.inc_by(batch.rows as u64);
-            let phases = PhaseTimes {
-                input: joined_at - started,
-                infer: ran_at - joined_at,
-                output: ran_at.elapsed(),
-            };
-            metrics
-                .stats
-                .record_batch(batch.rows, per_request.len(), phases);
-            for ((outputs, reply), queue_time) in
-                per_request.into_iter().zip(replies).zip(queue_times)
-            {
-                metrics.stats.queue.add(1, queue_time);
-                let _ = reply.send(Ok(InferOutput {
-                    outputs,
-                    queue_time,
-                    compute_time,
-                    batch_rows: batch.rows,
-                }));
-            }
-        }
-        Err(error) => {
-            tracing::warn!(error = %error.message, rows = batch.rows, "batch failed");
-            for reply in replies {
-                let _ = reply.send(Err(error.clone()));
-            }
-        }
-    }
-}
-
-/// Joins each input across requests along the batch axis (a lone request is moved, not copied).
-fn join_inputs(mut per_request: Vec<Vec<Tensor>>) -> Vec<Tensor> {
-    if per_request.len() == 1 {
-        return per_request.pop().expect("one request");
-    }
-    (0..per_request[0].len())
-        .map(|i| {
-            let parts: Vec<&Tensor> = per_request.iter().map(|r| &r[i]).collect();
-            Tensor::concat(&parts)
-        })
-        .collect()
-}
-
-/// Splits each output back into the requests' rows; an engine that returns the wrong number of
-/// rows fails the batch rather than misrouting answers.
-fn split_outputs(
-    outputs: Vec<Tensor>,
-    rows: &[usize],
-    total: usize,
-) -> Result<Vec<Vec<Tensor>>, InferError> {
-    let mut per_request: Vec<Vec<Tensor>> = rows.iter().map(|_| Vec::new()).collect();
-    for output in outputs {
-        if rows.len() > 1 && output.batch() != total {
-            return Err(InferError::new(
-                ErrorKind::Internal,
-                format!(
-                    "engine returned an output of shape {:?} for a batch of {total} rows",
-                    output.shape
-                ),
-            ));
-        }
-        for (slot, part) in per_request.iter_mut().zip(output.split(rows)) {
-            slot.push(part);
-        }
-    }
-    Ok(per_request)
 }
 
 #[cfg(test)]

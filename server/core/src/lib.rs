@@ -8,8 +8,8 @@
 //!   their defaults and rules) and the checks a request's tensors pass against it.
 //! - `placement`: which engine and which device a model runs on (re-exported by [`engine`]).
 //! - [`engine`]: the small trait engines implement; each loaded model becomes N [`engine::Runner`]s.
-//! - [`batcher`]: the per-model dynamic batcher: a bounded queue owned by one task, batches
-//!   handed to worker threads that each own one runner.
+//! - [`batcher`]: the per-model dynamic batcher: a bounded queue whose due batches go to worker
+//!   threads that each own one runner (the queue side and the worker side in submodules).
 //! - [`signature`]: checks a model's declared inputs and outputs against its config (engines use it).
 //! - [`error`]: error kinds and the one table mapping them to HTTP and gRPC codes.
 //! - [`metrics`]: the Prometheus metrics every front end and the batcher record.

@@ -1,0 +1,219 @@
+//! The queue side of the batcher: admitted requests wait here until a batch is due, and due
+//! batches go to idle workers, handed over by whoever notices first (the caller that queued, the
+//! worker that finished, or in delay mode the timer task). Everything here runs under the one
+//! queue lock, which is never held across engine work.
+
+use super::{BatchSettings, InferOutput, deadline_error};
+use crate::error::{ErrorKind, InferError};
+use crate::metrics::ModelMetrics;
+use crate::tensor::Tensor;
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, MutexGuard};
+use tokio::sync::{Notify, OwnedSemaphorePermit, oneshot};
+use tokio::time::Instant;
+
+/// Where a request's answer goes.
+pub(super) type Reply = oneshot::Sender<Result<InferOutput, InferError>>;
+
+pub(super) struct Queued {
+    pub(super) inputs: Vec<Tensor>,
+    pub(super) rows: usize,
+    pub(super) deadline: Option<Instant>,
+    pub(super) enqueued: Instant,
+    pub(super) reply: Reply,
+    // Held while queued; dropping it readmits one request.
+    pub(super) _permit: OwnedSemaphorePermit,
+}
+
+/// A request taken off the queue: its admission permit is already returned.
+pub(super) struct Item {
+    pub(super) inputs: Vec<Tensor>,
+    pub(super) rows: usize,
+    pub(super) enqueued: Instant,
+    pub(super) reply: Reply,
+}
+
+pub(super) struct Batch {
+    pub(super) items: Vec<Item>,
+    pub(super) rows: usize,
+    pub(super) dispatched: Instant,
+}
+
+/// What callers, workers and the timer task share.
+pub(super) struct Shared {
+    pub(super) state: Mutex<State>,
+    pub(super) settings: BatchSettings,
+    pub(super) metrics: ModelMetrics,
+    /// Wakes the timer task (delay mode only) when the oldest request or the idle set changed.
+    pub(super) timer: Notify,
+}
+
+pub(super) struct State {
+    pub(super) queue: VecDeque<Queued>,
+    pub(super) queued_rows: usize,
+    /// Workers waiting for a batch (their ids).
+    pub(super) idle: Vec<usize>,
+    /// One batch channel per worker; emptied when the batcher closes, which ends idle workers.
+    pub(super) workers: Vec<std::sync::mpsc::Sender<Batch>>,
+    pub(super) closed: bool,
+}
+
+impl Shared {
+    pub(super) fn lock(&self) -> MutexGuard<'_, State> {
+        // The lock is never held across engine work or user code, so a poisoned lock only means
+        // a panic in this module's bookkeeping; the state is still consistent enough to go on.
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Queues one request and, if a worker is idle and a batch is due, hands it over at once.
+    pub(super) fn submit(&self, request: Queued, now: Instant) -> Result<(), InferError> {
+        let mut state = self.lock();
+        if state.closed {
+            return Err(InferError::new(
+                ErrorKind::Unavailable,
+                "model is being unloaded; retry",
+            ));
+        }
+        let first = state.queue.is_empty();
+        state.queued_rows += request.rows;
+        state.queue.push_back(request);
+        self.dispatch(&mut state, now);
+        let waiting = !state.queue.is_empty() && !state.idle.is_empty();
+        drop(state);
+        if first && waiting && self.settings.waits() {
+            // A new oldest request: the timer must learn when its delay runs out.
+            self.timer.notify_one();
+        }
+        Ok(())
+    }
+
+    /// Hands due batches to idle workers.
+    fn dispatch(&self, state: &mut State, now: Instant) {
+        while !state.idle.is_empty() {
+            let Some(batch) = self.next_batch(state, now) else {
+                break;
+            };
+            let id = state.idle.pop().expect("checked non-empty");
+            if let Err(returned) = state.workers[id].send(batch) {
+                // The worker thread died (a panic outside the engine). Answer its batch; it is
+                // not idle again, so it is retired.
+                for item in returned.0.items {
+                    let _ = item.reply.send(Err(InferError::new(
+                        ErrorKind::Internal,
+                        "engine worker stopped unexpectedly",
+                    )));
+                }
+            }
+        }
+        self.metrics.queue_depth.set(state.queue.len() as i64);
+    }
+
+    /// The next batch if one is due now (skipping abandoned and expired requests).
+    pub(super) fn next_batch(&self, state: &mut State, now: Instant) -> Option<Batch> {
+        while self.batch_is_due(state, now) {
+            let batch = self.take_batch(state, now);
+            if !batch.items.is_empty() {
+                return Some(batch);
+            }
+        }
+        None
+    }
+
+    /// When the queue must be looked at again even if nothing arrives: the oldest request's
+    /// delay running out, while a worker is idle.
+    fn wake_time(&self, state: &State) -> Option<Instant> {
+        if state.idle.is_empty() || !self.settings.waits() {
+            return None;
+        }
+        state
+            .queue
+            .front()
+            .map(|oldest| oldest.enqueued + self.settings.max_queue_delay)
+    }
+
+    fn batch_is_due(&self, state: &State, now: Instant) -> bool {
+        let Some(oldest) = state.queue.front() else {
+            return false;
+        };
+        let s = &self.settings;
+        if !s.waits() {
+            return true;
+        }
+        let target = s
+            .preferred_batch_sizes
+            .iter()
+            .copied()
+            .max()
+            .unwrap_or(s.max_batch_size);
+        state.queued_rows >= target || now >= oldest.enqueued + s.max_queue_delay
+    }
+
+    /// Pops requests from the front into one batch, skipping abandoned and expired ones.
+    fn take_batch(&self, state: &mut State, now: Instant) -> Batch {
+        let limit = self.settings.max_batch_size.max(1);
+        let mut batch = Batch {
+            items: Vec::new(),
+            rows: 0,
+            dispatched: now,
+        };
+        while let Some(front) = state.queue.front() {
+            let joins = batch.rows + front.rows <= limit && self.settings.max_batch_size > 0;
+            if !batch.items.is_empty() && !joins {
+                break;
+            }
+            let Queued {
+                inputs,
+                rows,
+                deadline,
+                enqueued,
+                reply,
+                _permit,
+            } = state.queue.pop_front().expect("front exists");
+            drop(_permit);
+            state.queued_rows -= rows;
+            if reply.is_closed() {
+                // The caller went away (or gave up at its deadline): skip, do not compute.
+                self.metrics.count_request("cancelled");
+                continue;
+            }
+            if deadline.is_some_and(|d| d <= now) {
+                let _ = reply.send(Err(deadline_error()));
+                continue;
+            }
+            self.metrics
+                .queue_duration
+                .observe((now - enqueued).as_secs_f64());
+            batch.rows += rows;
+            batch.items.push(Item {
+                inputs,
+                rows,
+                enqueued,
+                reply,
+            });
+        }
+        batch
+    }
+}
+
+/// Delay mode only: dispatches when the oldest request's delay runs out.
+pub(super) async fn timer(shared: Arc<Shared>) {
+    loop {
+        let wake = {
+            let mut state = shared.lock();
+            if state.closed {
+                return;
+            }
+            shared.dispatch(&mut state, Instant::now());
+            shared.wake_time(&state)
+        };
+        match wake {
+            None => shared.timer.notified().await,
+            Some(at) => tokio::select! {
+                _ = tokio::time::sleep_until(at) => {}
+                _ = shared.timer.notified() => {}
+            },
+        }
+    }
+}
