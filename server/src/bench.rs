@@ -8,7 +8,7 @@ use clap::Args;
 use serde::Serialize;
 use spindle_core::config::ModelConfig;
 use spindle_core::engine::{Device, EngineChoice};
-use spindle_loader::{MODEL_FILE, ModelRepository, RetryPolicy};
+use spindle_loader::{HDFS_RETRY, MODEL_FILE, ModelRepository};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -67,7 +67,7 @@ pub struct EngineBenchReport {
 
 /// Reads the newest complete version of `model` and its config.
 async fn read_latest(repo: &str, model: &str) -> anyhow::Result<(ModelConfig, Vec<u8>)> {
-    let repo = ModelRepository::open(repo, RetryPolicy::default()).await?;
+    let repo = ModelRepository::open(repo, HDFS_RETRY).await?;
     let entry = repo.model(model).await?;
     let version = entry
         .complete_versions()

@@ -4,7 +4,7 @@
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use spindle_loader::{
-    FEATURES_FILE, MODEL_FILE, ModelCache, ModelRepository, RetryPolicy, SHA256_FILE, SUCCESS_FILE,
+    FEATURES_FILE, HDFS_RETRY, MODEL_FILE, ModelCache, ModelRepository, SHA256_FILE, SUCCESS_FILE,
 };
 use std::path::PathBuf;
 
@@ -92,7 +92,7 @@ async fn publish(args: PublishArgs) -> anyhow::Result<()> {
         .iter()
         .map(|text| (FEATURES_FILE, text.as_bytes()))
         .collect();
-    let repo = ModelRepository::connect(&args.repo, RetryPolicy::default())?;
+    let repo = ModelRepository::connect(&args.repo, HDFS_RETRY)?;
     let version = repo
         .publish_with(
             &args.model,
@@ -112,7 +112,7 @@ async fn publish(args: PublishArgs) -> anyhow::Result<()> {
 
 async fn get(args: GetArgs) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
-    let repo = ModelRepository::open(&args.repo, RetryPolicy::default()).await?;
+    let repo = ModelRepository::open(&args.repo, HDFS_RETRY).await?;
     let model = repo.model(&args.model).await?;
     let version = match args.version {
         Some(n) => model.version(n).filter(|v| v.has_model()).ok_or_else(|| {
@@ -144,7 +144,7 @@ async fn get(args: GetArgs) -> anyhow::Result<()> {
 }
 
 async fn ls(args: LsArgs) -> anyhow::Result<()> {
-    let repo = ModelRepository::open(&args.repo, RetryPolicy::default()).await?;
+    let repo = ModelRepository::open(&args.repo, HDFS_RETRY).await?;
     let models = repo.scan().await?;
     if models.is_empty() {
         println!("{}: no models", repo.location());
@@ -193,9 +193,8 @@ async fn ls(args: LsArgs) -> anyhow::Result<()> {
 
 /// `spindle zoo --out hdfs://...`: writes the zoo locally, then publishes each model.
 pub async fn publish_dir(local: &std::path::Path, repo: &str) -> anyhow::Result<Vec<String>> {
-    let target = ModelRepository::connect(repo, RetryPolicy::default())?;
-    let source =
-        ModelRepository::open(&local.display().to_string(), RetryPolicy::default()).await?;
+    let target = ModelRepository::connect(repo, HDFS_RETRY)?;
+    let source = ModelRepository::open(&local.display().to_string(), HDFS_RETRY).await?;
     let mut published = Vec::new();
     for model in source.scan().await? {
         for version in &model.versions {

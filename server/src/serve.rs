@@ -8,7 +8,7 @@ use crate::repository::{ModelControl, RepositoryWatcher, SyncError};
 use anyhow::Context;
 use spindle_core::engine::{Device, EngineChoice};
 use spindle_core::metrics::Metrics;
-use spindle_loader::{ModelCache, ModelRepository, RetryPolicy};
+use spindle_loader::{HDFS_RETRY, ModelCache, ModelRepository};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -64,7 +64,7 @@ impl Server {
     /// requested engine or device is unavailable, or when not a single model could be loaded (so
     /// that a supervisor such as YARN restarts us rather than keeping a useless server).
     pub async fn load(config: ServeConfig) -> anyhow::Result<Server> {
-        let repo = ModelRepository::connect(&config.repo, RetryPolicy::default())?;
+        let repo = ModelRepository::connect(&config.repo, HDFS_RETRY)?;
         let (cache, cache_guard) = match &config.cache_dir {
             Some(dir) => (ModelCache::new(dir)?, None),
             None => {

@@ -7,7 +7,7 @@ use anyhow::Context;
 use spindle_core::engine::{Device, EngineChoice, Runner};
 use spindle_core::{Tensor, TensorData};
 use spindle_criteo::spec::FeatureSpec;
-use spindle_loader::{FEATURES_FILE, MODEL_FILE, ModelRepository, RetryPolicy};
+use spindle_loader::{FEATURES_FILE, HDFS_RETRY, MODEL_FILE, ModelRepository};
 use std::sync::Arc;
 
 /// Scores batches of ids. One per worker thread; `&mut self`, so a backend may own a session
@@ -79,7 +79,7 @@ async fn read_version(
     repo: &str,
     model: &str,
 ) -> anyhow::Result<(spindle_core::ModelConfig, u64, Vec<u8>, String, String)> {
-    let repository = ModelRepository::open(repo, RetryPolicy::default()).await?;
+    let repository = ModelRepository::open(repo, HDFS_RETRY).await?;
     let entry = repository.model(model).await?;
     let version = entry
         .complete_versions()

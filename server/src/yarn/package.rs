@@ -5,7 +5,7 @@
 use anyhow::Context;
 use flate2::Compression;
 use flate2::write::GzEncoder;
-use spindle_loader::{RetryPolicy, Storage};
+use spindle_loader::{HDFS_RETRY, Storage};
 use std::path::Path;
 
 /// The tarball's file name for a service.
@@ -46,7 +46,7 @@ fn append(
 
 /// Uploads the tarball into the staging directory.
 pub async fn upload(staging: &str, service: &str, tarball: &[u8]) -> anyhow::Result<()> {
-    let storage = Storage::new(staging, RetryPolicy::default())?;
+    let storage = Storage::new(staging, HDFS_RETRY)?;
     storage
         .write(&tarball_name(service), tarball)
         .await
@@ -56,14 +56,14 @@ pub async fn upload(staging: &str, service: &str, tarball: &[u8]) -> anyhow::Res
 
 /// Removes an uploaded tarball (after a refused submission).
 pub async fn remove(staging: &str, service: &str) -> anyhow::Result<()> {
-    let storage = Storage::new(staging, RetryPolicy::default())?;
+    let storage = Storage::new(staging, HDFS_RETRY)?;
     storage.delete(&tarball_name(service)).await?;
     Ok(())
 }
 
 /// Fails unless the repository directory exists (replicas would all exit at start otherwise).
 pub async fn check_repo(repo: &str) -> anyhow::Result<()> {
-    let storage = Storage::new(repo, RetryPolicy::default())?;
+    let storage = Storage::new(repo, HDFS_RETRY)?;
     match storage.list("").await? {
         Some(_) => Ok(()),
         None => Err(crate::cli::UsageError(format!(

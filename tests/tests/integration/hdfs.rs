@@ -4,7 +4,7 @@
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use spindle_loader::{ModelRepository, RepoError, RetryPolicy, SHA256_FILE};
+use spindle_loader::{HDFS_RETRY, ModelRepository, RepoError, SHA256_FILE};
 use spindle_server::repository::ModelControl;
 use spindle_server::serve::ServeConfig;
 use spindle_tests::hdfs::{OwnCluster, shared_url, unique_dir};
@@ -29,7 +29,7 @@ fn cifar10(seed: u64) -> (Vec<u8>, String, String) {
 }
 
 async fn repo(url: &str) -> ModelRepository {
-    ModelRepository::connect(url, RetryPolicy::default()).unwrap()
+    ModelRepository::connect(url, HDFS_RETRY).unwrap()
 }
 
 async fn publish(repo: &ModelRepository, seed: u64, version: Option<u64>) -> u64 {
@@ -435,8 +435,7 @@ async fn a_download_survives_losing_a_datanode() {
     writer.close().await.unwrap();
 
     let storage =
-        spindle_loader::Storage::new(&format!("{}/big", cluster.url), RetryPolicy::default())
-            .unwrap();
+        spindle_loader::Storage::new(&format!("{}/big", cluster.url), HDFS_RETRY).unwrap();
     let dest = tempfile::tempdir().unwrap();
     let path = dest.path().join("model.onnx");
     // Kill a DataNode the NameNode still lists as live (it notices only after minutes): every

@@ -6,7 +6,7 @@ use serde_json::json;
 use spindle_client::yarn::{ResourceManager, YarnError};
 use spindle_client::{Client, InferRequest};
 use spindle_core::{Tensor, TensorData};
-use spindle_loader::{RetryPolicy, Storage};
+use spindle_loader::{HDFS_RETRY, Storage};
 use spindle_server::cli::{Cli, UsageError, run};
 use spindle_server::yarn::spec::{SpecParams, build};
 use spindle_tests::yarn_rm::FakeRm;
@@ -202,13 +202,13 @@ async fn deploy_uploads_submits_and_cleans_up_after_a_refusal() {
         format!("{e:#}").contains("no such directory on HDFS"),
         "{e:#}"
     );
-    let storage = Storage::new(&repo, RetryPolicy::default()).unwrap();
+    let storage = Storage::new(&repo, HDFS_RETRY).unwrap();
     storage.mkdirs("").await.unwrap();
 
     deploy("svc-a", "ann", repo.clone())
         .await
         .expect("deployed");
-    let staged = Storage::new(&staging, RetryPolicy::default()).unwrap();
+    let staged = Storage::new(&staging, HDFS_RETRY).unwrap();
     let tarball = staged
         .read("spindle-svc-a.tar.gz")
         .await
