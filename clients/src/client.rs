@@ -11,26 +11,12 @@ use std::time::{Duration, Instant};
 /// How long an endpoint that failed to connect is passed over (unless no other is left).
 pub const EJECT_FOR: Duration = Duration::from_secs(2);
 
-/// How failed calls are retried.
-#[derive(Clone, Copy, Debug)]
-pub struct RetryPolicy {
-    /// Attempts after the first.
-    pub retries: u32,
-    /// First backoff; doubles each attempt.
-    pub initial_backoff: Duration,
-    /// Backoff cap.
-    pub max_backoff: Duration,
-}
+pub use spindle_core::retry::RetryPolicy;
 
-impl Default for RetryPolicy {
-    fn default() -> Self {
-        RetryPolicy {
-            retries: 4,
-            initial_backoff: Duration::from_millis(25),
-            max_backoff: Duration::from_secs(2),
-        }
-    }
-}
+/// The retry policy a [`Client`] starts with: five attempts in all (the first and four
+/// retries), waiting 25 ms before the first retry and doubling up to 2 s.
+pub const DEFAULT_RETRY: RetryPolicy =
+    RetryPolicy::new(5, Duration::from_millis(25), Duration::from_secs(2));
 
 #[derive(Clone, Debug)]
 enum Transport {
@@ -71,7 +57,7 @@ impl ClientBuilder {
         self
     }
 
-    /// Retry policy.
+    /// Retry policy (default [`DEFAULT_RETRY`]).
     pub fn retry(mut self, retry: RetryPolicy) -> Self {
         self.retry = retry;
         self
@@ -174,7 +160,7 @@ impl Client {
             urls: urls.into_iter().map(Into::into).collect(),
             default_protocol: Protocol::Http,
             timeout: Duration::from_secs(30),
-            retry: RetryPolicy::default(),
+            retry: DEFAULT_RETRY,
             max_message: 64 << 20,
         }
     }
@@ -320,8 +306,7 @@ impl Client {
         Fut: std::future::Future<Output = Result<T, ClientError>>,
     {
         let inner = &self.inner;
-        let mut backoff = inner.retry.initial_backoff;
-        let mut attempt = 0;
+        let mut backoff = inner.retry.backoff();
         let mut tried: Vec<String> = Vec::new();
         loop {
             let endpoints = self.snapshot();
@@ -355,22 +340,24 @@ impl Client {
             };
             let error = match result {
                 Ok(value) => return Ok(value),
-                Err(e) if e.is_retryable() && attempt < inner.retry.retries => e,
+                Err(e) if e.is_retryable() => e,
                 Err(e) => return Err(e),
             };
-            attempt += 1;
+            let attempt = backoff.attempts_made();
+            let Some(next) = backoff.next_wait() else {
+                return Err(error);
+            };
             // The server's Retry-After wins when it asks for longer than our own backoff.
             let wait = match &error {
                 ClientError::Server {
                     retry_after: Some(after),
                     ..
-                } => (*after).max(backoff),
-                _ => backoff,
+                } => (*after).max(next),
+                _ => next,
             }
             .min(inner.retry.max_backoff);
             tracing::debug!(endpoint = %url, attempt, ?wait, error = %error, "retrying");
             tokio::time::sleep(wait).await;
-            backoff = (backoff * 2).min(inner.retry.max_backoff);
         }
     }
 }

@@ -26,6 +26,6 @@ pub mod http;
 pub mod types;
 pub mod yarn;
 
-pub use client::{Client, ClientBuilder, RetryPolicy};
+pub use client::{Client, ClientBuilder, DEFAULT_RETRY, RetryPolicy};
 pub use discovery::{DiscoveryError, YarnService};
 pub use types::{ClientError, InferRequest, InferResponse, ModelMetadata, NamedTensor, Protocol};

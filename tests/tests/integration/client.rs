@@ -16,7 +16,7 @@ fn images(n: usize) -> Tensor {
 
 fn quick_retries() -> RetryPolicy {
     RetryPolicy {
-        retries: 3,
+        max_attempts: 4,
         initial_backoff: Duration::from_millis(5),
         max_backoff: Duration::from_millis(20),
     }
