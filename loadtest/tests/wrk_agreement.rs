@@ -33,7 +33,7 @@ fn wrk() -> Option<PathBuf> {
     match found {
         Some(path) => Some(path),
         None if std::env::var("SPINDLE_SKIP_WRK").as_deref() == Ok("1") => {
-            eprintln!("SKIPPED: wrk is not installed and SPINDLE_SKIP_WRK=1");
+            spindle_core::skip::record("wrk is not installed and SPINDLE_SKIP_WRK=1");
             None
         }
         None => panic!(

@@ -70,12 +70,23 @@ pub struct TritonInstanceGroup {
     pub gpus: Vec<i32>,
 }
 
+/// The platform a model version reports in v2 metadata (HTTP and gRPC) and in its Triton
+/// configuration: every Spindle model is an ONNX file, and the name says which runtime runs it,
+/// as Triton's `onnxruntime_onnx` does, so both front ends and both endpoints agree.
+pub fn platform(engine: &str) -> &'static str {
+    if engine == "ort" {
+        "onnxruntime_onnx"
+    } else {
+        "tract_onnx"
+    }
+}
+
 /// The model configuration of a loaded version, as Triton reports one.
 #[derive(Serialize, Debug, Clone)]
 pub struct TritonConfig {
     /// Model name.
     pub name: String,
-    /// `onnxruntime_onnx`: every Spindle model is an ONNX file.
+    /// The platform, as [`platform`] names it.
     pub platform: &'static str,
     /// The engine serving it (`onnxruntime` or `tract`).
     pub backend: &'static str,
@@ -144,7 +155,7 @@ pub fn model_config(model: &LoadedModel) -> TritonConfig {
     };
     TritonConfig {
         name: model.name.clone(),
-        platform: "onnxruntime_onnx",
+        platform: platform(model.engine),
         backend: if model.engine == "ort" {
             "onnxruntime"
         } else {

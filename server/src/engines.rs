@@ -26,11 +26,6 @@ impl Engines {
         }
     }
 
-    /// The device models run on.
-    pub fn device(&self) -> Device {
-        self.device
-    }
-
     /// ONNX Runtime, initialised on first use; the error says how to install it.
     pub fn ort(&self) -> Result<Arc<OrtEngine>, EngineError> {
         self.ort

@@ -1,10 +1,11 @@
 //! `spindle serve`: load the repository, bind, serve until told to stop, drain, exit.
 
 use crate::engines::Engines;
-use crate::http::{AppState, router};
+use crate::http::router;
 use crate::infer::Limits;
 use crate::models::ModelManager;
 use crate::repository::{ModelControl, RepositoryWatcher, SyncError};
+use crate::state::AppState;
 use anyhow::Context;
 use spindle_core::engine::{Device, EngineChoice};
 use spindle_core::metrics::Metrics;

@@ -20,7 +20,7 @@ pub fn shared_url() -> Option<String> {
 
 fn skip_or_fail<T>() -> Option<T> {
     if std::env::var("SPINDLE_SKIP_HDFS").as_deref() == Ok("1") {
-        eprintln!("SPINDLE_SKIP_HDFS=1: skipping a test that needs HDFS");
+        spindle_core::skip::record("needs HDFS, and SPINDLE_SKIP_HDFS=1");
         return None;
     }
     panic!(

@@ -107,7 +107,7 @@ pub async fn metric_sum(base_url: &str, prefix: &str) -> f64 {
 }
 
 /// The release (or debug) `spindle` binary beside this test's executable. `cargo test
-/// --workspace` builds it (the server package has integration tests); run alone, build it
+/// --workspace` builds it (the cli package has integration tests); run alone, build it
 /// first with `cargo build --release --bin spindle`.
 pub fn spindle_binary() -> std::path::PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
@@ -190,4 +190,25 @@ impl Drop for ServeProcess {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// GETs `url` and parses the JSON answer (panicking, with the URL, when there is none).
+pub async fn get_json(url: &str) -> serde_json::Value {
+    let response = reqwest::get(url).await.expect(url);
+    response.json().await.expect(url)
+}
+
+/// POSTs `body` as JSON to `url`: the status and the JSON answer.
+pub async fn post_json(
+    url: &str,
+    body: &serde_json::Value,
+) -> (reqwest::StatusCode, serde_json::Value) {
+    let response = reqwest::Client::new()
+        .post(url)
+        .json(body)
+        .send()
+        .await
+        .expect(url);
+    let status = response.status();
+    (status, response.json().await.expect(url))
 }

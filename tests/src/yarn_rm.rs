@@ -140,7 +140,7 @@ async fn create(
             "Invalid service definition: not JSON",
         );
     };
-    if let Err(e) = spindle_server::yarn::spec::validate(&spec) {
+    if let Err(e) = spindle_deploy::yarn::spec::validate(&spec) {
         return status(StatusCode::BAD_REQUEST, &e.to_string());
     }
     if let (Some(queues), Some(queue)) = (&s.queues, spec["queue"].as_str())

@@ -21,7 +21,8 @@ pub enum ErrorKind {
     Unavailable,
     /// The request's deadline passed before it could be computed.
     DeadlineExceeded,
-    /// The engine failed.
+    /// The server failed, not the request: an engine error, a preprocessing or engine thread
+    /// that died, a batch lost with its worker. Retrying the same request may succeed.
     Internal,
 }
 
@@ -132,3 +133,18 @@ mod tests {
         }
     }
 }
+
+/// A command-line option or argument the user gave is invalid: the `spindle` binary exits 64
+/// (EX_USAGE) with this message, before it binds or writes anything. Libraries that check
+/// options on a command's behalf (deployment, scoring) return it so the binary can tell a
+/// usage mistake from a failure without the libraries importing the command line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsageError(pub String);
+
+impl fmt::Display for UsageError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}

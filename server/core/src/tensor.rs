@@ -367,6 +367,21 @@ fn decode_bytes_elements(mut raw: &[u8]) -> Result<Vec<Vec<u8>>, TensorError> {
     Ok(elements)
 }
 
+/// The scalars of a (possibly nested) JSON array in row-major order, as KServe v2 JSON and TF
+/// Serving write tensor data: the one flattener the server's codecs, `spindle infer` and the
+/// load generator share.
+pub fn json_leaves(value: &serde_json::Value) -> Vec<&serde_json::Value> {
+    fn walk<'a>(value: &'a serde_json::Value, out: &mut Vec<&'a serde_json::Value>) {
+        match value {
+            serde_json::Value::Array(items) => items.iter().for_each(|item| walk(item, out)),
+            scalar => out.push(scalar),
+        }
+    }
+    let mut out = Vec::new();
+    walk(value, &mut out);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

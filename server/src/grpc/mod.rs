@@ -8,7 +8,7 @@
 pub mod codec;
 pub mod service;
 
-use crate::http::AppState;
+use crate::state::AppState;
 use spindle_core::error::InferError;
 use spindle_proto::inference::grpc_inference_service_server::GrpcInferenceServiceServer;
 use std::future::Future;

@@ -3,9 +3,8 @@
 use super::codec;
 use super::status;
 use crate::describe::{self, EXTENSIONS};
-use crate::http::AppState;
 use crate::infer;
-use spindle_core::error::{ErrorKind, InferError};
+use crate::state::AppState;
 use spindle_proto::inference as pb;
 use spindle_proto::inference::grpc_inference_service_server::GrpcInferenceService;
 use tonic::{Request, Response, Status};
@@ -111,7 +110,7 @@ impl GrpcInferenceService for InferenceService {
                 .iter()
                 .map(u64::to_string)
                 .collect(),
-            platform: "onnx".into(),
+            platform: crate::describe::platform(model.engine).into(),
             inputs: tensors(&model.config.inputs),
             outputs: tensors(&model.config.outputs),
         }))
@@ -121,12 +120,7 @@ impl GrpcInferenceService for InferenceService {
         &self,
         request: Request<pb::ModelInferRequest>,
     ) -> Result<Response<pb::ModelInferResponse>, Status> {
-        if !self.state.is_ready() {
-            return Err(status(InferError::new(
-                ErrorKind::Unavailable,
-                "server is not ready (starting or shutting down)",
-            )));
-        }
+        self.state.check_ready().map_err(status)?;
         let r = request.into_inner();
         let model = self
             .state

@@ -175,13 +175,10 @@ fn decode_input(
 
 /// Appends the elements of a (possibly nested) JSON array in row-major order.
 fn flatten_json(value: &Value, out: &mut TensorData, input: &str) -> Result<(), InferError> {
-    if let Value::Array(items) = value {
-        for item in items {
-            flatten_json(item, out, input)?;
-        }
-        return Ok(());
+    for leaf in spindle_core::tensor::json_leaves(value) {
+        push_json_element(leaf, out, input)?;
     }
-    push_json_element(value, out, input)
+    Ok(())
 }
 
 /// Appends one JSON scalar to `out`, converted to its element type; the error names the input

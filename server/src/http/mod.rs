@@ -15,34 +15,12 @@ pub mod tfserving;
 pub mod triton;
 pub mod v2;
 
-use crate::models::ModelManager;
+use crate::state::AppState;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{Method, Uri};
 use axum::routing::get;
 use spindle_core::error::InferError;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-
-/// Shared state of every handler.
-#[derive(Clone)]
-pub struct AppState {
-    /// Loaded models.
-    pub models: Arc<ModelManager>,
-    /// False until models are loaded, and again once shutdown begins.
-    pub ready: Arc<AtomicBool>,
-    /// Request limits shared by every front end.
-    pub limits: crate::infer::Limits,
-    /// The repository watcher (index, model control).
-    pub repository: Arc<crate::repository::RepositoryWatcher>,
-}
-
-impl AppState {
-    /// Whether the server takes inference requests.
-    pub fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::Acquire)
-    }
-}
 
 /// The full router. `max_body` caps request bodies (413 beyond).
 pub fn router(state: AppState, max_body: usize) -> Router {

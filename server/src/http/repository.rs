@@ -1,9 +1,9 @@
 //! The repository extension of KServe v2 / Triton: the index, and model load/unload (only with
 //! `--model-control explicit`; Triton's CVE-2023-31036 came from this API being on).
 
-use super::AppState;
 use super::error::ApiError;
 use crate::repository::ControlError;
+use crate::state::AppState;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::routing::post;

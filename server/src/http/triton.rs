@@ -4,9 +4,9 @@
 //! `GET /v2/models/stats`, `GET /v2/models/{m}[/versions/{v}]/stats`,
 //! `GET /v2/models/{m}[/versions/{v}]/config`.
 
-use super::AppState;
 use super::error::ApiError;
 use crate::describe::{self, ModelStatistics, TritonConfig};
+use crate::state::AppState;
 use axum::Json;
 use axum::Router;
 use axum::extract::{Path, State};

@@ -1,10 +1,10 @@
 //! KServe v2 routes: health, metadata, readiness and inference.
 
-use super::AppState;
 use super::codec::{encode_response, parse_request};
 use super::error::ApiError;
 use crate::infer;
 use crate::models::LoadedModel;
+use crate::state::AppState;
 use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
@@ -83,7 +83,7 @@ fn metadata_json(state: &AppState, model: &LoadedModel) -> Value {
     json!({
         "name": model.name,
         "versions": versions,
-        "platform": "onnx",
+        "platform": crate::describe::platform(model.engine),
         "inputs": specs_json(&model.config.inputs),
         "outputs": specs_json(&model.config.outputs),
         "parameters": { "engine": model.engine, "max_batch_size": model.config.max_batch_size },
@@ -156,13 +156,7 @@ async fn run_infer(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    if !state.is_ready() {
-        return Err(InferError::new(
-            ErrorKind::Unavailable,
-            "server is not ready (starting or shutting down)",
-        )
-        .into());
-    }
+    state.check_ready()?;
     let loaded: Arc<LoadedModel> = state.models.lookup(model, version)?;
     let body = body.map_err(body_error)?;
     let header_len = match headers.get(HEADER_LENGTH) {

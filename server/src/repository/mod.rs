@@ -125,11 +125,6 @@ impl RepositoryWatcher {
         &self.metrics
     }
 
-    /// The model-control mode.
-    pub fn control(&self) -> ModelControl {
-        self.control
-    }
-
     /// Scans the repository and brings every managed model in step with it. A version that
     /// fails is recorded, not returned; an error means the repository itself could not be read
     /// (or the engine is unavailable).

@@ -6,8 +6,8 @@
 //! calls, as the documentation describes them; it starts, places and restarts nothing: the
 //! replicas are started separately (bench/deploy.sh starts them). Runs until killed.
 
-use spindle_client::yarn::ResourceManager;
-use spindle_server::yarn::spec::{SpecParams, build};
+use spindle_deploy::yarn::rm::ResourceManager;
+use spindle_deploy::yarn::spec::{SpecParams, build};
 use spindle_tests::yarn_rm::FakeRm;
 use std::net::SocketAddr;
 

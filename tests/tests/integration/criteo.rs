@@ -8,8 +8,8 @@ use spindle_criteo::generate::{GenerateConfig, generate};
 use spindle_criteo::shard::{Compression, expand_glob, open_shard};
 use spindle_criteo::spec::FeatureSpec;
 use spindle_criteo::transform::Transformer;
-use spindle_server::score::ScoreJob;
-use spindle_server::score::backend::{LocalFactory, RemoteFactory};
+use spindle_score::ScoreJob;
+use spindle_score::backend::{LocalFactory, RemoteFactory};
 use spindle_tests::{TestServer, serve_config, start, zoo_repo};
 use spindle_zoo::ZooModel;
 use std::io::BufRead;
@@ -123,7 +123,6 @@ async fn scoring_through_servers_matches_scoring_in_process() {
         batch: 512,
         workers: 2,
         max_errors: 10,
-        quiet: true,
     };
     let (local_job, remote_job) = (job("local"), job("remote"));
     let repo = f.repo.path().to_string_lossy().into_owned();

@@ -59,12 +59,7 @@ async fn infer(client: &reqwest::Client, server: &TestServer) -> (StatusCode, Va
 }
 
 async fn get(server: &TestServer, path: &str) -> Value {
-    reqwest::get(server.url(path))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
+    spindle_tests::get_json(&server.url(path)).await
 }
 
 async fn metric(server: &TestServer, name: &str) -> f64 {

@@ -41,14 +41,7 @@ fn binary_request(images: &[Vec<f32>], binary_output: bool) -> (Vec<u8>, usize) 
 }
 
 async fn post_json(server: &TestServer, path: &str, body: &Value) -> (StatusCode, Value) {
-    let response = reqwest::Client::new()
-        .post(server.url(path))
-        .json(body)
-        .send()
-        .await
-        .unwrap();
-    let status = response.status();
-    (status, response.json().await.unwrap())
+    spindle_tests::post_json(&server.url(path), body).await
 }
 
 async fn post_binary(server: &TestServer, body: Vec<u8>, header_len: usize) -> reqwest::Response {

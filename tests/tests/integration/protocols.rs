@@ -52,14 +52,7 @@ async fn grpc(server: &TestServer) -> GrpcInferenceServiceClient<Channel> {
 }
 
 async fn post(server: &TestServer, path: &str, body: &Value) -> (StatusCode, Value) {
-    let response = reqwest::Client::new()
-        .post(server.url(path))
-        .json(body)
-        .send()
-        .await
-        .unwrap();
-    let status = response.status();
-    (status, response.json().await.unwrap())
+    spindle_tests::post_json(&server.url(path), body).await
 }
 
 async fn get(server: &TestServer, path: &str) -> (StatusCode, Value) {

@@ -3,12 +3,13 @@
 
 use clap::Parser;
 use serde_json::json;
-use spindle_client::yarn::{ResourceManager, YarnError};
+use spindle_cli::{Cli, UsageError, run};
 use spindle_client::{Client, InferRequest};
 use spindle_core::{Tensor, TensorData};
+use spindle_deploy::BuildFromYarn;
+use spindle_deploy::yarn::rm::{ResourceManager, YarnError};
+use spindle_deploy::yarn::spec::{SpecParams, build};
 use spindle_loader::{HDFS_RETRY, Storage};
-use spindle_server::cli::{Cli, UsageError, run};
-use spindle_server::yarn::spec::{SpecParams, build};
 use spindle_tests::yarn_rm::FakeRm;
 use spindle_tests::{ServeProcess, hdfs, zoo_repo};
 use spindle_zoo::ZooModel;

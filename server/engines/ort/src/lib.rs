@@ -12,7 +12,7 @@
 //!
 //! - `library`: finding the shared library and reading versions from file names.
 //! - `runtime`: loading it and creating the process's environment.
-//! - `signature`: the config-versus-model comparison and its messages.
+//! - the config-versus-model comparison is `spindle_core::signature`, shared with tract.
 //! - `convert`: element types and tensors between Spindle and ONNX Runtime.
 
 mod convert;
@@ -53,13 +53,6 @@ impl OrtEngine {
     pub fn new() -> Result<OrtEngine, EngineError> {
         Ok(OrtEngine {
             runtime: runtime::runtime(None)?,
-        })
-    }
-
-    /// Loads the library at `path` (or reuses it when this process already loaded it).
-    pub fn with_library(path: &Path) -> Result<OrtEngine, EngineError> {
-        Ok(OrtEngine {
-            runtime: runtime::runtime(Some(path))?,
         })
     }
 

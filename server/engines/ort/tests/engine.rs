@@ -19,7 +19,9 @@ fn engine() -> Option<OrtEngine> {
     match OrtEngine::new() {
         Ok(engine) => Some(engine),
         Err(e) if std::env::var("SPINDLE_SKIP_ORT").as_deref() == Ok("1") => {
-            eprintln!("skipping: SPINDLE_SKIP_ORT=1 and ONNX Runtime is unavailable: {e}");
+            spindle_core::skip::record(&format!(
+                "ONNX Runtime is unavailable and SPINDLE_SKIP_ORT=1: {e}"
+            ));
             None
         }
         Err(e) => panic!("{e}\n(set SPINDLE_SKIP_ORT=1 to skip the ONNX Runtime tests)"),

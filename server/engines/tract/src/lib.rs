@@ -7,7 +7,7 @@
 //! model served by N workers gets N runners sharing that plan through an `Arc`, each with its own
 //! execution state.
 //!
-//! - `signature`: the config-versus-model comparison and its messages.
+//! - the config-versus-model comparison is `spindle_core::signature`, shared with ONNX Runtime.
 //! - `convert`: element types and tensors between Spindle and tract.
 
 mod convert;

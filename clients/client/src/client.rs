@@ -1,0 +1,368 @@
+//! [`Client`]: several endpoints, round-robin, retries with backoff.
+
+use crate::grpc::GrpcTransport;
+use crate::http::HttpTransport;
+use crate::types::{ClientError, InferRequest, InferResponse, ModelMetadata, Protocol};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::time::{Duration, Instant};
+
+/// How long an endpoint that failed to connect is passed over (unless no other is left).
+pub const EJECT_FOR: Duration = Duration::from_secs(2);
+
+pub use spindle_core::retry::RetryPolicy;
+
+/// The retry policy a [`Client`] starts with: five attempts in all (the first and four
+/// retries), waiting 25 ms before the first retry and doubling up to 2 s.
+pub const DEFAULT_RETRY: RetryPolicy =
+    RetryPolicy::new(5, Duration::from_millis(25), Duration::from_secs(2));
+
+#[derive(Clone, Debug)]
+enum Transport {
+    Http(HttpTransport),
+    Grpc(GrpcTransport),
+}
+
+impl Transport {
+    fn url(&self) -> &str {
+        match self {
+            Transport::Http(t) => t.url(),
+            Transport::Grpc(t) => t.url(),
+        }
+    }
+}
+
+/// Builds a [`Client`].
+#[derive(Debug)]
+pub struct ClientBuilder {
+    urls: Vec<String>,
+    default_protocol: Protocol,
+    timeout: Duration,
+    retry: RetryPolicy,
+    max_message: usize,
+}
+
+impl ClientBuilder {
+    /// Protocol for URLs given without a scheme (`host:port`); `http://` and `grpc://` URLs
+    /// say their own.
+    pub fn protocol(mut self, protocol: Protocol) -> Self {
+        self.default_protocol = protocol;
+        self
+    }
+
+    /// Per-attempt timeout (default 30 s).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Retry policy (default [`DEFAULT_RETRY`]).
+    pub fn retry(mut self, retry: RetryPolicy) -> Self {
+        self.retry = retry;
+        self
+    }
+
+    /// Largest gRPC message sent or received (default 64 MiB).
+    pub fn max_message(mut self, bytes: usize) -> Self {
+        self.max_message = bytes;
+        self
+    }
+
+    /// Replaces the endpoint list (discovery builds with the endpoints it found).
+    pub fn with_urls(mut self, urls: Vec<String>) -> Self {
+        self.urls = urls;
+        self
+    }
+
+    /// The client; fails on an empty or malformed endpoint list.
+    pub fn build(self) -> Result<Client, ClientError> {
+        if self.urls.is_empty() {
+            return Err(ClientError::Config(
+                "no endpoints given (pass at least one URL like http://127.0.0.1:8000)".into(),
+            ));
+        }
+        let endpoints = self
+            .urls
+            .iter()
+            .map(|url| transport(url, self.default_protocol, self.max_message))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Client {
+            inner: Arc::new(Inner {
+                endpoints: RwLock::new(Arc::new(endpoints)),
+                default_protocol: self.default_protocol,
+                max_message: self.max_message,
+                ejected: Mutex::new(HashMap::new()),
+                next: AtomicUsize::new(0),
+                timeout: self.timeout,
+                retry: self.retry,
+            }),
+        })
+    }
+}
+
+/// One endpoint URL (`http://`, `grpc://` or bare `host:port`) as a transport.
+fn transport(url: &str, default: Protocol, max_message: usize) -> Result<Transport, ClientError> {
+    let url = url.trim();
+    let (protocol, rest) = if let Some(rest) = url.strip_prefix("grpc://") {
+        (Protocol::Grpc, rest)
+    } else if let Some(rest) = url.strip_prefix("http://") {
+        (Protocol::Http, rest)
+    } else if url.contains("://") {
+        return Err(ClientError::Config(format!(
+            "{url}: unsupported scheme (use http://HOST:PORT or grpc://HOST:PORT)"
+        )));
+    } else {
+        (default, url)
+    };
+    if rest.is_empty() || rest.contains('/') && !rest.ends_with('/') {
+        return Err(ClientError::Config(format!(
+            "{url}: expected HOST:PORT after the scheme"
+        )));
+    }
+    let base = format!("http://{}", rest.trim_end_matches('/'));
+    Ok(match protocol {
+        Protocol::Http => Transport::Http(HttpTransport::new(&base)),
+        Protocol::Grpc => Transport::Grpc(GrpcTransport::new(&base, max_message)?),
+    })
+}
+
+#[derive(Debug)]
+pub(crate) struct Inner {
+    // Replaced as a whole when discovery finds a new set; callers take a snapshot per attempt,
+    // so a refresh never blocks or breaks a request in flight. A std lock: held for a clone only.
+    endpoints: RwLock<Arc<Vec<Transport>>>,
+    default_protocol: Protocol,
+    max_message: usize,
+    // Endpoints that failed to connect, skipped until the instant given (passive health
+    // checking, as Envoy's outlier detection does), so load moves off a dead replica at once.
+    ejected: Mutex<HashMap<String, Instant>>,
+    next: AtomicUsize,
+    timeout: Duration,
+    retry: RetryPolicy,
+}
+
+/// A KServe v2 client over one or more endpoints (the replicas of a deployment). Cheap to
+/// clone; clones share connections and the round-robin position.
+#[derive(Clone, Debug)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+/// A [`Client`] handle that does not keep it alive; see [`Client::downgrade`].
+#[derive(Clone)]
+pub struct WeakClient(Weak<Inner>);
+
+impl Client {
+    /// A builder for these endpoints (`http://host:port`, `grpc://host:port`, or `host:port`).
+    pub fn builder<I, S>(urls: I) -> ClientBuilder
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        ClientBuilder {
+            urls: urls.into_iter().map(Into::into).collect(),
+            default_protocol: Protocol::Http,
+            timeout: Duration::from_secs(30),
+            retry: DEFAULT_RETRY,
+            max_message: 64 << 20,
+        }
+    }
+
+    /// The endpoints' URLs.
+    pub fn endpoints(&self) -> Vec<String> {
+        self.snapshot()
+            .iter()
+            .map(|t| t.url().to_string())
+            .collect()
+    }
+
+    /// Runs one inference: the next endpoint in turn; on a retryable failure (429, 503,
+    /// connection, timeout) backs off and tries the following endpoint, up to the retry policy.
+    pub async fn infer(&self, request: &InferRequest) -> Result<InferResponse, ClientError> {
+        self.with_retries(|t| {
+            let request = request.clone();
+            async move {
+                match t {
+                    Transport::Http(h) => h.infer(&request).await,
+                    Transport::Grpc(g) => g.infer(&request).await,
+                }
+            }
+        })
+        .await
+    }
+
+    /// A model's metadata.
+    pub async fn model_metadata(&self, model: &str) -> Result<ModelMetadata, ClientError> {
+        self.with_retries(|t| {
+            let model = model.to_string();
+            async move {
+                match t {
+                    Transport::Http(h) => h.model_metadata(&model).await,
+                    Transport::Grpc(g) => g.model_metadata(&model).await,
+                }
+            }
+        })
+        .await
+    }
+
+    /// Readiness of every endpoint, in order (`Err` for unreachable ones).
+    pub async fn ready(&self) -> Vec<Result<bool, ClientError>> {
+        let endpoints = self.snapshot();
+        let mut out = Vec::with_capacity(endpoints.len());
+        for t in endpoints.iter() {
+            let call = async {
+                match t {
+                    Transport::Http(h) => h.server_ready().await,
+                    Transport::Grpc(g) => g.server_ready().await,
+                }
+            };
+            out.push(match tokio::time::timeout(self.inner.timeout, call).await {
+                Ok(r) => r,
+                Err(_) => Err(ClientError::Timeout {
+                    endpoint: t.url().to_string(),
+                    timeout: self.inner.timeout,
+                }),
+            });
+        }
+        out
+    }
+
+    fn snapshot(&self) -> Arc<Vec<Transport>> {
+        self.inner
+            .endpoints
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Replaces the endpoint list (discovery): transports of URLs already known are kept, with
+    /// their open connections; an empty list is allowed and makes calls wait and retry.
+    pub fn set_endpoints(&self, urls: &[String]) -> Result<(), ClientError> {
+        let current = self.snapshot();
+        let next = urls
+            .iter()
+            .map(|url| {
+                let fresh = transport(url, self.inner.default_protocol, self.inner.max_message)?;
+                Ok(current
+                    .iter()
+                    .find(|t| t.url() == fresh.url())
+                    .cloned()
+                    .unwrap_or(fresh))
+            })
+            .collect::<Result<Vec<_>, ClientError>>()?;
+        *self
+            .inner
+            .endpoints
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = Arc::new(next);
+        Ok(())
+    }
+
+    /// A handle that does not keep the client alive (for background refreshers, such as
+    /// deployment discovery, that must stop when the last caller drops the client).
+    pub fn downgrade(&self) -> WeakClient {
+        WeakClient(Arc::downgrade(&self.inner))
+    }
+
+    /// The client behind a [`Client::downgrade`] handle, while any clone is alive.
+    pub fn upgrade(weak: &WeakClient) -> Option<Client> {
+        weak.0.upgrade().map(|inner| Client { inner })
+    }
+
+    /// The next endpoint in turn, preferring one this call has not tried yet and that has
+    /// not failed to connect lately: a dead replica then costs a caller at most one attempt,
+    /// instead of being drawn again by round-robin for each retry.
+    fn pick(&self, endpoints: &[Transport], tried: &[String]) -> Transport {
+        let start = self.inner.next.fetch_add(1, Ordering::Relaxed);
+        let now = Instant::now();
+        let ejected = self.inner.ejected.lock().unwrap_or_else(|e| e.into_inner());
+        let usable = |t: &Transport| {
+            !tried.iter().any(|u| u == t.url())
+                && ejected.get(t.url()).is_none_or(|until| *until <= now)
+        };
+        let fresh = |t: &Transport| !tried.iter().any(|u| u == t.url());
+        let n = endpoints.len();
+        let order = (0..n).map(|k| &endpoints[(start + k) % n]);
+        order
+            .clone()
+            .find(|t| usable(t))
+            .or_else(|| order.clone().find(|t| fresh(t)))
+            .unwrap_or(&endpoints[start % n])
+            .clone()
+    }
+
+    /// Skips `url` for [`EJECT_FOR`] after a connection failure or timeout.
+    fn eject(&self, url: &str) {
+        let mut ejected = self.inner.ejected.lock().unwrap_or_else(|e| e.into_inner());
+        ejected.insert(url.to_string(), Instant::now() + EJECT_FOR);
+    }
+
+    fn reinstate(&self, url: &str) {
+        let mut ejected = self.inner.ejected.lock().unwrap_or_else(|e| e.into_inner());
+        if !ejected.is_empty() {
+            ejected.remove(url);
+        }
+    }
+
+    async fn with_retries<T, F, Fut>(&self, call: F) -> Result<T, ClientError>
+    where
+        F: Fn(Transport) -> Fut,
+        Fut: std::future::Future<Output = Result<T, ClientError>>,
+    {
+        let inner = &self.inner;
+        let mut backoff = inner.retry.backoff();
+        let mut tried: Vec<String> = Vec::new();
+        loop {
+            let endpoints = self.snapshot();
+            let (url, result) = if endpoints.is_empty() {
+                // Discovery found no ready replica (all restarting, or flexed to 0): retryable,
+                // the next refresh may find one.
+                let e = ClientError::Connection {
+                    endpoint: "(discovered endpoints)".into(),
+                    message: "no ready replica is known right now".into(),
+                };
+                (String::new(), Err(e))
+            } else {
+                let transport = self.pick(&endpoints, &tried);
+                let url = transport.url().to_string();
+                let result = match tokio::time::timeout(inner.timeout, call(transport)).await {
+                    Ok(r) => r,
+                    Err(_) => Err(ClientError::Timeout {
+                        endpoint: url.clone(),
+                        timeout: inner.timeout,
+                    }),
+                };
+                match &result {
+                    Ok(_) => self.reinstate(&url),
+                    Err(ClientError::Connection { .. } | ClientError::Timeout { .. }) => {
+                        self.eject(&url)
+                    }
+                    Err(_) => {}
+                }
+                tried.push(url.clone());
+                (url, result)
+            };
+            let error = match result {
+                Ok(value) => return Ok(value),
+                Err(e) if e.is_retryable() => e,
+                Err(e) => return Err(e),
+            };
+            let attempt = backoff.attempts_made();
+            let Some(next) = backoff.next_wait() else {
+                return Err(error);
+            };
+            // The server's Retry-After wins when it asks for longer than our own backoff.
+            let wait = match &error {
+                ClientError::Server {
+                    retry_after: Some(after),
+                    ..
+                } => (*after).max(next),
+                _ => next,
+            }
+            .min(inner.retry.max_backoff);
+            tracing::debug!(endpoint = %url, attempt, ?wait, error = %error, "retrying");
+            tokio::time::sleep(wait).await;
+        }
+    }
+}

@@ -1,0 +1,29 @@
+//! Spindle's client library: async KServe v2 over HTTP (binary tensor extension) and gRPC,
+//! against one server or the replicas of a deployment.
+//!
+//! - [`Client`] ([`client`]): endpoints, round-robin load spread, timeouts, retries with
+//!   exponential backoff on 429, 503 and connection failures (honouring `Retry-After`).
+//! - [`http`] and [`grpc`]: one transport per protocol, each keeping its connections open.
+//! - [`types`]: requests, responses, metadata and the error type.
+//!
+//! Finding the replicas of a YARN deployment is deployment code (`spindle-deploy`'s discovery),
+//! which hands this client its endpoint lists.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), spindle_client::ClientError> {
+//! use spindle_client::{Client, InferRequest};
+//! use spindle_core::{Tensor, TensorData};
+//! let client = Client::builder(["http://127.0.0.1:8000", "grpc://127.0.0.1:8001"]).build()?;
+//! let image = Tensor::new(vec![1, 24, 24, 3], TensorData::F32(vec![0.0; 1728])).unwrap();
+//! let answer = client.infer(&InferRequest::new("cifar10").input("images", image)).await?;
+//! println!("{:?}", answer.output("probabilities"));
+//! # Ok(()) }
+//! ```
+
+pub mod client;
+pub mod grpc;
+pub mod http;
+pub mod types;
+
+pub use client::{Client, ClientBuilder, DEFAULT_RETRY, RetryPolicy};
+pub use types::{ClientError, InferRequest, InferResponse, ModelMetadata, NamedTensor, Protocol};

@@ -1,0 +1,121 @@
+//! Discovery of a deployment's replicas from YARN: the READY containers of a YARN service
+//! become the client's endpoints, refreshed in the background so a flex up or down, or a
+//! replica restarting on another node, is followed. Between refreshes the client's retries
+//! carry requests over a replica that has just gone.
+
+use crate::yarn::rm::{ResourceManager, YarnError, split_service_url};
+use spindle_client::{Client, ClientBuilder, ClientError};
+use std::time::Duration;
+
+/// Why discovery could not produce a client.
+#[derive(Debug, thiserror::Error)]
+pub enum DiscoveryError {
+    /// The ResourceManager call failed.
+    #[error(transparent)]
+    Yarn(#[from] YarnError),
+    /// The endpoints found could not be used.
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    /// The service exists but none of its containers is READY.
+    #[error(
+        "{rm}: service '{service}' has no READY container yet (check `spindle yarn status {service}`; containers turn READY once /v2/health/ready answers 200)"
+    )]
+    NoneReady {
+        /// The ResourceManager.
+        rm: String,
+        /// The service.
+        service: String,
+    },
+}
+
+/// Where a YARN-discovered client finds its replicas.
+#[derive(Clone, Debug)]
+pub struct YarnService {
+    rm: ResourceManager,
+    name: String,
+    port: u16,
+}
+
+impl YarnService {
+    /// Looks up `http://RM_HOST:PORT/SERVICE` (the replicas' port comes from the service
+    /// definition), calling as `user` when given.
+    pub async fn resolve(spec: &str, user: Option<String>) -> Result<YarnService, DiscoveryError> {
+        let (base, name) = split_service_url(spec)?;
+        let rm = ResourceManager::new(&base, user)?;
+        let port = rm.service_port(&name).await?;
+        Ok(YarnService { rm, name, port })
+    }
+
+    /// The READY replicas' URLs now.
+    pub async fn endpoints(&self) -> Result<Vec<String>, YarnError> {
+        self.rm.ready_endpoints(&self.name, self.port).await
+    }
+
+    /// The first READY replicas' URLs; an error when there is none.
+    pub async fn require_endpoints(&self) -> Result<Vec<String>, DiscoveryError> {
+        let urls = self.endpoints().await?;
+        if urls.is_empty() {
+            return Err(DiscoveryError::NoneReady {
+                rm: self.rm.base().to_string(),
+                service: self.name.clone(),
+            });
+        }
+        Ok(urls)
+    }
+}
+
+/// Builds clients whose endpoints are a YARN service's replicas. A trait because the builder
+/// belongs to the client library, which knows nothing of YARN.
+#[allow(async_fn_in_trait)]
+pub trait BuildFromYarn {
+    /// A client over the READY containers of a YARN service (`http://RM_HOST:PORT/SERVICE`),
+    /// re-listed every `refresh`. The refresher stops when the last clone of the client is
+    /// dropped; a failed refresh keeps the last list (a ResourceManager restart does not stop
+    /// traffic).
+    async fn build_yarn_service(
+        self,
+        spec: &str,
+        user: Option<String>,
+        refresh: Duration,
+    ) -> Result<Client, DiscoveryError>;
+}
+
+impl BuildFromYarn for ClientBuilder {
+    async fn build_yarn_service(
+        self,
+        spec: &str,
+        user: Option<String>,
+        refresh: Duration,
+    ) -> Result<Client, DiscoveryError> {
+        let service = YarnService::resolve(spec, user).await?;
+        let urls = service.require_endpoints().await?;
+        let client = self.with_urls(urls.clone()).build()?;
+        tracing::info!(service = %spec, endpoints = ?urls, "discovered replicas");
+        let weak = client.downgrade();
+        tokio::spawn(async move {
+            let mut known = urls;
+            loop {
+                tokio::time::sleep(refresh).await;
+                let found = service.endpoints().await;
+                let Some(client) = Client::upgrade(&weak) else {
+                    return;
+                };
+                match found {
+                    Ok(urls) if urls != known => {
+                        tracing::info!(endpoints = ?urls, "replicas changed");
+                        if let Err(e) = client.set_endpoints(&urls) {
+                            tracing::warn!(error = %e, "ignoring an unusable replica list");
+                            continue;
+                        }
+                        known = urls;
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::warn!(error = %e, "refreshing replicas failed; keeping the last list")
+                    }
+                }
+            }
+        });
+        Ok(client)
+    }
+}
