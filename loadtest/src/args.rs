@@ -1,51 +1,13 @@
-//! The arguments of `spindle loadtest` and the parsers for their values (shape overrides,
-//! durations; concurrency lists live in [`crate::concurrency`]).
+//! The arguments of `spindle loadtest` and the parsers for their simple values (counts,
+//! durations). The values they hold are defined where they are used: level lists in
+//! [`crate::concurrency`] and [`crate::rates`], the rest in [`crate::options`].
 
 use crate::concurrency::ConcurrencyLevels;
+use crate::options::{Arrivals, Load, Protocol, ShapeOverride};
 use crate::rates::RateLevels;
-use crate::report::Load;
-use clap::{Args, ValueEnum};
-use serde::Serialize;
-use std::fmt;
+use clap::Args;
 use std::path::PathBuf;
-use std::str::FromStr;
 use std::time::Duration;
-
-/// How inference requests are encoded on the wire.
-#[derive(ValueEnum, Serialize, Debug, Clone, Copy, PartialEq, Eq)]
-#[serde(rename_all = "kebab-case")]
-pub enum Protocol {
-    /// KServe v2 binary tensor extension: a JSON header, then raw little-endian tensor bytes.
-    HttpBinary,
-    /// Plain KServe v2 JSON with `data` arrays.
-    HttpJson,
-    /// KServe v2 over gRPC with raw contents (URLs are the gRPC addresses).
-    Grpc,
-    /// TensorFlow Serving REST: `{"instances": [...]}` to `/v1/models/{m}:predict`.
-    TfRest,
-}
-
-impl fmt::Display for Protocol {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Protocol::HttpBinary => "http-binary",
-            Protocol::HttpJson => "http-json",
-            Protocol::Grpc => "grpc",
-            Protocol::TfRest => "tf-rest",
-        })
-    }
-}
-
-/// How open-loop send times are spaced.
-#[derive(ValueEnum, Serialize, Debug, Clone, Copy, PartialEq, Eq)]
-#[serde(rename_all = "kebab-case")]
-pub enum Arrivals {
-    /// Evenly: one request every 1/rate seconds.
-    Constant,
-    /// A Poisson process: exponentially distributed gaps with mean 1/rate (bursts, as real
-    /// independent clients make).
-    Poisson,
-}
 
 /// The concurrency levels used when neither `--concurrency` nor `--rate` is given.
 pub const DEFAULT_CONCURRENCY: [usize; 4] = [1, 4, 16, 64];
@@ -239,39 +201,6 @@ impl LoadtestArgs {
     }
 }
 
-/// Fixed dimensions for one input, without its batch dimension.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ShapeOverride {
-    /// The input's name.
-    pub name: String,
-    /// Its dimensions, batch dimension excluded.
-    pub dims: Vec<usize>,
-}
-
-impl FromStr for ShapeOverride {
-    type Err = String;
-
-    fn from_str(text: &str) -> Result<Self, String> {
-        let usage = || format!("'{text}' is not a shape: use NAME:D1,D2,.. such as tokens:128");
-        let (name, dims) = text.rsplit_once(':').ok_or_else(usage)?;
-        if name.is_empty() {
-            return Err(usage());
-        }
-        let dims = if dims.trim().is_empty() {
-            Vec::new()
-        } else {
-            dims.split(',')
-                .map(|d| d.trim().parse::<usize>())
-                .collect::<Result<_, _>>()
-                .map_err(|_| usage())?
-        };
-        Ok(ShapeOverride {
-            name: name.to_string(),
-            dims,
-        })
-    }
-}
-
 fn parse_positive(text: &str) -> Result<usize, String> {
     match text.parse::<usize>() {
         Ok(0) => Err("must be at least 1".to_string()),
@@ -297,22 +226,6 @@ mod tests {
     struct Cli {
         #[command(flatten)]
         args: LoadtestArgs,
-    }
-
-    #[test]
-    fn shapes_parse() {
-        let s: ShapeOverride = "tokens:128".parse().unwrap();
-        assert_eq!(
-            s,
-            ShapeOverride {
-                name: "tokens".into(),
-                dims: vec![128]
-            }
-        );
-        let s: ShapeOverride = "image:224,224,3".parse().unwrap();
-        assert_eq!(s.dims, vec![224, 224, 3]);
-        assert!("image".parse::<ShapeOverride>().is_err());
-        assert!("image:a,b".parse::<ShapeOverride>().is_err());
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //! concurrency or request rate, on a shared x axis, so the knee (where throughput flattens and
 //! latency climbs) shows at a glance. Hand-written SVG: no dependency, opens in any browser.
 
-use crate::report::{Load, Report, format_rate};
+use crate::options::{Load, format_rate};
+use crate::report::{LevelResult, Report};
 use std::fmt::Write;
 
 const WIDTH: f64 = 760.0;
@@ -32,7 +33,7 @@ pub fn render(report: &Report) -> String {
         colour: "#1f77b4",
         values: report.levels.iter().map(|l| l.inferences_per_s).collect(),
     };
-    let ms = |f: fn(&crate::LevelResult) -> u64| -> Vec<f64> {
+    let ms = |f: fn(&LevelResult) -> u64| -> Vec<f64> {
         report.levels.iter().map(|l| f(l) as f64 / 1000.0).collect()
     };
     let latencies = [
@@ -277,8 +278,7 @@ fn escape(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::args::{Arrivals, Protocol};
-    use crate::report::LevelResult;
+    use crate::options::{Arrivals, Protocol};
     use crate::tally::{Outcome, Tally};
     use std::time::Duration;
 

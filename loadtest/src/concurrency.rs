@@ -1,6 +1,7 @@
 //! Concurrency levels: a list (`1,4,16,64`), a geometric range (`1:64:x2`), an arithmetic range
 //! (`1:10:+3`), or a comma-separated mix of these.
 
+use crate::range::{self, Level};
 use std::fmt;
 use std::str::FromStr;
 
@@ -19,76 +20,45 @@ impl FromStr for ConcurrencyLevels {
     type Err = String;
 
     fn from_str(text: &str) -> Result<Self, String> {
-        let mut levels = Vec::new();
-        for item in text.split(',').map(str::trim) {
-            if item.contains(':') {
-                levels.extend(parse_range(item)?);
-            } else {
-                levels.push(parse_level(item)?);
-            }
-        }
-        Ok(ConcurrencyLevels(levels))
+        range::parse_list(text).map(ConcurrencyLevels)
     }
 }
 
-fn parse_level(text: &str) -> Result<usize, String> {
-    match text.parse::<usize>() {
-        Ok(0) => Err("concurrency levels must be at least 1, got 0".to_string()),
-        Ok(n) => Ok(n),
-        Err(_) => Err(format!(
-            "'{text}' is not a concurrency level (a whole number like 16)"
-        )),
-    }
-}
+impl Level for usize {
+    const RANGE: &'static str = "range";
+    const EXAMPLES: [&'static str; 2] = ["1:64:x2", "1:10:+3"];
+    const FACTOR_RULE: &'static str = "the factor must be at least 2";
+    const STEP_RULE: &'static str = "the step must be at least 1";
 
-/// Parses `start:end`, `start:end:xFACTOR`, `start:end:+STEP` or `start:end:STEP`.
-fn parse_range(text: &str) -> Result<Vec<usize>, String> {
-    let parts: Vec<&str> = text.split(':').collect();
-    let usage = || {
-        format!(
-            "'{text}' is not a range: use start:end:xFACTOR (1:64:x2) or start:end:+STEP (1:10:+3)"
-        )
-    };
-    if parts.len() < 2 || parts.len() > 3 {
-        return Err(usage());
-    }
-    let start = parse_level(parts[0])?;
-    let end = parse_level(parts[1])?;
-    if end < start {
-        return Err(format!("range '{text}' ends before it starts"));
-    }
-    let step = parts.get(2).copied().unwrap_or("+1");
-    let mut levels = vec![start];
-    if let Some(factor) = step.strip_prefix(['x', 'X', '*']) {
-        let factor: usize = factor.parse().map_err(|_| usage())?;
-        if factor < 2 {
-            return Err(format!("range '{text}': the factor must be at least 2"));
-        }
-        while let Some(next) = levels
-            .last()
-            .and_then(|l| l.checked_mul(factor))
-            .filter(|n| *n <= end)
-        {
-            levels.push(next);
-        }
-    } else {
-        let step: usize = step
-            .strip_prefix('+')
-            .unwrap_or(step)
-            .parse()
-            .map_err(|_| usage())?;
-        if step == 0 {
-            return Err(format!("range '{text}': the step must be at least 1"));
-        }
-        while let Some(next) = levels
-            .last()
-            .and_then(|l| l.checked_add(step))
-            .filter(|n| *n <= end)
-        {
-            levels.push(next);
+    fn parse_level(text: &str) -> Result<usize, String> {
+        match text.parse::<usize>() {
+            Ok(0) => Err("concurrency levels must be at least 1, got 0".to_string()),
+            Ok(n) => Ok(n),
+            Err(_) => Err(format!(
+                "'{text}' is not a concurrency level (a whole number like 16)"
+            )),
         }
     }
-    Ok(levels)
+
+    fn factor_allowed(factor: usize) -> bool {
+        factor >= 2
+    }
+
+    fn step_allowed(step: usize) -> bool {
+        step > 0
+    }
+
+    fn times(self, factor: usize) -> Option<usize> {
+        self.checked_mul(factor)
+    }
+
+    fn plus(self, step: usize) -> Option<usize> {
+        self.checked_add(step)
+    }
+
+    fn within(self, end: usize) -> bool {
+        self <= end
+    }
 }
 
 #[cfg(test)]

@@ -172,6 +172,18 @@ impl ElementType {
     }
 }
 
+/// The elements of a BYTES tensor's raw form (each a 4-byte little-endian length, then bytes).
+pub fn bytes_elements(raw: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut rest = raw;
+    std::iter::from_fn(move || {
+        let (len, tail) = rest.split_first_chunk::<4>()?;
+        let len = (u32::from_le_bytes(*len) as usize).min(tail.len());
+        let (element, tail) = tail.split_at(len);
+        rest = tail;
+        Some(element)
+    })
+}
+
 /// Narrows an f32 to an IEEE half, rounding toward zero (NaN stays NaN, overflow becomes
 /// infinity, values below the smallest half subnormal become zero).
 fn f32_to_half(v: f32) -> u16 {

@@ -1,10 +1,10 @@
 //! KServe v2 over gRPC: the metadata check and the request, prepared once per target, and one
 //! attempt on a worker's own channel (one HTTP/2 connection per worker, as HTTP workers have).
 
+use crate::inputs::InputTensor;
 use crate::metadata::{ModelMetadata, TensorMetadata};
 use crate::tally::{ErrorClass, Outcome};
 use crate::target::Target;
-use crate::tensors::InputTensor;
 use anyhow::Context;
 use spindle_proto::inference as pb;
 use spindle_proto::inference::grpc_inference_service_client::GrpcInferenceServiceClient;

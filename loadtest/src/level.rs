@@ -2,7 +2,8 @@
 //! until throughput is stable, the window limit is reached or the request budget runs out. The
 //! warm-up and window loop ([`measure`]) is shared with the open-loop mode ([`crate::open_loop`]).
 
-use crate::report::{LevelResult, Load, WindowResult, window_line};
+use crate::options::Load;
+use crate::report::{LevelResult, WindowResult, window_line};
 use crate::server_stats::{ServerBreakdown, StatsProbe};
 use crate::tally::Tally;
 use crate::target::Target;

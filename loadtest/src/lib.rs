@@ -4,15 +4,16 @@
 //!
 //! A run flows through the modules in this order:
 //!
-//! - [`args`]: the `spindle loadtest` flags ([`LoadtestArgs`]); [`concurrency`] parses the
-//!   level lists and ranges.
-//! - [`discovery`]: with `--yarn-service`, the `--url` list is the service's READY containers.
+//! - [`args`]: the `spindle loadtest` flags ([`LoadtestArgs`]); [`concurrency`] and [`rates`]
+//!   parse the level lists and ranges, and [`options`] holds the plain values the other
+//!   modules take (protocol, arrivals, shapes, each level's [`Load`]).
 //! - [`target`]: each `--url`, resolved once; opens keep-alive HTTP/1 connections (TCP_NODELAY).
 //! - [`metadata`]: `GET /v2/models/{model}` on every target before any load, so an unreachable
 //!   server or unknown model fails fast with the server's message.
 //! - [`tensors`]: concrete input shapes and deterministic pseudo-random values, per datatype
 //!   as [`element`] defines them; or [`samples`]: real images, Criteo rows or JSON tensors
-//!   from `--input-data`, checked against the model's metadata and configuration.
+//!   from `--input-data`, checked against the model's metadata and configuration. Either way
+//!   the result is [`inputs`]: each request's tensors as little-endian bytes.
 //! - [`payload`]: the HTTP request body, encoded once (binary tensor extension, JSON, or TF
 //!   Serving rows) and shared by every request as `Bytes`; [`grpc`] prepares `ModelInfer`
 //!   messages and fetches metadata over gRPC.
@@ -29,17 +30,32 @@
 //!
 //! Workers run on the caller's tokio runtime; each owns its connection and its tally, so the
 //! only shared state on the hot path is a stop flag and the optional request budget.
+//!
+//! Imports point one way, so each module can be read (and tested) knowing only those above it.
+//! Each line uses only lines above it; the first imports nothing from the crate:
+//!
+//! 1. [`options`], [`element`], [`tally`], [`target`], `range` (the level-list syntax).
+//! 2. [`concurrency`], [`rates`] (range); [`inputs`] (element); [`metadata`] (target).
+//! 3. [`args`] (options, concurrency, rates); [`tensors`]; [`payload`]; [`grpc`] (inputs,
+//!    metadata, tally).
+//! 4. [`samples`] (grpc, metadata, inputs); [`server_stats`] (grpc, metadata); [`worker`]
+//!    (grpc, payload, tally).
+//! 5. [`report`] (server_stats, tally; not args); [`level`] (report, server_stats, worker).
+//! 6. [`open_loop`] (level, rates); [`chart`] (report).
+//! 7. [`run`], here: the only code that reads [`LoadtestArgs`] beyond parsing it.
 
 pub mod args;
 pub mod chart;
 pub mod concurrency;
-pub mod discovery;
 pub mod element;
 pub mod grpc;
+pub mod inputs;
 pub mod level;
 pub mod metadata;
 pub mod open_loop;
+pub mod options;
 pub mod payload;
+mod range;
 pub mod rates;
 pub mod report;
 pub mod samples;
@@ -49,15 +65,19 @@ pub mod target;
 pub mod tensors;
 pub mod worker;
 
-pub use args::{Arrivals, LoadtestArgs, Protocol, ShapeOverride};
+pub use args::LoadtestArgs;
 pub use concurrency::ConcurrencyLevels;
+pub use options::{Arrivals, Load, Protocol, ShapeOverride};
 pub use rates::RateLevels;
-pub use report::{LevelResult, Load, Report, WindowResult};
+pub use report::{LevelResult, Report, WindowResult};
 pub use tally::ErrorCounts;
 
-use anyhow::Context;
+use anyhow::{Context, ensure};
+use inputs::{GeneratedInputs, InputTensor};
 use level::{LevelSettings, Targets};
+use metadata::ModelMetadata;
 use payload::RequestTemplate;
+use samples::SampleSource;
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::sync::Arc;
@@ -66,9 +86,8 @@ use worker::Template;
 
 /// Runs the sweep: checks every target, then measures each concurrency level in turn, printing
 /// progress and a final table; writes `--csv` and `--json` when asked.
-pub async fn run(mut args: LoadtestArgs) -> anyhow::Result<Report> {
+pub async fn run(args: LoadtestArgs) -> anyhow::Result<Report> {
     args.validate()?;
-    discovery::list_yarn_replicas(&mut args).await?;
     // Open the output files first, so an unwritable path fails before minutes of load.
     let csv = args
         .csv
@@ -101,7 +120,7 @@ pub async fn run(mut args: LoadtestArgs) -> anyhow::Result<Report> {
     }
     metadata::check_consistent(&servers, &described_models)?;
     let model = &described_models[0];
-    let requests = samples::request_inputs(&args, &servers[0], model).await?;
+    let requests = request_inputs(&args, &servers[0], model).await?;
     let inputs = &requests[0];
     let outputs: Vec<String> = model.outputs.iter().map(|o| o.name.clone()).collect();
     let payloads: Vec<payload::Payload> = requests
@@ -121,7 +140,7 @@ pub async fn run(mut args: LoadtestArgs) -> anyhow::Result<Report> {
         .iter()
         .map(|s| match args.protocol {
             Protocol::Grpc => {
-                let inputs: Vec<&[tensors::InputTensor]> =
+                let inputs: Vec<&[InputTensor]> =
                     requests.iter().map(|r| r.tensors.as_slice()).collect();
                 grpc::GrpcTemplate::rotating(s, &args.model, version, &inputs)
                     .map(|t| Template::Grpc(Arc::new(t)))
@@ -226,4 +245,33 @@ pub async fn run(mut args: LoadtestArgs) -> anyhow::Result<Report> {
             .with_context(|| format!("writing {}", path.display()))?;
     }
     Ok(report)
+}
+
+/// The inputs of the requests to send: generated from the metadata, or read from
+/// `--input-data` (whose preprocessing is looked up on `target` first).
+async fn request_inputs(
+    args: &LoadtestArgs,
+    target: &Target,
+    model: &ModelMetadata,
+) -> anyhow::Result<Vec<GeneratedInputs>> {
+    let Some(path) = &args.input_data else {
+        let inputs = tensors::generate(&model.inputs, args.batch, &args.shape)
+            .with_context(|| format!("cannot generate inputs for model '{}'", args.model))?;
+        return Ok(vec![inputs]);
+    };
+    ensure!(
+        args.shape.is_empty(),
+        "--shape applies to generated inputs; --input-data {} brings its own shapes",
+        path.display()
+    );
+    // Images and rows need the configuration. JSON tensors need it only for BYTES sent to a
+    // preprocessed input, so a server without one (not Spindle) still takes plain tensors.
+    let version = args.model_version.as_deref();
+    let preprocessing =
+        samples::fetch_preprocessing(target, args.protocol, &args.model, version, args.timeout);
+    let preprocessing = match SampleSource::of(path)? {
+        SampleSource::Json(_) => preprocessing.await.unwrap_or_default(),
+        _ => preprocessing.await?,
+    };
+    samples::load(path, model, &preprocessing, args.protocol, args.batch)
 }

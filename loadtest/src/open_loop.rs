@@ -5,8 +5,9 @@
 //! be sent is part of it (no coordinated omission).
 
 use crate::level::{LevelSettings, Targets, measure};
+use crate::options::Load;
 use crate::rates::Schedule;
-use crate::report::{LevelResult, Load};
+use crate::report::LevelResult;
 use crate::tally::Tally;
 use crate::worker::{LevelControl, Open, RECONNECT_PAUSE};
 use std::sync::{Arc, Mutex, PoisonError};

@@ -1,9 +1,9 @@
 //! Inference request bodies, encoded once per run: the KServe v2 binary tensor extension (a JSON
 //! header, then raw bytes) or plain JSON. Workers clone the [`RequestTemplate`], never re-encode.
 
-use crate::args::Protocol;
+use crate::inputs::InputTensor;
+use crate::options::Protocol;
 use crate::target::Target;
-use crate::tensors::InputTensor;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::header::{self, HeaderName, HeaderValue};

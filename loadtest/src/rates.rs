@@ -2,7 +2,8 @@
 //! `100:1000:x2`, an arithmetic range `100:500:+100`, or a mix) and the arrival schedule
 //! (constant spacing or Poisson arrivals).
 
-use crate::args::Arrivals;
+use crate::options::{Arrivals, format_rate};
+use crate::range::{self, Level};
 use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
@@ -13,11 +14,7 @@ pub struct RateLevels(pub Vec<f64>);
 
 impl fmt::Display for RateLevels {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let items: Vec<String> = self
-            .0
-            .iter()
-            .map(|r| crate::report::format_rate(*r))
-            .collect();
+        let items: Vec<String> = self.0.iter().map(|r| format_rate(*r)).collect();
         f.write_str(&items.join(","))
     }
 }
@@ -26,71 +23,46 @@ impl FromStr for RateLevels {
     type Err = String;
 
     fn from_str(text: &str) -> Result<Self, String> {
-        let mut levels = Vec::new();
-        for item in text.split(',').map(str::trim) {
-            if item.contains(':') {
-                levels.extend(parse_range(item)?);
-            } else {
-                levels.push(parse_rate(item)?);
-            }
-        }
-        Ok(RateLevels(levels))
+        range::parse_list(text).map(RateLevels)
     }
 }
 
-fn parse_rate(text: &str) -> Result<f64, String> {
-    match text.parse::<f64>() {
-        Ok(r) if r.is_finite() && r > 0.0 => Ok(r),
-        Ok(_) => Err(format!("request rates must be above 0, got {text}")),
-        Err(_) => Err(format!(
-            "'{text}' is not a request rate (requests per second, like 500)"
-        )),
-    }
-}
+impl Level for f64 {
+    const RANGE: &'static str = "rate range";
+    const EXAMPLES: [&'static str; 2] = ["100:1000:x2", "100:500:+100"];
+    const FACTOR_RULE: &'static str = "the factor must be above 1";
+    const STEP_RULE: &'static str = "the step must be above 0";
 
-/// Parses `start:end`, `start:end:xFACTOR`, `start:end:+STEP` or `start:end:STEP`.
-fn parse_range(text: &str) -> Result<Vec<f64>, String> {
-    let parts: Vec<&str> = text.split(':').collect();
-    let usage = || {
-        format!(
-            "'{text}' is not a rate range: use start:end:xFACTOR (100:1000:x2) or start:end:+STEP (100:500:+100)"
-        )
-    };
-    if !(2..=3).contains(&parts.len()) {
-        return Err(usage());
-    }
-    let (start, end) = (parse_rate(parts[0])?, parse_rate(parts[1])?);
-    if end < start {
-        return Err(format!("rate range '{text}' ends before it starts"));
-    }
-    let step = parts.get(2).copied().unwrap_or("+1");
-    let next: Box<dyn Fn(f64) -> f64> = if let Some(factor) = step.strip_prefix(['x', 'X', '*']) {
-        let factor: f64 = factor.parse().map_err(|_| usage())?;
-        if !(factor > 1.0 && factor.is_finite()) {
-            return Err(format!("rate range '{text}': the factor must be above 1"));
+    fn parse_level(text: &str) -> Result<f64, String> {
+        match text.parse::<f64>() {
+            Ok(r) if r.is_finite() && r > 0.0 => Ok(r),
+            Ok(_) => Err(format!("request rates must be above 0, got {text}")),
+            Err(_) => Err(format!(
+                "'{text}' is not a request rate (requests per second, like 500)"
+            )),
         }
-        Box::new(move |r| r * factor)
-    } else {
-        let step: f64 = step
-            .strip_prefix('+')
-            .unwrap_or(step)
-            .parse()
-            .map_err(|_| usage())?;
-        if !(step > 0.0 && step.is_finite()) {
-            return Err(format!("rate range '{text}': the step must be above 0"));
-        }
-        Box::new(move |r| r + step)
-    };
-    let mut levels = vec![start];
-    // A tolerance, so that 0.1-steps do not lose their last level to rounding.
-    while let Some(n) = levels
-        .last()
-        .map(|&l| next(l))
-        .filter(|n| *n <= end * (1.0 + 1e-9))
-    {
-        levels.push(n);
     }
-    Ok(levels)
+
+    fn factor_allowed(factor: f64) -> bool {
+        factor > 1.0 && factor.is_finite()
+    }
+
+    fn step_allowed(step: f64) -> bool {
+        step > 0.0 && step.is_finite()
+    }
+
+    fn times(self, factor: f64) -> Option<f64> {
+        Some(self * factor)
+    }
+
+    fn plus(self, step: f64) -> Option<f64> {
+        Some(self + step)
+    }
+
+    fn within(self, end: f64) -> bool {
+        // A tolerance, so that 0.1-steps do not lose their last level to rounding.
+        self <= end * (1.0 + 1e-9)
+    }
 }
 
 /// The gaps between scheduled send times: constant, or exponential (a Poisson process) from a

@@ -1,7 +1,7 @@
 //! Results: per-window and per-level numbers, the console table, and the CSV (perf_analyzer's
 //! columns) and JSON files.
 
-use crate::args::{Arrivals, Protocol};
+use crate::options::{Load, Protocol, format_rate};
 use crate::server_stats::{ServerBreakdown, TimingSource};
 use crate::tally::{ErrorCounts, Tally, mean_of};
 use serde::Serialize;
@@ -23,50 +23,6 @@ pub struct Report {
     pub rows_per_request: usize,
     /// One entry per concurrency level, in the order measured.
     pub levels: Vec<LevelResult>,
-}
-
-/// How one level loads the server.
-#[derive(Serialize, Debug, Clone, Copy, PartialEq)]
-#[serde(rename_all = "kebab-case")]
-pub enum Load {
-    /// Closed loop: this many connections, each sending its next request when the last returns.
-    Concurrency(usize),
-    /// Open loop: requests scheduled at this rate, whether or not earlier ones have returned.
-    Rate {
-        /// Requests per second scheduled.
-        rps: f64,
-        /// How send times are spaced.
-        arrivals: Arrivals,
-        /// Requests in flight at most; a request due while all are busy waits and is late.
-        max_in_flight: usize,
-    },
-}
-
-impl Load {
-    /// "concurrency 4" or "rate 100/s", for progress lines.
-    pub fn label(&self) -> String {
-        match self {
-            Load::Concurrency(c) => format!("concurrency {c}"),
-            Load::Rate { rps, .. } => format!("rate {}/s", format_rate(*rps)),
-        }
-    }
-
-    /// The level's position on a chart's x axis (connections, or requests per second).
-    pub fn x(&self) -> f64 {
-        match self {
-            Load::Concurrency(c) => *c as f64,
-            Load::Rate { rps, .. } => *rps,
-        }
-    }
-}
-
-/// A rate without a pointless fraction: 100, 12.5.
-pub fn format_rate(rps: f64) -> String {
-    if rps.fract() == 0.0 {
-        format!("{rps:.0}")
-    } else {
-        format!("{rps}")
-    }
 }
 
 /// The measurement of one level (all of its windows merged).

@@ -4,9 +4,9 @@
 //! and after it measures and divides the deltas, as perf_analyzer does, so the columns cover
 //! exactly the measured requests' server-side stages rather than what response headers say.
 
-use crate::args::Protocol;
 use crate::grpc::GrpcTemplate;
 use crate::metadata::{self, model_path};
+use crate::options::Protocol;
 use crate::target::Target;
 use anyhow::{Context, bail};
 use hyper::StatusCode;

@@ -1,12 +1,11 @@
 //! Synthetic input tensors: concrete shapes from the model's metadata and deterministic
 //! pseudo-random values for each datatype, held as little-endian bytes.
 
-use crate::args::ShapeOverride;
 use crate::element::ElementType;
+use crate::inputs::{GeneratedInputs, InputTensor};
 use crate::metadata::TensorMetadata;
+use crate::options::ShapeOverride;
 use anyhow::bail;
-use base64::prelude::{BASE64_STANDARD, Engine as _};
-use serde_json::Value;
 
 /// Largest input the generator builds (so a typo in a shape is an error, not an OOM).
 const MAX_INPUT_BYTES: usize = 1 << 30;
@@ -22,57 +21,6 @@ impl SplitMix64 {
         z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
         z ^ (z >> 31)
     }
-}
-
-/// One generated input tensor.
-#[derive(Debug, Clone)]
-pub struct InputTensor {
-    /// Input name.
-    pub name: String,
-    /// Datatype name as the server spells it.
-    pub datatype: String,
-    /// Element type.
-    pub element: ElementType,
-    /// Concrete shape, batch dimension included where the model has one.
-    pub shape: Vec<usize>,
-    /// Elements, little-endian.
-    pub raw: Vec<u8>,
-}
-
-impl InputTensor {
-    /// The elements as a flat JSON array: BYTES elements as strings when they are all text,
-    /// else as `{"b64": ...}` objects (TF Serving's form for binary values).
-    pub fn json_data(&self) -> Value {
-        if self.element == ElementType::Bytes {
-            let elements: Vec<&[u8]> = crate::samples::bytes_elements(&self.raw).collect();
-            let texts: Option<Vec<&str>> = elements
-                .iter()
-                .map(|e| std::str::from_utf8(e).ok())
-                .collect();
-            return match texts {
-                Some(texts) => texts.into_iter().map(Value::from).collect(),
-                None => elements
-                    .iter()
-                    .map(|e| serde_json::json!({ "b64": BASE64_STANDARD.encode(e) }))
-                    .collect(),
-            };
-        }
-        Value::Array(
-            self.raw
-                .chunks_exact(self.element.size())
-                .map(|e| self.element.to_json(e))
-                .collect(),
-        )
-    }
-}
-
-/// The inputs of one request and how many inferences (rows) it carries.
-#[derive(Debug, Clone)]
-pub struct GeneratedInputs {
-    /// Inputs in metadata order.
-    pub tensors: Vec<InputTensor>,
-    /// Inferences per request: `batch` when the model has a batch dimension, else 1.
-    pub rows: usize,
 }
 
 /// Builds every input from the metadata: a leading -1 is the batch dimension (`batch` rows);
