@@ -42,7 +42,7 @@ mod worker;
 
 use crate::engine::Runner;
 use crate::error::{ErrorKind, InferError};
-use crate::metrics::ModelMetrics;
+use crate::metrics::{IntGauge, ModelMetrics};
 use crate::tensor::Tensor;
 use queue::{Batch, Queued, Shared, State, timer};
 use std::collections::VecDeque;
@@ -254,7 +254,7 @@ impl Batcher {
 }
 
 /// Counts one request in [`ModelMetrics::in_flight`] while it lives.
-struct InFlight<'a>(&'a prometheus::IntGauge);
+struct InFlight<'a>(&'a IntGauge);
 
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
@@ -263,7 +263,7 @@ impl Drop for InFlight<'_> {
 }
 
 /// Counts a request in flight until the returned guard drops.
-fn count_in_flight(gauge: &prometheus::IntGauge) -> InFlight<'_> {
+fn count_in_flight(gauge: &IntGauge) -> InFlight<'_> {
     gauge.inc();
     InFlight(gauge)
 }

@@ -12,7 +12,8 @@
 //!   threads that each own one runner (the queue side and the worker side in submodules).
 //! - [`signature`]: checks a model's declared inputs and outputs against its config (engines use it).
 //! - [`error`]: error kinds and the one table mapping them to HTTP and gRPC codes.
-//! - [`metrics`]: the Prometheus metrics every front end and the batcher record.
+//! - [`metrics`]: the Prometheus metrics every front end and the batcher record, through the
+//!   `metrics` facade into one registry per server.
 //! - [`statistics`]: Triton-style cumulative per-model statistics (`ModelStatistics`).
 //! - [`retry`]: the retry policy (attempts, exponential backoff) storage and clients share.
 //!

@@ -1,12 +1,12 @@
 //! Prometheus metrics: names, help texts and buckets live here, in one place.
 //!
 //! Label lookups hash and lock, so per-model handles are resolved once ([`ModelMetrics`]) when a
-//! model version is loaded and the hot path only touches atomics.
+//! model version is loaded and the hot path only touches atomics. How metrics are stored and
+//! rendered is [`Registry`]'s business.
 
-use prometheus::{
-    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry,
-};
+mod registry;
+
+pub use registry::{Family, Histogram, IntCounter, IntGauge, Registry};
 
 /// Latency buckets from 50 us to 10 s: the fast end matters for small models on CPU.
 const LATENCY_BUCKETS: &[f64] = &[
@@ -16,43 +16,49 @@ const LATENCY_BUCKETS: &[f64] = &[
 
 const BATCH_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0];
 
+/// A version's download, load and warm-up: from a small model on local disk to a large one
+/// over HDFS.
+const LOAD_BUCKETS: &[f64] = &[0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0];
+
+/// Every histogram in the registry with its buckets. The exporter fixes bucket layouts when the
+/// registry is built, before the repository watcher registers its metrics, so its load-duration
+/// histogram is declared here too.
+const HISTOGRAMS: &[(&str, &[f64])] = &[
+    ("spindle_request_duration_seconds", LATENCY_BUCKETS),
+    ("spindle_queue_duration_seconds", LATENCY_BUCKETS),
+    ("spindle_compute_duration_seconds", LATENCY_BUCKETS),
+    ("spindle_batch_size", BATCH_BUCKETS),
+    ("spindle_model_load_duration_seconds", LOAD_BUCKETS),
+];
+
 /// Every metric the server exports.
 #[derive(Clone)]
 pub struct Metrics {
     registry: Registry,
-    requests: IntCounterVec,
-    request_duration: HistogramVec,
-    queue_duration: HistogramVec,
-    compute_duration: HistogramVec,
-    batch_size: HistogramVec,
-    queue_depth: IntGaugeVec,
-    in_flight: IntGaugeVec,
-    inferences: IntCounterVec,
-    executions: IntCounterVec,
+    requests: Family<IntCounter>,
+    request_duration: Family<Histogram>,
+    queue_duration: Family<Histogram>,
+    compute_duration: Family<Histogram>,
+    batch_size: Family<Histogram>,
+    queue_depth: Family<IntGauge>,
+    in_flight: Family<IntGauge>,
+    inferences: Family<IntCounter>,
+    executions: Family<IntCounter>,
     /// Model versions currently loaded and serving.
     pub models_loaded: IntGauge,
     /// Model loads that failed, by model and reason.
-    pub load_failures: IntCounterVec,
+    pub load_failures: Family<IntCounter>,
 }
 
-fn histogram(name: &str, help: &str, buckets: &[f64]) -> HistogramVec {
-    HistogramVec::new(
-        HistogramOpts::new(name, help).buckets(buckets.to_vec()),
-        &["model", "version"],
-    )
-    .expect("valid histogram definition")
-}
-
-fn counter(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
-    IntCounterVec::new(Opts::new(name, help), labels).expect("valid counter definition")
-}
+const MODEL_VERSION: &[&str] = &["model", "version"];
 
 impl Metrics {
     /// Creates and registers every metric in a fresh registry.
     pub fn new() -> Metrics {
-        let registry = Registry::new();
-        let metrics = Metrics {
-            requests: counter(
+        let registry = Registry::new(HISTOGRAMS);
+        let histogram = |name, help| registry.histogram_family(name, help, MODEL_VERSION);
+        Metrics {
+            requests: registry.counter_family(
                 "spindle_requests_total",
                 "Inference requests by model, version and outcome (success or an error class).",
                 &["model", "version", "outcome"],
@@ -60,95 +66,57 @@ impl Metrics {
             request_duration: histogram(
                 "spindle_request_duration_seconds",
                 "Time from a request's arrival at the batcher to its answer.",
-                LATENCY_BUCKETS,
             ),
             queue_duration: histogram(
                 "spindle_queue_duration_seconds",
                 "Time a request waited in its model's queue before its batch started.",
-                LATENCY_BUCKETS,
             ),
             compute_duration: histogram(
                 "spindle_compute_duration_seconds",
                 "Engine time per batch, including joining inputs and splitting outputs.",
-                LATENCY_BUCKETS,
             ),
-            batch_size: histogram(
-                "spindle_batch_size",
-                "Rows per batch handed to an engine.",
-                BATCH_BUCKETS,
+            batch_size: histogram("spindle_batch_size", "Rows per batch handed to an engine."),
+            queue_depth: registry.gauge_family(
+                "spindle_queue_depth",
+                "Requests waiting in a model's queue.",
+                MODEL_VERSION,
             ),
-            queue_depth: IntGaugeVec::new(
-                Opts::new(
-                    "spindle_queue_depth",
-                    "Requests waiting in a model's queue.",
-                ),
-                &["model", "version"],
-            )
-            .expect("valid gauge definition"),
-            in_flight: IntGaugeVec::new(
-                Opts::new(
-                    "spindle_requests_in_flight",
-                    "Requests inside the core: queued or computing.",
-                ),
-                &["model", "version"],
-            )
-            .expect("valid gauge definition"),
-            inferences: counter(
+            in_flight: registry.gauge_family(
+                "spindle_requests_in_flight",
+                "Requests inside the core: queued or computing.",
+                MODEL_VERSION,
+            ),
+            inferences: registry.counter_family(
                 "spindle_inference_count_total",
                 "Rows inferred (a request of batch 4 counts 4).",
-                &["model", "version"],
+                MODEL_VERSION,
             ),
-            executions: counter(
+            executions: registry.counter_family(
                 "spindle_execution_count_total",
                 "Engine executions (batches run).",
-                &["model", "version"],
+                MODEL_VERSION,
             ),
-            models_loaded: IntGauge::new(
+            models_loaded: registry.gauge(
                 "spindle_models_loaded",
                 "Model versions loaded and serving.",
-            )
-            .expect("valid gauge definition"),
-            load_failures: counter(
+            ),
+            load_failures: registry.counter_family(
                 "spindle_model_load_failures_total",
                 "Model loads that failed, by model and reason.",
                 &["model", "reason"],
             ),
             registry,
-        };
-        let collectors: Vec<Box<dyn prometheus::core::Collector>> = vec![
-            Box::new(metrics.requests.clone()),
-            Box::new(metrics.request_duration.clone()),
-            Box::new(metrics.queue_duration.clone()),
-            Box::new(metrics.compute_duration.clone()),
-            Box::new(metrics.batch_size.clone()),
-            Box::new(metrics.queue_depth.clone()),
-            Box::new(metrics.in_flight.clone()),
-            Box::new(metrics.inferences.clone()),
-            Box::new(metrics.executions.clone()),
-            Box::new(metrics.models_loaded.clone()),
-            Box::new(metrics.load_failures.clone()),
-        ];
-        for collector in collectors {
-            metrics
-                .registry
-                .register(collector)
-                .expect("metric names are unique");
         }
-        metrics
     }
 
-    /// The registry, for front ends that add their own metrics and for `/metrics`.
+    /// The registry, for front ends that add their own metrics.
     pub fn registry(&self) -> &Registry {
         &self.registry
     }
 
     /// Renders every metric in the Prometheus text format.
     pub fn render(&self) -> String {
-        let mut out = String::new();
-        prometheus::TextEncoder::new()
-            .encode_utf8(&self.registry.gather(), &mut out)
-            .expect("text encoding into a String cannot fail");
-        out
+        self.registry.render()
     }
 
     /// Handles for one model version.
@@ -186,7 +154,7 @@ impl Default for Metrics {
 pub struct ModelMetrics {
     model: String,
     version: String,
-    requests: IntCounterVec,
+    requests: Family<IntCounter>,
     // The one outcome counted on every good request, resolved once (see the module doc).
     successes: IntCounter,
     /// End-to-end time in the core.
