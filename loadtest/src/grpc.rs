@@ -35,16 +35,6 @@ fn endpoint(target: &Target) -> anyhow::Result<Endpoint> {
 }
 
 impl GrpcTemplate {
-    /// Raw-contents request for `model` on `target`.
-    pub fn new(
-        target: &Target,
-        model: &str,
-        version: Option<&str>,
-        inputs: &[InputTensor],
-    ) -> anyhow::Result<GrpcTemplate> {
-        Self::rotating(target, model, version, &[inputs])
-    }
-
     /// Requests for `model` on `target` that take each set of inputs in turn.
     pub fn rotating(
         target: &Target,

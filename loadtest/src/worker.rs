@@ -90,8 +90,6 @@ pub struct Sent {
     pub outcome: Outcome,
     /// When the request left (after connecting), for closed-loop latency.
     pub sent_at: Instant,
-    /// Whether the connection must be dropped (refused, broken or timed out).
-    pub broken: bool,
     /// Whether connecting failed, so the caller should pause before retrying.
     pub refused: bool,
 }
@@ -124,7 +122,6 @@ impl Exchange {
         Sent {
             outcome,
             sent_at,
-            broken,
             refused,
         }
     }
