@@ -32,11 +32,12 @@ pub mod metrics;
 mod placement;
 pub mod retry;
 pub mod signature;
+pub mod skip;
 pub mod statistics;
 pub mod tensor;
 pub mod version_policy;
 
 pub use config::ModelConfig;
 pub use dtype::DataType;
-pub use error::{ErrorKind, InferError};
+pub use error::{ErrorKind, InferError, UsageError};
 pub use tensor::{Tensor, TensorData};
