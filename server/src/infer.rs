@@ -209,6 +209,10 @@ pub async fn run(
     limits: Limits,
 ) -> Result<InferAnswer, InferError> {
     let config = &model.config;
+    // Admission before work: a request's batch is known from its shapes alone, so one over
+    // max_batch_size is refused before its images are decoded or its tensors copied (30,000
+    // empty image elements once made the decoder reserve 32 GB).
+    check_batch_limit(config, &request.inputs)?;
     if preprocess::needs_preparation(&config.inputs, &request.inputs) {
         let specs = config.inputs.clone();
         let features = model.features.clone();
@@ -270,6 +274,24 @@ pub async fn run(
     })
 }
 
+/// Refuses a request whose batch dimension exceeds the model's `max_batch_size`, naming the
+/// input, from the shapes alone.
+fn check_batch_limit(config: &ModelConfig, inputs: &[Tensor]) -> Result<(), InferError> {
+    if config.max_batch_size == 0 {
+        return Ok(());
+    }
+    for (spec, tensor) in config.inputs.iter().zip(inputs) {
+        let rows = tensor.shape.first().copied().unwrap_or(0);
+        if rows > config.max_batch_size {
+            return Err(InferError::invalid(format!(
+                "input '{}': batch of {rows} rows is larger than the model's max_batch_size {}; split the request",
+                spec.name, config.max_batch_size
+            )));
+        }
+    }
+    Ok(())
+}
+
 fn batch_rows(config: &ModelConfig, inputs: &[Tensor]) -> Result<usize, InferError> {
     if config.max_batch_size == 0 {
         return Ok(1);
@@ -319,7 +341,15 @@ fn check_classification(config: &ModelConfig, index: usize, k: usize) -> Result<
 /// as `score:index[:label]`, highest first (ties by lower index). Shape `[rows, k']` where
 /// `k' = min(k, classes)`; `[k']` for unbatched outputs.
 pub fn classify(tensor: &Tensor, k: usize, labels: Option<&[String]>) -> Tensor {
-    let classes = tensor.shape.last().copied().unwrap_or(1).max(1);
+    // An output whose last dimension is 0 has no classes: every row ranks nothing.
+    let classes = tensor.shape.last().copied().unwrap_or(1);
+    if classes == 0 {
+        let mut shape = tensor.shape.clone();
+        if let Some(last) = shape.last_mut() {
+            *last = 0;
+        }
+        return Tensor::new(shape, TensorData::Bytes(Vec::new())).expect("no elements");
+    }
     let scores: Vec<f64> = match &tensor.data {
         TensorData::F32(v) => v.iter().map(|&x| f64::from(x)).collect(),
         TensorData::F64(v) => v.clone(),
@@ -355,6 +385,14 @@ pub fn classify(tensor: &Tensor, k: usize, labels: Option<&[String]>) -> Tensor 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn classification_of_an_output_without_classes_is_empty() {
+        let empty = Tensor::new(vec![2, 0], TensorData::F32(Vec::new())).unwrap();
+        let ranked = classify(&empty, 3, None);
+        assert_eq!(ranked.shape, [2, 0]);
+        assert_eq!(ranked.data.len(), 0);
+    }
 
     #[test]
     fn classification_ranks_and_labels() {

@@ -128,13 +128,27 @@ fn decode_one(bytes: &[u8], max_pixels: u64) -> Result<RgbImage, String> {
             u64::from(w) * u64::from(h)
         ));
     }
+    // A JPEG ends with its EOI marker (FF D9; encoders may pad after it). Decoders fill a cut
+    // file's missing rows with grey and succeed, so a truncated upload would be scored.
+    if format == ImageFormat::Jpeg && !bytes.windows(2).any(|w| w == [0xFF, 0xD9]) {
+        return Err(format!(
+            "truncated JPEG: {} bytes and no end-of-image marker (FF D9); send the whole file",
+            bytes.len()
+        ));
+    }
     let mut reader = ImageReader::with_format(Cursor::new(bytes), format);
     let mut limits = Limits::default();
-    limits.max_alloc = Some(max_pixels.saturating_mul(4));
+    // The decode may hold this image at up to 8 bytes per pixel (16-bit RGBA PNGs): allowed for
+    // an image under the pixel cap, whose dimensions were checked above.
+    let budget = u64::from(w) * u64::from(h) * 8 + (1 << 20);
+    limits.max_alloc = Some(budget);
     reader.limits(limits);
-    let image = reader
-        .decode()
-        .map_err(|e| format!("corrupt or truncated {format:?}: {e}"))?;
+    let image = reader.decode().map_err(|e| match e {
+        image::ImageError::Limits(_) => format!(
+            "{w}x{h} {format:?} needs more than {budget} bytes to decode (8 bytes per pixel at most are allowed)"
+        ),
+        e => format!("corrupt or truncated {format:?}: {e}"),
+    })?;
     Ok(image.to_rgb8())
 }
 
@@ -350,5 +364,36 @@ mod tests {
             vec![Tensor::new(vec![1, 2], TensorData::Bytes(vec![good.clone(), good])).unwrap()];
         let err = prepare_inputs(&s, &mut ragged, 1 << 20, None).unwrap_err();
         assert!(err.message.contains("[n] or [n, 1]"), "{}", err.message);
+    }
+
+    #[test]
+    fn a_truncated_jpeg_is_refused_and_a_whole_one_is_not() {
+        let (w, h) = (200u32, 150u32);
+        let raw: Vec<u8> = (0..w * h * 3).map(|i| (i * 7 % 251) as u8).collect();
+        let mut jpeg = Vec::new();
+        image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, 90)
+            .write_image(&raw, w, h, image::ExtendedColorType::Rgb8)
+            .unwrap();
+        let s = [spec(Preprocess::Cifar10Image, 24)];
+        let mut whole = vec![bytes_tensor(vec![jpeg.clone()])];
+        prepare_inputs(&s, &mut whole, 1 << 20, None).unwrap();
+        let mut cut = vec![bytes_tensor(vec![jpeg[..jpeg.len() / 3].to_vec()])];
+        let err = prepare_inputs(&s, &mut cut, 1 << 20, None).unwrap_err();
+        assert!(err.message.contains("truncated JPEG"), "{}", err.message);
+    }
+
+    #[test]
+    fn a_16_bit_png_under_the_cap_decodes() {
+        let (w, h) = (64u32, 48u32);
+        let raw: Vec<u8> = (0..w * h * 8).map(|i| (i % 256) as u8).collect();
+        let mut png16 = Vec::new();
+        PngEncoder::new(&mut png16)
+            .write_image(&raw, w, h, image::ExtendedColorType::Rgba16)
+            .unwrap();
+        let s = [spec(Preprocess::Cifar10Image, 24)];
+        let mut inputs = vec![bytes_tensor(vec![png16])];
+        // The cap is exactly this image's pixels: 16-bit RGBA must still fit its budget.
+        prepare_inputs(&s, &mut inputs, u64::from(w * h), None).unwrap();
+        assert_eq!(inputs[0].shape, [1, 24, 24, 3]);
     }
 }

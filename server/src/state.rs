@@ -34,10 +34,13 @@ impl AppState {
         if self.is_ready() {
             Ok(())
         } else {
-            Err(InferError::new(
+            let mut e = InferError::new(
                 ErrorKind::Unavailable,
                 "server is not ready (starting or shutting down)",
-            ))
+            );
+            // Load balancers and clients retry a 503 sooner and more politely with a hint.
+            e.retry_after = Some(std::time::Duration::from_secs(1));
+            Err(e)
         }
     }
 }

@@ -11,7 +11,16 @@ use std::time::{Duration, Instant};
 /// How long an endpoint that failed to connect is passed over (unless no other is left).
 pub const EJECT_FOR: Duration = Duration::from_secs(2);
 
+use spindle_core::retry::RetryBudget;
 pub use spindle_core::retry::RetryPolicy;
+
+/// Retries allowed per call made, across a client's calls (linkerd's default share): a server
+/// that keeps failing sees its callers' retries dry up rather than multiply its load.
+pub const RETRY_BUDGET_RATIO: f64 = 0.2;
+
+/// Unspent retries a client may bank: enough for a burst of failures (a replica going away
+/// under many callers) to be retried in full.
+pub const RETRY_BUDGET_CAP: f64 = 100.0;
 
 /// The retry policy a [`Client`] starts with: five attempts in all (the first and four
 /// retries), waiting 25 ms before the first retry and doubling up to 2 s.
@@ -96,6 +105,7 @@ impl ClientBuilder {
                 next: AtomicUsize::new(0),
                 timeout: self.timeout,
                 retry: self.retry,
+                budget: RetryBudget::new(RETRY_BUDGET_RATIO, RETRY_BUDGET_CAP),
             }),
         })
     }
@@ -140,6 +150,8 @@ pub(crate) struct Inner {
     next: AtomicUsize,
     timeout: Duration,
     retry: RetryPolicy,
+    // Shared by every clone: retries across all of this client's calls stay a share of them.
+    budget: RetryBudget,
 }
 
 /// A KServe v2 client over one or more endpoints (the replicas of a deployment). Cheap to
@@ -312,6 +324,7 @@ impl Client {
     {
         let inner = &self.inner;
         let mut backoff = inner.retry.backoff();
+        inner.budget.deposit();
         let mut tried: Vec<String> = Vec::new();
         loop {
             let endpoints = self.snapshot();
@@ -352,6 +365,10 @@ impl Client {
             let Some(next) = backoff.next_wait() else {
                 return Err(error);
             };
+            if !inner.budget.withdraw() {
+                tracing::debug!(endpoint = %url, attempt, error = %error, "retry budget spent; not retrying");
+                return Err(error);
+            }
             // The server's Retry-After wins when it asks for longer than our own backoff.
             let wait = match &error {
                 ClientError::Server {

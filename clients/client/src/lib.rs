@@ -2,7 +2,8 @@
 //! against one server or the replicas of a deployment.
 //!
 //! - [`Client`] ([`client`]): endpoints, round-robin load spread, timeouts, retries with
-//!   exponential backoff on 429, 503 and connection failures (honouring `Retry-After`).
+//!   jittered exponential backoff on 429, 503 and connection failures (honouring `Retry-After`),
+//!   within a retry budget (a share of the calls made).
 //! - [`http`] and [`grpc`]: one transport per protocol, each keeping its connections open.
 //! - [`types`]: requests, responses, metadata and the error type.
 //!

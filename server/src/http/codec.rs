@@ -195,7 +195,14 @@ pub fn push_json_element(
         ))
     };
     match out {
-        TensorData::F32(v) => v.push(value.as_f64().ok_or_else(|| bad("a number"))? as f32),
+        TensorData::F32(v) => {
+            let x = value.as_f64().ok_or_else(|| bad("a number"))?;
+            // 1e39 would become infinity and the outputs NaN (null in JSON): refuse it here.
+            if (x as f32).is_infinite() {
+                return Err(bad("within FP32's range (about ±3.4e38)"));
+            }
+            v.push(x as f32)
+        }
         TensorData::F64(v) => v.push(value.as_f64().ok_or_else(|| bad("a number"))?),
         TensorData::I64(v) => v.push(value.as_i64().ok_or_else(|| bad("an INT64 integer"))?),
         TensorData::I32(v) => v.push(int_in_range(value).ok_or_else(|| bad("an INT32 integer"))?),

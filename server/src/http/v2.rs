@@ -58,12 +58,17 @@ async fn live() -> Json<Value> {
 
 async fn ready(State(state): State<AppState>) -> Response {
     let ready = state.is_ready();
-    let status = if ready {
-        StatusCode::OK
+    if ready {
+        (StatusCode::OK, Json(json!({ "ready": true }))).into_response()
     } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
-    (status, Json(json!({ "ready": ready }))).into_response()
+        // While starting or draining: probes learn when to look again.
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(axum::http::header::RETRY_AFTER, "1")],
+            Json(json!({ "ready": false })),
+        )
+            .into_response()
+    }
 }
 
 fn specs_json(specs: &[TensorSpec]) -> Vec<Value> {

@@ -140,13 +140,20 @@ impl RepositoryWatcher {
         *self.known.lock().expect("known lock") = names.clone();
         let managed = self.managed.lock().expect("managed lock").clone();
         let mut unreachable = None;
+        let mut engine_failure = None;
         for entry in &entries {
             if managed.as_ref().is_some_and(|m| !m.contains(&entry.name)) {
                 continue;
             }
+            // One model's trouble (its storage unreachable, its engine missing) is reported
+            // after the others have been brought in step, never instead of them.
             if let Err(e) = self.sync_model(entry).await {
                 match e {
                     SyncError::Repo(e) if e.is_unreachable() => unreachable = Some(e),
+                    SyncError::Engine(e) => {
+                        tracing::error!(model = %entry.name, error = %e, "engine unavailable for this model");
+                        engine_failure = Some(e);
+                    }
                     other => return Err(other),
                 }
             }
@@ -161,6 +168,9 @@ impl RepositoryWatcher {
                     .with_label_values(&[name])
                     .set(0);
             }
+        }
+        if let Some(e) = engine_failure {
+            return Err(SyncError::Engine(e));
         }
         match unreachable {
             Some(e) => Err(e.into()),

@@ -280,6 +280,17 @@ async fn malformed_requests_get_clear_errors_and_the_server_stays_healthy() {
         ),
         (
             infer,
+            {
+                // 1e39 overflows FP32: refused, not turned into infinities and null outputs.
+                let mut data: Vec<f64> = image(0).iter().map(|&v| f64::from(v)).collect();
+                data[5] = 1e39;
+                json!({"inputs": [{"name": "images", "shape": [1, 24, 24, 3], "datatype": "FP32", "data": data}]})
+            },
+            StatusCode::BAD_REQUEST,
+            vec!["input 'images'", "element 5", "FP32's range"],
+        ),
+        (
+            infer,
             json!({"inputs": [{"name": "images", "shape": [1, 24, 24, 3], "datatype": "INT32", "data": vec![0; PIXELS]}]}),
             StatusCode::BAD_REQUEST,
             vec!["input 'images'", "expected datatype FP32", "but got INT32"],

@@ -114,6 +114,63 @@ fn grpc_tensor_request(images: &[Vec<f32>], raw: bool) -> pb::ModelInferRequest 
     }
 }
 
+/// Sends `bytes` as the body of a ModelInfer call, whatever they hold.
+async fn raw_model_infer(
+    server: &TestServer,
+    bytes: Vec<u8>,
+) -> Result<pb::ModelInferResponse, tonic::Status> {
+    let channel = Channel::from_shared(format!("http://{}", server.grpc_addr))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut grpc = tonic::client::Grpc::new(channel);
+    grpc.ready().await.unwrap();
+    let path = tonic::codegen::http::uri::PathAndQuery::from_static(
+        "/inference.GRPCInferenceService/ModelInfer",
+    );
+    grpc.unary(tonic::Request::new(bytes), path, RawCodec)
+        .await
+        .map(tonic::Response::into_inner)
+}
+
+/// Encodes a request as the bytes given; decodes answers as ModelInferResponse.
+struct RawCodec;
+
+impl tonic::codec::Codec for RawCodec {
+    type Encode = Vec<u8>;
+    type Decode = pb::ModelInferResponse;
+    type Encoder = RawEncoder;
+    type Decoder = spindle_proto::codec::StrictDecoder<pb::ModelInferResponse>;
+
+    fn encoder(&mut self) -> Self::Encoder {
+        RawEncoder
+    }
+
+    fn decoder(&mut self) -> Self::Decoder {
+        <spindle_proto::codec::StrictCodec<pb::ModelInferRequest, pb::ModelInferResponse> as tonic::codec::Codec>::decoder(
+            &mut Default::default(),
+        )
+    }
+}
+
+struct RawEncoder;
+
+impl tonic::codec::Encoder for RawEncoder {
+    type Item = Vec<u8>;
+    type Error = tonic::Status;
+
+    fn encode(
+        &mut self,
+        item: Vec<u8>,
+        buf: &mut tonic::codec::EncodeBuf<'_>,
+    ) -> Result<(), tonic::Status> {
+        use bytes::BufMut;
+        buf.put_slice(&item);
+        Ok(())
+    }
+}
+
 async fn http_binary(server: &TestServer, header: Value, raw: &[u8]) -> reqwest::Response {
     let mut body = serde_json::to_vec(&header).unwrap();
     let len = body.len();
@@ -558,7 +615,59 @@ async fn bad_images_and_raw_contents_are_clear_errors() {
         );
     }
 
+    // 30,000 empty image elements (120 KB): refused from the shape alone, before any image is
+    // decoded or any output reserved (this once aborted the server on a 32 GB allocation).
+    let many = bytes_elements(&vec![Vec::new(); 30_000]);
+    let response = http_binary(
+        &server,
+        json!({"inputs": [{"name": "images", "shape": [30_000], "datatype": "BYTES",
+                           "parameters": {"binary_data_size": many.len()}}]}),
+        &many,
+    )
+    .await;
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    let body: Value = response.json().await.unwrap();
+    let message = body["error"].as_str().unwrap();
+    assert!(
+        message.contains("input 'images'") && message.contains("max_batch_size"),
+        "{message}"
+    );
+
     let mut client = grpc(&server).await;
+    let many = pb::ModelInferRequest {
+        model_name: "cifar10".into(),
+        inputs: vec![pb::model_infer_request::InferInputTensor {
+            name: "images".into(),
+            datatype: "BYTES".into(),
+            shape: vec![30_000],
+            parameters: HashMap::new(),
+            contents: Some(pb::InferTensorContents {
+                bytes_contents: vec![Vec::new(); 30_000],
+                ..Default::default()
+            }),
+        }],
+        ..Default::default()
+    };
+    let err = client.model_infer(many).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err}");
+    assert!(
+        err.message().contains("max_batch_size"),
+        "{}",
+        err.message()
+    );
+
+    // Bytes that are no protobuf message: the sender's mistake, not a server fault.
+    let err = raw_model_infer(&server, b"\xff\xff\xff\xff garbage".to_vec())
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err}");
+    assert!(
+        err.message()
+            .contains("not a valid protobuf ModelInferRequest"),
+        "{}",
+        err.message()
+    );
+
     let mut wrong_size = grpc_tensor_request(&[image(1)], true);
     wrong_size.raw_input_contents[0].truncate(100);
     let err = client.model_infer(wrong_size).await.unwrap_err();
