@@ -42,6 +42,8 @@ pub struct ServeConfig {
     pub grpc_max_message: usize,
     /// Decoded pixels allowed per image input.
     pub max_image_pixels: u64,
+    /// Open HTTP connections, and how slowly clients may send.
+    pub connections: crate::http::listener::ConnectionLimits,
 }
 
 /// The sockets a server answers on.
@@ -146,12 +148,8 @@ impl Server {
         listeners: Listeners,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        use axum::serve::ListenerExt;
         let addr: SocketAddr = listeners.http.local_addr()?;
-        // Responses are small and latency matters: never let Nagle hold a reply back.
-        let listener = listeners.http.tap_io(|tcp| {
-            let _ = tcp.set_nodelay(true);
-        });
+        let listener = listeners.http;
         let app = router(self.state.clone(), self.config.max_body);
         let _polling = crate::repository::poll::spawn(
             self.state.repository.clone(),
@@ -172,7 +170,12 @@ impl Server {
         let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
             let _ = rx.wait_for(|&stop| stop).await;
         };
-        let http = axum::serve(listener, app).with_graceful_shutdown(stopped(stop_rx.clone()));
+        let http = crate::http::listener::serve(
+            listener,
+            app,
+            self.config.connections,
+            stopped(stop_rx.clone()),
+        );
         let grpc = match listeners.grpc {
             Some(grpc_listener) => {
                 tracing::info!(addr = %grpc_listener.local_addr()?, "serving KServe v2 over gRPC");
@@ -199,7 +202,8 @@ impl Server {
             }
         };
         let both = async {
-            let http = http.await.context("HTTP server failed");
+            http.await;
+            let http: anyhow::Result<()> = Ok(());
             let grpc = match grpc {
                 Some(task) => task.await.context("gRPC server panicked")?,
                 None => Ok(()),

@@ -29,6 +29,11 @@ impl TestServer {
         format!("http://{}{path}", self.addr)
     }
 
+    /// Keeps `repo` until the server is dropped (for repositories a test wrote itself).
+    pub fn keep(&mut self, repo: tempfile::TempDir) {
+        self._repo = Some(repo);
+    }
+
     /// Sends the stop signal and waits for the server to finish draining.
     pub async fn stop(mut self) -> anyhow::Result<()> {
         let _ = self.stop.take().expect("stopped once").send(());
@@ -49,6 +54,7 @@ pub fn serve_config(repo: &Path) -> ServeConfig {
         shutdown_grace: Duration::from_secs(5),
         grpc_max_message: 64 << 20,
         max_image_pixels: spindle_server::preprocess::DEFAULT_MAX_IMAGE_PIXELS,
+        connections: Default::default(),
     }
 }
 

@@ -21,6 +21,8 @@ pub enum ErrorKind {
     Unavailable,
     /// The request's deadline passed before it could be computed.
     DeadlineExceeded,
+    /// The client did not send its request in time (a body trickled past the body timeout).
+    RequestTimeout,
     /// The server failed, not the request: an engine error, a preprocessing or engine thread
     /// that died, a batch lost with its worker. Retrying the same request may succeed.
     Internal,
@@ -66,6 +68,7 @@ impl ErrorKind {
             ErrorKind::Overloaded => (429, GrpcCode::ResourceExhausted, "overloaded"),
             ErrorKind::Unavailable => (503, GrpcCode::Unavailable, "unavailable"),
             ErrorKind::DeadlineExceeded => (504, GrpcCode::DeadlineExceeded, "deadline_exceeded"),
+            ErrorKind::RequestTimeout => (408, GrpcCode::DeadlineExceeded, "request_timeout"),
             ErrorKind::Internal => (500, GrpcCode::Internal, "engine_error"),
         };
         Classification { http, grpc, label }
@@ -125,6 +128,7 @@ mod tests {
             (ErrorKind::Overloaded, 429, GrpcCode::ResourceExhausted),
             (ErrorKind::Unavailable, 503, GrpcCode::Unavailable),
             (ErrorKind::DeadlineExceeded, 504, GrpcCode::DeadlineExceeded),
+            (ErrorKind::RequestTimeout, 408, GrpcCode::DeadlineExceeded),
             (ErrorKind::Internal, 500, GrpcCode::Internal),
         ];
         for (kind, http, grpc) in rows {

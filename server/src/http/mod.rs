@@ -7,9 +7,11 @@
 //! - [`tfserving`]: TensorFlow Serving's REST API (`/v1/models/...:predict`).
 //! - [`repository`]: the repository index and explicit model load/unload.
 //! - [`error`]: the JSON error body and status codes, from the core's error table.
+//! - [`listener`]: connection admission, slow-client timeouts, HTTP/1.1 and h2c, the drain.
 
 pub mod codec;
 pub mod error;
+pub mod listener;
 pub mod repository;
 pub mod tfserving;
 pub mod triton;

@@ -161,9 +161,11 @@ async fn run_infer(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
+    // The body has been read by now (axum extracts it first): a client that did not send it
+    // in time hears that (408) before anything about the server's state.
+    let body = body.map_err(body_error)?;
     state.check_ready()?;
     let loaded: Arc<LoadedModel> = state.models.lookup(model, version)?;
-    let body = body.map_err(body_error)?;
     let header_len = match headers.get(HEADER_LENGTH) {
         None => None,
         Some(value) => Some(
@@ -207,7 +209,9 @@ async fn run_infer(
 }
 
 pub(crate) fn body_error(rejection: BytesRejection) -> InferError {
-    if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+    if let Some(timeout) = super::listener::is_body_timeout(&rejection) {
+        InferError::new(ErrorKind::RequestTimeout, timeout.to_string())
+    } else if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
         InferError::new(
             ErrorKind::TooLarge,
             "request body is over the server's limit (raise it with --max-body, or send fewer rows per request)",

@@ -7,6 +7,7 @@ mod client;
 mod criteo;
 mod engines;
 mod hdfs;
+mod hostile;
 mod http_v2;
 mod loadtest_samples;
 mod protocols;

@@ -8,6 +8,7 @@ use clap::Args;
 use spindle_core::UsageError;
 use spindle_core::config::parse_duration;
 use spindle_core::engine::{Device, EngineChoice};
+use spindle_server::http::listener::ConnectionLimits;
 use spindle_server::serve::{Listeners, ServeConfig, Server, stop_signal};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -59,6 +60,17 @@ pub struct ServeArgs {
     /// there is no silent fall back to the CPU).
     #[arg(long, default_value = "cpu", value_parser = parse_device)]
     pub device: Device,
+    /// HTTP connections served at once; one more is answered 503 (Retry-After) and closed.
+    /// Each open connection costs a file descriptor and a few KiB of buffers.
+    #[arg(long, default_value_t = 4096)]
+    pub max_connections: usize,
+    /// Time a client has to send a request's headers, and on a kept-alive connection to start
+    /// its next request; then the connection is closed.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub header_timeout: Duration,
+    /// Time a client has to send a whole request body once its headers arrived (408 after).
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    pub body_timeout: Duration,
     /// Largest request body accepted, e.g. 64MiB (larger bodies get 413).
     #[arg(long, default_value = "64MiB", value_parser = parse_bytes)]
     pub max_body: usize,
@@ -124,6 +136,11 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         shutdown_grace: args.shutdown_grace,
         grpc_max_message: args.grpc_max_message,
         max_image_pixels: args.max_image_pixels,
+        connections: ConnectionLimits {
+            max_connections: args.max_connections,
+            header_timeout: args.header_timeout,
+            body_timeout: args.body_timeout,
+        },
     };
     let server = Server::load(config).await?;
     let http = bind(args.http_addr, "--http-addr").await?;

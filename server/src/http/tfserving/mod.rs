@@ -91,9 +91,9 @@ async fn run_predict(
     version: Option<&str>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
+    let body = body.map_err(super::v2::body_error)?;
     state.check_ready()?;
     let loaded = state.models.lookup(model, version)?;
-    let body = body.map_err(super::v2::body_error)?;
     let (request, columnar) = parse_predict(&loaded, &body)?;
     drop(body);
     let answer = infer::run(&loaded, request, state.limits).await?;
