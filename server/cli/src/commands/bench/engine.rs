@@ -24,6 +24,10 @@ pub struct EngineBenchArgs {
     /// Engine: auto, ort or tract.
     #[arg(long, default_value = "auto", value_parser = |s: &str| s.parse::<EngineChoice>())]
     pub engine: EngineChoice,
+    /// Device: cpu, cuda or cuda:N (CUDA needs the ort engine and ONNX Runtime's GPU build;
+    /// it is never replaced by the CPU).
+    #[arg(long, default_value = "cpu", value_parser = crate::args::parse_device)]
+    pub device: Device,
     /// Batch sizes to measure, comma separated.
     #[arg(long, value_delimiter = ',', default_value = "1,8,16,32,64,128")]
     pub batches: Vec<usize>,
@@ -57,6 +61,8 @@ pub struct EngineBenchReport {
     pub model: String,
     /// Engine used.
     pub engine: String,
+    /// Device it ran on (`cpu`, `cuda:0`).
+    pub device: String,
     /// Instances (runners) the engine was given; one is measured.
     pub intra_op_threads: usize,
     /// Per batch size.
@@ -88,7 +94,7 @@ async fn read_latest(repo: &str, model: &str) -> anyhow::Result<(ModelConfig, Ve
 pub fn run(args: &EngineBenchArgs) -> anyhow::Result<EngineBenchReport> {
     let (config, bytes) =
         tokio::runtime::Handle::current().block_on(read_latest(&args.repo, &args.model))?;
-    let engines = Engines::new(args.engine, Device::Cpu);
+    let engines = Engines::new(args.engine, args.device);
     let engine = engines.for_model(&config)?;
     let mut options = engines.load_options(engine.as_ref(), &config);
     // One runner with every core is the in-process ceiling for ONNX Runtime; tract gets one core.
@@ -109,9 +115,10 @@ pub fn run(args: &EngineBenchArgs) -> anyhow::Result<EngineBenchReport> {
     }
     let mut results = Vec::new();
     eprintln!(
-        "{} on {} ({} threads)",
+        "{} on {} {} ({} threads)",
         config.name,
         engine.name(),
+        args.device,
         options.intra_op_threads
     );
     eprintln!(
@@ -175,6 +182,7 @@ pub fn run(args: &EngineBenchArgs) -> anyhow::Result<EngineBenchReport> {
     let report = EngineBenchReport {
         model: config.name.clone(),
         engine: engine.name().to_string(),
+        device: args.device.to_string(),
         intra_op_threads: options.intra_op_threads,
         results,
         best,
