@@ -28,6 +28,22 @@ if [ "${SPINDLE_SKIP_HDFS:-}" != 1 ]; then
   echo "test: HDFS at $SPINDLE_HDFS_URL" >&2
   phase "HDFS start"
 fi
+# The real Hadoop 3 cluster (scripts/hadoop.sh: ZooKeeper, HDFS, a ResourceManager with node labels
+# and the YARN Services API, NodeManagers on 127.0.0.2 = CPU and 127.0.0.3 = GPU) for the tests of
+# `spindle yarn` against a real ResourceManager (tests/tests/integration/yarn_cluster.rs). It starts
+# in the background (about 25 s, jars fetched once from Maven Central and cached) while clippy and
+# cargo build, in a state dir of its own; the tests get its addresses as SPINDLE_HADOOP3_HDFS_URL and
+# SPINDLE_YARN_RM. Stopped at exit; its state dir (container logs) is kept when the run failed.
+# SPINDLE_SKIP_HADOOP3=1 skips it, and those tests say they were skipped. The Hadoop 2.7.3 HDFS
+# above stays: it is the compatibility cluster.
+hadoop_state="" hadoop_start="" hadoop_env="" hadoop_log=""
+if [ "${SPINDLE_SKIP_HADOOP3:-}" != 1 ]; then
+  hadoop_state=$(mktemp -d /tmp/spindle-hadoop-test.XXXXXX)
+  hadoop_env=$(mktemp)
+  hadoop_log=$(mktemp)
+  SPINDLE_HADOOP_DIR=$hadoop_state scripts/hadoop.sh start >"$hadoop_env" 2>"$hadoop_log" &
+  hadoop_start=$!
+fi
 # The container images that need no binary (the Debian base and the HDFS image) build in the
 # background while cargo compiles, so their downloads overlap the build; docker/test.sh later
 # finds them cached (and builds whatever this did not).
@@ -55,6 +71,18 @@ log=$(mktemp)
 SPINDLE_SKIP_LOG=$(mktemp)
 export SPINDLE_SKIP_LOG
 cleanup() {
+  local rc=$?
+  if [ -n "$hadoop_state" ]; then
+    # A start still running is waited for, so that stop finds every daemon it started.
+    [ -z "$hadoop_start" ] || wait "$hadoop_start" 2>/dev/null || true
+    SPINDLE_HADOOP_DIR=$hadoop_state scripts/hadoop.sh stop >/dev/null 2>&1 || true
+    if [ "$rc" = 0 ]; then
+      rm -rf "$hadoop_state"
+    else
+      echo "test: the Hadoop 3 cluster's state and logs are kept in $hadoop_state" >&2
+    fi
+    rm -f "$hadoop_env" "$hadoop_log"
+  fi
   if [ -n "$hdfs_state" ]; then
     SPINDLE_HDFS_DIR=$hdfs_state scripts/hdfs.sh stop >/dev/null || true
     rm -rf "$hdfs_state"
@@ -73,6 +101,20 @@ cargo clippy --workspace --all-targets --profile ci -- -D warnings
 phase "clippy"
 # tract and the zoo's CNNs are far too slow unoptimised: the ci profile keeps every dependency
 # optimised as in release and builds our own crates at opt-level 1 (minutes less on 2 cores).
+if [ -n "$hadoop_start" ]; then
+  if ! wait "$hadoop_start"; then
+    hadoop_start=""
+    echo "test: the Hadoop 3 cluster did not start (SPINDLE_SKIP_HADOOP3=1 skips its tests):" >&2
+    cat "$hadoop_log" >&2
+    exit 1
+  fi
+  hadoop_start=""
+  SPINDLE_HADOOP3_HDFS_URL=$(sed -n 's/^SPINDLE_HDFS_URL=//p' "$hadoop_env")
+  SPINDLE_YARN_RM=$(sed -n 's/^SPINDLE_YARN_RM=//p' "$hadoop_env")
+  export SPINDLE_HADOOP3_HDFS_URL SPINDLE_YARN_RM
+  echo "test: Hadoop 3 at $SPINDLE_HADOOP3_HDFS_URL, ResourceManager at $SPINDLE_YARN_RM" >&2
+  phase "Hadoop 3 cluster start (waited for)"
+fi
 set +e
 cargo test --workspace --profile ci 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}

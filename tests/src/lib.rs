@@ -1,6 +1,7 @@
 //! Spindle integration tests: real servers on port 0, real clients. Shared fixtures live here;
 //! the tests are in `tests/tests/integration/`.
 
+pub mod hadoop3;
 pub mod hdfs;
 pub mod yarn_rm;
 

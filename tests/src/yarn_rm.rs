@@ -1,9 +1,12 @@
-//! A small in-test ResourceManager that follows the YARN Services REST API as documented
+//! A small in-test ResourceManager that follows the YARN Services REST API
 //! (`/app/v1/services`: create 202, get 200/404, flex, stop/start, destroy 204,
-//! `component-instances?containerState=`), with simple auth (401 without the right
-//! `user.name`), validation (400 with `diagnostics`), and switches for the failures a client
-//! must handle (an HTML answer, as from a login proxy). No YARN can be installed here; this
-//! is what the client is tested against, and the real replicas stand in for its containers.
+//! `component-instances?containerState=` listing components with their containers, as Hadoop
+//! 3.4.2 answers it), for what a real ResourceManager (`scripts/hadoop.sh`, the tests in
+//! `yarn_cluster.rs`) cannot be made to do: answer 401 as a secured (SPNEGO) cluster does for
+//! a user it does not accept, answer a login page instead of JSON, and list containers on
+//! hosts the test chooses, which `bench/deploy.sh` and the discovery tests need to point
+//! clients at bare `spindle serve` processes. A call without `user.name` gets Hadoop's own
+//! answer, 404 `Null user`.
 
 use axum::Router;
 use axum::extract::{Path, Query, State};
@@ -59,6 +62,7 @@ impl FakeRm {
         }));
         let app = Router::new()
             .route("/app/v1/services", axum::routing::post(create))
+            .route("/app/v1/services/version", get(version))
             .route(
                 "/app/v1/services/{name}",
                 get(service).put(update).delete(destroy),
@@ -114,6 +118,9 @@ fn gate(state: &mut RmState, call: String, query: &HashMap<String, String>) -> O
     if state.html {
         return Some((StatusCode::OK, "<html><body>Please sign in</body></html>").into_response());
     }
+    if state.required_user.is_some() && !query.contains_key("user.name") {
+        return Some(status(StatusCode::NOT_FOUND, "Null user"));
+    }
     if let Some(user) = &state.required_user
         && query.get("user.name") != Some(user)
     {
@@ -123,6 +130,10 @@ fn gate(state: &mut RmState, call: String, query: &HashMap<String, String>) -> O
         ));
     }
     None
+}
+
+async fn version() -> Response {
+    axum::Json(json!({ "hadoop_version": "yarn-rm-standin" })).into_response()
 }
 
 async fn create(
@@ -272,12 +283,21 @@ async fn instances(
         return status(StatusCode::NOT_FOUND, &format!("Service {name} not found"));
     };
     let wanted = query.get("containerState");
+    // Hadoop's ComponentContainers: one entry per component, its containers inside.
     let list: Vec<Value> = spec["components"]
         .as_array()
         .into_iter()
         .flatten()
-        .flat_map(|c| c["containers"].as_array().cloned().unwrap_or_default())
-        .filter(|c| wanted.is_none_or(|w| c["state"] == w.as_str()))
+        .map(|c| {
+            let containers: Vec<Value> = c["containers"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|c| wanted.is_none_or(|w| c["state"] == w.as_str()))
+                .collect();
+            json!({ "componentName": c["name"], "containers": containers })
+        })
         .collect();
     axum::Json(Value::Array(list)).into_response()
 }

@@ -3,7 +3,7 @@
 //! replica restarting on another node, is followed. Between refreshes the client's retries
 //! carry requests over a replica that has just gone.
 
-use crate::yarn::rm::{ResourceManager, YarnError, split_service_url};
+use crate::yarn::rm::{ResourceManager, YarnError, default_user, split_service_url};
 use spindle_client::{Client, ClientBuilder, ClientError};
 use std::time::Duration;
 
@@ -38,17 +38,19 @@ pub struct YarnService {
 
 impl YarnService {
     /// Looks up `http://RM_HOST:PORT/SERVICE` (the replicas' port comes from the service
-    /// definition), calling as `user` when given.
+    /// definition), calling as `user`, else as [`default_user`] (`$HADOOP_USER_NAME`, `$USER`),
+    /// as `spindle yarn` does: Hadoop's Services API answers every call without `user.name`
+    /// with "Null user", even where anonymous HTTP is allowed.
     pub async fn resolve(spec: &str, user: Option<String>) -> Result<YarnService, DiscoveryError> {
         let (base, name) = split_service_url(spec)?;
-        let rm = ResourceManager::new(&base, user)?;
-        let port = rm.service_port(&name).await?;
+        let rm = ResourceManager::new(&base, user.or_else(default_user))?;
+        let port = retry_transient(|| rm.service_port(&name)).await?;
         Ok(YarnService { rm, name, port })
     }
 
     /// The READY replicas' URLs now.
     pub async fn endpoints(&self) -> Result<Vec<String>, YarnError> {
-        self.rm.ready_endpoints(&self.name, self.port).await
+        retry_transient(|| self.rm.ready_endpoints(&self.name, self.port)).await
     }
 
     /// The first READY replicas' URLs; an error when there is none.
@@ -61,6 +63,32 @@ impl YarnService {
             });
         }
         Ok(urls)
+    }
+}
+
+/// Attempts at a listing the ResourceManager answers with a 5xx.
+const TRANSIENT_ATTEMPTS: u64 = 4;
+
+/// Retries 5xx answers a few times (0.25, 0.5, 0.75 s apart). Hadoop 3.4's RM reads a
+/// service's definition from its JSON file on HDFS at every call, and a flex rewrites that
+/// file: a listing that lands in between is answered 500 `No content to map due to
+/// end-of-input` (seen on scripts/hadoop.sh's cluster with callers starting during a flex).
+async fn retry_transient<T, F, Fut>(mut call: F) -> Result<T, YarnError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, YarnError>>,
+{
+    let mut attempt = 1;
+    loop {
+        match call().await {
+            Err(YarnError::Status { status, .. })
+                if status >= 500 && attempt < TRANSIENT_ATTEMPTS =>
+            {
+                tokio::time::sleep(Duration::from_millis(250 * attempt)).await;
+                attempt += 1;
+            }
+            other => return other,
+        }
     }
 }
 

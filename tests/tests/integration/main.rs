@@ -13,3 +13,4 @@ mod loadtest_samples;
 mod protocols;
 mod replicas;
 mod yarn;
+mod yarn_cluster;

@@ -40,7 +40,8 @@ pub struct RmArgs {
     /// ResourceManager web address, e.g. http://rm:8088.
     #[arg(long, env = "SPINDLE_YARN_RM")]
     pub rm: String,
-    /// User for simple authentication (`user.name`); default $HADOOP_USER_NAME, then $USER.
+    /// User for simple authentication (`user.name`); default $HADOOP_USER_NAME, then $USER,
+    /// then $LOGNAME.
     #[arg(long)]
     pub user: Option<String>,
 }
@@ -49,9 +50,8 @@ impl RmArgs {
     fn user(&self) -> Option<String> {
         self.user
             .clone()
-            .or_else(|| std::env::var("HADOOP_USER_NAME").ok())
-            .or_else(|| std::env::var("USER").ok())
             .filter(|u| !u.is_empty())
+            .or_else(rm::default_user)
     }
 
     fn client(&self) -> anyhow::Result<ResourceManager> {
@@ -261,7 +261,10 @@ async fn deploy(args: DeployArgs) -> anyhow::Result<()> {
     let spec = spec::build(&params);
     spec::validate(&spec).map_err(|e| UsageError(e.to_string()))?;
 
-    // Checks before anything is written: the RM answers, the name is free, the repo exists.
+    // Checks before anything is written: the RM serves the Services API, the name is free
+    // (which also checks that calls carry a user: without one every call is "Null user"),
+    // GPUs asked for can be scheduled, the repo exists.
+    rm.version().await?;
     if rm.exists(&params.name).await? {
         return Err(UsageError(format!(
             "{}: service name '{}' is taken (choose another --name, or remove it with `spindle yarn destroy {} --rm {}`)",
@@ -272,6 +275,7 @@ async fn deploy(args: DeployArgs) -> anyhow::Result<()> {
         ))
         .into());
     }
+    check_gpus(&rm, params.gpus, params.node_partition.as_deref()).await?;
     package::check_repo(&params.repo).await?;
 
     let tarball = package::build(ort.as_deref()).context("packaging spindle")?;
@@ -319,6 +323,49 @@ async fn deploy(args: DeployArgs) -> anyhow::Result<()> {
     }
 }
 
+/// The resource type of GPUs in YARN (Hadoop 3.1+ GPU scheduling).
+const GPU: &str = "yarn.io/gpu";
+
+/// Refuses `--gpus` a cluster cannot schedule, from the RM's node list. Without GPU scheduling
+/// Hadoop still accepts such a service, and its AM then fails at every attempt
+/// (`ResourceNotFoundException: ... yarn.io/gpu`, seen on Hadoop 3.4.2), so it never starts.
+async fn check_gpus(
+    rm: &ResourceManager,
+    gpus: u32,
+    partition: Option<&str>,
+) -> anyhow::Result<()> {
+    if gpus == 0 {
+        return Ok(());
+    }
+    let nodes = rm.nodes().await?;
+    let running: Vec<&rm::Node> = nodes.iter().filter(|n| n.state == "RUNNING").collect();
+    if !running.iter().any(|n| n.resource(GPU).is_some()) {
+        let types = running
+            .first()
+            .map(|n| n.resource_names().join(", "))
+            .unwrap_or_else(|| "none: no RUNNING node".into());
+        return Err(UsageError(format!(
+            "--gpus {gpus}: the ResourceManager at {} does not schedule {GPU} (its nodes offer {types}); GPU scheduling needs {GPU} in resource-types.xml and yarn.nodemanager.resource-plugins=yarn.io/gpu on the NodeManagers. A service asking for GPUs here would be accepted and never start. Deploy with --gpus 0, or on a cluster with GPU scheduling",
+            rm.base()
+        ))
+        .into());
+    }
+    let most = running
+        .iter()
+        .filter(|n| partition.is_none_or(|p| n.node_labels.iter().any(|l| l == p)))
+        .filter_map(|n| n.resource(GPU))
+        .max()
+        .unwrap_or(0);
+    if most < i64::from(gpus) {
+        let place = partition.map_or("".to_string(), |p| format!(" in partition {p}"));
+        return Err(UsageError(format!(
+            "--gpus {gpus}: no RUNNING node{place} offers {gpus} {GPU} (the most is {most}), so no replica could be placed; ask for fewer GPUs or another --node-partition"
+        ))
+        .into());
+    }
+    Ok(())
+}
+
 async fn status(args: NameArgs) -> anyhow::Result<()> {
     let rm = args.rm.client()?;
     let service = rm.service(&args.name).await?;
@@ -330,26 +377,45 @@ async fn status(args: NameArgs) -> anyhow::Result<()> {
         text(&service["state"]),
         text(&service["queue"])
     );
+    let port = rm::port_of(&service).map_or("?".to_string(), |p| p.to_string());
     for component in service["components"].as_array().into_iter().flatten() {
-        let containers = component["containers"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default();
+        let containers: Vec<rm::ContainerInstance> =
+            serde_json::from_value(component["containers"].clone()).unwrap_or_default();
+        let requested = component["number_of_containers"].as_u64().unwrap_or(0);
         println!(
-            "component {} state {}: {} of {} containers",
+            "component {} state {}: {} of {requested} containers",
             text(&component["name"]),
             text(&component["state"]),
             containers.len(),
-            component["number_of_containers"]
         );
-        for c in containers {
+        // The address is the one discovery connects to (rm::ContainerInstance::address); the
+        // hostname and node are shown for reference.
+        for c in &containers {
             println!(
-                "  {:<16} {:<8} {:<40} {} ({})",
-                text(&c["component_instance_name"]),
-                text(&c["state"]),
-                text(&c["hostname"]),
-                text(&c["ip"]),
-                text(&c["bare_host"])
+                "  {:<16} {:<20} {}:{port}  (hostname {}, node {})",
+                c.component_instance_name,
+                c.state.as_deref().unwrap_or("-"),
+                c.address().unwrap_or("-"),
+                c.hostname.as_deref().unwrap_or("-"),
+                c.bare_host.as_deref().unwrap_or("-"),
+            );
+        }
+        let missing = requested.saturating_sub(containers.len() as u64);
+        if missing > 0 {
+            let partitions: Vec<String> = component["placement_policy"]["constraints"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .flat_map(|c| c["node_partitions"].as_array().cloned().unwrap_or_default())
+                .filter_map(|p| p.as_str().map(str::to_string))
+                .collect();
+            let place = if partitions.is_empty() {
+                String::new()
+            } else {
+                format!(" in partition {}", partitions.join(","))
+            };
+            println!(
+                "  {missing} waiting for a node: each replica needs a node of its own{place} (anti-affinity: they share one port) with room for it; they start when such a node has room"
             );
         }
     }

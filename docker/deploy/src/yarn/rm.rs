@@ -2,6 +2,14 @@
 //! inspect, flex, stop/start and destroy a service, and list its READY containers for
 //! discovery. Simple authentication only: `user.name=` is added to every call when a user is
 //! set (what a cluster with `hadoop.http.authentication.type=simple` expects).
+//!
+//! The answers are those of a real Hadoop 3.4.2 ResourceManager (`scripts/hadoop.sh`), which
+//! differ from the API's documentation in places: a call without `user.name` is answered
+//! `{"diagnostics":"Null user"}` with 404, 400 or 500 depending on the method (never 401, even
+//! with anonymous HTTP allowed); an unknown service is 404 on GET, 400 `Service X doesn't
+//! exist` on DELETE and 500 `File does not exist: .../.yarn/services/X/X.json` on a flex; a
+//! spec Jackson cannot read is 404 `{"exception", "message"}`; a taken name or an unknown queue
+//! is 500; `component-instances` lists components, each with its `containers`.
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -53,6 +61,28 @@ pub enum YarnError {
         /// The answer's diagnostics.
         message: String,
     },
+    /// The Services API refused a call that carried no `user.name` (Hadoop answers
+    /// `{"diagnostics":"Null user"}` with 404, 400 or 500, not 401).
+    #[error(
+        "{url}: the ResourceManager's YARN Services API needs a user name (user.name) and none was sent: pass --user U to `spindle yarn`, --yarn-user U to infer/loadtest, or set HADOOP_USER_NAME or USER"
+    )]
+    NoUser {
+        /// The URL called.
+        url: String,
+    },
+    /// `/app/v1/services/version` is missing: the address answers, but serves no YARN
+    /// Services API.
+    #[error(
+        "{url}: no YARN Services API here ({status}: {message}); it needs Hadoop 3.1+ with yarn.webapp.api-service.enable=true in the ResourceManager's yarn-site.xml (and check --rm is the RM's web address)"
+    )]
+    NoServicesApi {
+        /// The URL called.
+        url: String,
+        /// HTTP status.
+        status: u16,
+        /// The answer's diagnostics.
+        message: String,
+    },
     /// Any other non-success answer; `message` carries YARN's diagnostics.
     #[error("{url}: ResourceManager answered {status}: {message}")]
     Status {
@@ -80,7 +110,18 @@ pub enum YarnError {
     Config(String),
 }
 
-/// One container of a service, as `component-instances` lists it.
+/// One component's containers, as `component-instances` lists them (`ComponentContainers`).
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+pub struct ComponentContainers {
+    /// The component.
+    #[serde(default, rename = "componentName")]
+    pub component_name: String,
+    /// Its containers in the state asked for.
+    #[serde(default)]
+    pub containers: Vec<ContainerInstance>,
+}
+
+/// One container of a service, as `component-instances` and the service definition list it.
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
 pub struct ContainerInstance {
     /// Container id.
@@ -89,13 +130,16 @@ pub struct ContainerInstance {
     /// `component-N`.
     #[serde(default)]
     pub component_instance_name: String,
-    /// The container's host name (with Registry DNS, its own name).
+    /// The container's host name as the NodeManager reports it: the node's own host name
+    /// under DefaultContainerExecutor (on one machine, the machine's name for every node),
+    /// the container's name under Docker with Registry DNS.
     #[serde(default)]
     pub hostname: Option<String>,
-    /// The container's IP address.
+    /// The container's IP addresses, comma-separated (YARN joins `ContainerStatus.getIPs()`);
+    /// the first is the one YARN's HTTP readiness check connects to as `${THIS_HOST}`.
     #[serde(default)]
     pub ip: Option<String>,
-    /// The node it runs on.
+    /// The host of the NodeManager it runs on (its NodeId).
     #[serde(default)]
     pub bare_host: Option<String>,
     /// INIT, STARTED, READY, ...
@@ -104,14 +148,23 @@ pub struct ContainerInstance {
 }
 
 impl ContainerInstance {
-    /// The address a client should connect to: the IP when YARN reports one (it always
-    /// resolves), else the hostname, else the node.
+    /// The address a client should connect to: the first IP YARN reports, which is the
+    /// address the readiness check reached (so a READY container answers there); else the
+    /// NodeManager's host; the hostname last, since without Registry DNS it names the node
+    /// only by the machine's own name (on the test cluster every node reports the same one).
     pub fn address(&self) -> Option<&str> {
-        self.ip
+        let first_ip = self
+            .ip
             .as_deref()
-            .or(self.hostname.as_deref())
-            .or(self.bare_host.as_deref())
-            .filter(|s| !s.is_empty())
+            .and_then(|ips| ips.split(',').map(str::trim).find(|ip| !ip.is_empty()));
+        [
+            first_ip,
+            self.bare_host.as_deref(),
+            self.hostname.as_deref(),
+        ]
+        .into_iter()
+        .flatten()
+        .find(|s| !s.is_empty())
     }
 }
 
@@ -139,6 +192,15 @@ pub fn split_service_url(spec: &str) -> Result<(String, String), YarnError> {
             "--yarn-service {spec}: expected http://RM_HOST:PORT/SERVICE_NAME"
         ))),
     }
+}
+
+/// The simple-auth user when none is given: `$HADOOP_USER_NAME` (as Hadoop's own clients),
+/// then `$USER`, then `$LOGNAME`. The Services API refuses calls without one.
+pub fn default_user() -> Option<String> {
+    ["HADOOP_USER_NAME", "USER", "LOGNAME"]
+        .iter()
+        .filter_map(|v| std::env::var(v).ok())
+        .find(|u| !u.is_empty())
 }
 
 impl ResourceManager {
@@ -169,9 +231,23 @@ impl ResourceManager {
         &self.base
     }
 
+    /// The user calls are made as, if any.
+    pub fn user(&self) -> Option<&str> {
+        self.user.as_deref()
+    }
+
     /// The URL of a path under `/app/v1/services`, with `user.name` when set.
     pub fn url(&self, path: &str, query: &[(&str, &str)]) -> String {
-        let mut url = format!("{}/app/v1/services{path}", self.base);
+        self.url_at("/app/v1/services", path, query)
+    }
+
+    /// The URL of a path of the RM's cluster REST API (`/ws/v1/cluster`), with `user.name`.
+    pub fn cluster_url(&self, path: &str) -> String {
+        self.url_at("/ws/v1/cluster", path, &[])
+    }
+
+    fn url_at(&self, root: &str, path: &str, query: &[(&str, &str)]) -> String {
+        let mut url = format!("{}{root}{path}", self.base);
         let mut pairs: Vec<(&str, &str)> = query.to_vec();
         if let Some(user) = &self.user {
             pairs.push(("user.name", user));
@@ -229,21 +305,27 @@ impl ResourceManager {
             return Ok(bytes);
         }
         let message = diagnostics(&bytes);
-        Err(match status {
-            StatusCode::NOT_FOUND => YarnError::NotFound {
-                url: url.to_string(),
+        let url = url.to_string();
+        Err(if message == "Null user" {
+            YarnError::NoUser { url }
+        } else if missing_service(status, &bytes, &message, service) {
+            YarnError::NotFound {
+                url,
                 service: service.to_string(),
-            },
-            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => YarnError::Unauthorized {
-                url: url.to_string(),
+            }
+        } else if matches!(status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) {
+            // A secured (Kerberos/SPNEGO) ResourceManager; a simple-auth one never answers 401.
+            YarnError::Unauthorized {
+                url,
                 status: status.as_u16(),
                 message,
-            },
-            _ => YarnError::Status {
-                url: url.to_string(),
+            }
+        } else {
+            YarnError::Status {
+                url,
                 status: status.as_u16(),
                 message,
-            },
+            }
         })
     }
 
@@ -257,6 +339,46 @@ impl ResourceManager {
             url: url.to_string(),
             message: e.to_string(),
             start: String::from_utf8_lossy(&bytes[..bytes.len().min(80)]).into_owned(),
+        })
+    }
+
+    /// `GET /app/v1/services/version`: the Hadoop version behind the Services API. This is the
+    /// API's readiness check (there is no listing: `GET /app/v1/services` answers 503); it
+    /// needs no `user.name`. A 404 here means the Services API is not enabled.
+    pub async fn version(&self) -> Result<String, YarnError> {
+        let url = format!("{}/app/v1/services/version", self.base);
+        match self.call_json::<Value>(&url, "").await {
+            Ok(v) => Ok(v["hadoop_version"]
+                .as_str()
+                .unwrap_or("(unknown)")
+                .to_string()),
+            Err(YarnError::Status {
+                url,
+                status: 404,
+                message,
+            }) => Err(YarnError::NoServicesApi {
+                url,
+                status: 404,
+                message,
+            }),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// `GET /ws/v1/cluster/nodes`: the NodeManagers the RM knows, with their labels and the
+    /// resource types they offer.
+    pub async fn nodes(&self) -> Result<Vec<Node>, YarnError> {
+        let url = self.cluster_url("/nodes");
+        let answer: Value = self.call_json(&url, "").await?;
+        // {"nodes": null} when there is none; {"nodes": {"node": [...]}} otherwise.
+        let list = answer["nodes"]["node"].clone();
+        if list.is_null() {
+            return Ok(Vec::new());
+        }
+        serde_json::from_value(list).map_err(|e| YarnError::NotJson {
+            url,
+            message: e.to_string(),
+            start: answer.to_string().chars().take(80).collect(),
         })
     }
 
@@ -318,28 +440,27 @@ impl ResourceManager {
             &format!("/{}/component-instances", encode(name)),
             &[("containerState", "READY")],
         );
-        self.call_json(&url, name).await
+        let components: Vec<ComponentContainers> = self.call_json(&url, name).await?;
+        Ok(components.into_iter().flat_map(|c| c.containers).collect())
     }
 
     /// The HTTP port the replicas of `name` listen on, read from the service definition's
     /// [`PORT_ENV`] (component level first, then service level).
     pub async fn service_port(&self, name: &str) -> Result<u16, YarnError> {
         let service = self.service(name).await?;
-        let from = |v: &Value| -> Option<u16> {
-            v["configuration"]["env"][PORT_ENV]
-                .as_str()
-                .and_then(|p| p.parse().ok())
-        };
-        service["components"]
-            .as_array()
-            .and_then(|cs| cs.iter().find_map(from))
-            .or_else(|| from(&service))
-            .ok_or_else(|| {
-                YarnError::Config(format!(
-                    "{}: service '{name}' sets no {PORT_ENV} in its configuration.env, so its port is unknown (was it deployed with `spindle yarn deploy`?)",
+        port_of(&service).ok_or_else(|| {
+            // Hadoop answers an ACCEPTED service (its AM not yet running) with no components.
+            if service["state"] == "ACCEPTED" {
+                return YarnError::Config(format!(
+                    "{}: service '{name}' is ACCEPTED, not yet running: YARN shows its definition, and with it the replicas' port, once its AM runs (follow with `spindle yarn status {name}`)",
                     self.url(&format!("/{}", encode(name)), &[])
-                ))
-            })
+                ));
+            }
+            YarnError::Config(format!(
+                "{}: service '{name}' sets no {PORT_ENV} in its configuration.env, so its port is unknown (was it deployed with `spindle yarn deploy`?)",
+                self.url(&format!("/{}", encode(name)), &[])
+            ))
+        })
     }
 
     /// The `http://address:port` of every READY container of `name`.
@@ -357,20 +478,97 @@ impl ResourceManager {
     }
 }
 
-/// YARN answers errors as ServiceStatus `{"diagnostics": ..}`; else the text itself.
-fn diagnostics(body: &[u8]) -> String {
-    serde_json::from_slice::<Value>(body)
+/// The replicas' HTTP port in a service definition: [`PORT_ENV`] of its configuration.env,
+/// component level first, then service level.
+pub fn port_of(service: &Value) -> Option<u16> {
+    let from = |v: &Value| -> Option<u16> {
+        v["configuration"]["env"][PORT_ENV]
+            .as_str()
+            .and_then(|p| p.parse().ok())
+    };
+    service["components"]
+        .as_array()
+        .and_then(|cs| cs.iter().find_map(from))
+        .or_else(|| from(service))
+}
+
+/// A NodeManager as `/ws/v1/cluster/nodes` lists it.
+#[derive(Clone, Debug, Deserialize)]
+pub struct Node {
+    /// NodeId, `host:port`.
+    #[serde(default)]
+    pub id: String,
+    /// RUNNING, LOST, UNHEALTHY, DECOMMISSIONED, ...
+    #[serde(default)]
+    pub state: String,
+    /// Its node labels (partition).
+    #[serde(default, rename = "nodeLabels")]
+    pub node_labels: Vec<String>,
+    /// Its capacity, with every resource type it offers.
+    #[serde(default, rename = "totalResource")]
+    pub total_resource: Value,
+}
+
+impl Node {
+    /// The amount of resource type `name` (e.g. `yarn.io/gpu`) the node offers; `None` when
+    /// the RM lists no such type for it (the type is not configured).
+    pub fn resource(&self, name: &str) -> Option<i64> {
+        self.total_resource["resourceInformations"]["resourceInformation"]
+            .as_array()?
+            .iter()
+            .find(|r| r["name"] == name)
+            .map(|r| r["value"].as_i64().unwrap_or(0))
+    }
+
+    /// The names of the resource types it offers (`memory-mb`, `vcores`, ...).
+    pub fn resource_names(&self) -> Vec<String> {
+        self.total_resource["resourceInformations"]["resourceInformation"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|r| r["name"].as_str().map(str::to_string))
+            .collect()
+    }
+}
+
+/// Whether an error answer means "no such service". Hadoop 3.4 says so differently per call:
+/// 404 `Service X not found` (GET), 400 `Service X doesn't exist` (DELETE, PUT state), 500
+/// `File does not exist: /user/U/.yarn/services/X/X.json` (flex). A 404 carrying a Jackson
+/// `exception` is a spec it could not read, not a missing service.
+fn missing_service(status: StatusCode, body: &[u8], message: &str, service: &str) -> bool {
+    if service.is_empty() {
+        return false;
+    }
+    let exception = serde_json::from_slice::<Value>(body)
         .ok()
-        .and_then(|v| v["diagnostics"].as_str().map(str::to_string))
-        .unwrap_or_else(|| {
-            let text = String::from_utf8_lossy(body);
-            let text = text.trim();
-            if text.is_empty() {
-                "(empty answer)".to_string()
-            } else {
-                text.chars().take(300).collect()
-            }
-        })
+        .is_some_and(|v| v.get("exception").is_some());
+    (status == StatusCode::NOT_FOUND && !exception)
+        || message == format!("Service {service} doesn't exist")
+        || message == format!("Service {service} not found")
+        || (message.starts_with("File does not exist:")
+            && message.contains(&format!("/.yarn/services/{service}/")))
+}
+
+/// YARN answers errors as ServiceStatus `{"diagnostics": ..}`, Jersey's errors as
+/// `{"exception", "message"}`; else the text itself. Only the first line: Hadoop appends Java
+/// stack traces to some diagnostics.
+fn diagnostics(body: &[u8]) -> String {
+    let json = serde_json::from_slice::<Value>(body).ok();
+    let field = |v: &Value| {
+        v["diagnostics"]
+            .as_str()
+            .or(v["message"].as_str())
+            .map(|d| d.lines().next().unwrap_or_default().trim().to_string())
+    };
+    json.as_ref().and_then(field).unwrap_or_else(|| {
+        let text = String::from_utf8_lossy(body);
+        let text = text.trim();
+        if text.is_empty() {
+            "(empty answer)".to_string()
+        } else {
+            text.chars().take(300).collect()
+        }
+    })
 }
 
 fn chain(e: &dyn std::error::Error) -> String {
@@ -437,6 +635,66 @@ mod tests {
             "Service x already exists"
         );
         assert_eq!(diagnostics(b"<html>bad</html>"), "<html>bad</html>");
+        // Hadoop 3.4.2's answers: a stack trace after the first line, Jersey's exceptions.
+        assert_eq!(
+            diagnostics(
+                br#"{"diagnostics":"File does not exist: /user/u/.yarn/services/x/x.json\n\tat org.apache.Foo(Foo.java:87)\n"}"#
+            ),
+            "File does not exist: /user/u/.yarn/services/x/x.json"
+        );
+        assert_eq!(
+            diagnostics(
+                br#"{"exception":"InvalidFormatException","message":"Cannot deserialize"}"#
+            ),
+            "Cannot deserialize"
+        );
         assert_eq!(diagnostics(b""), "(empty answer)");
+    }
+
+    #[test]
+    fn missing_services_are_recognised_in_each_form_hadoop_answers() {
+        let (nf, bad, err) = (
+            StatusCode::NOT_FOUND,
+            StatusCode::BAD_REQUEST,
+            StatusCode::INTERNAL_SERVER_ERROR,
+        );
+        let check = |status, body: &str| {
+            missing_service(status, body.as_bytes(), &diagnostics(body.as_bytes()), "x")
+        };
+        assert!(check(
+            nf,
+            r#"{"diagnostics":"Service x not found","code":404004}"#
+        ));
+        assert!(check(bad, r#"{"diagnostics":"Service x doesn't exist"}"#));
+        assert!(check(
+            err,
+            r#"{"diagnostics":"File does not exist: /user/u/.yarn/services/x/x.json\n\tat a.B"}"#
+        ));
+        assert!(!check(
+            nf,
+            r#"{"exception":"InvalidFormatException","message":"bad"}"#
+        ));
+        assert!(!check(
+            err,
+            r#"{"diagnostics":"Service name x is already taken."}"#
+        ));
+    }
+
+    #[test]
+    fn the_address_is_the_first_ip_then_the_node() {
+        let c = |ip: Option<&str>, bare: Option<&str>| ContainerInstance {
+            id: String::new(),
+            component_instance_name: "spindle-0".into(),
+            hostname: Some("machine".into()),
+            ip: ip.map(str::to_string),
+            bare_host: bare.map(str::to_string),
+            state: Some("READY".into()),
+        };
+        assert_eq!(
+            c(Some("10.0.0.5,172.17.0.1"), None).address(),
+            Some("10.0.0.5")
+        );
+        assert_eq!(c(Some(""), Some("node1")).address(), Some("node1"));
+        assert_eq!(c(None, None).address(), Some("machine"));
     }
 }

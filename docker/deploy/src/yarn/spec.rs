@@ -64,8 +64,17 @@ fn fail(field: impl Into<String>, message: impl Into<String>) -> SpecError {
 pub fn build(params: &SpecParams) -> Value {
     let grpc_port = params.port.saturating_add(1);
     // TARBALL artifacts are unpacked into `lib/` of the container's working directory.
+    // The address: the NodeManager's own (`$NM_HOST`, which YARN sets in every container) when
+    // that is an IPv4 address, else every interface. Binding the node's address is what lets
+    // NodeManagers that share a machine under different addresses (scripts/hadoop.sh:
+    // 127.0.0.2 and 127.0.0.3) run a replica each on the same port; on clusters whose
+    // NodeManagers are known by host name (the usual case; `serve` takes addresses, not
+    // names) it stays 0.0.0.0, which also covers the container IP the readiness check uses.
+    // The NodeManager writes the command into launch_container.sh as `exec /bin/bash -c
+    // "COMMAND"` (UnixShellScriptBuilder), so it may hold no double quote, and the outer shell
+    // expands `$` first: `\$bind` reaches the inner shell as `$bind`, after the `case` set it.
     let mut launch = format!(
-        "lib/spindle serve --repo {} --http-addr 0.0.0.0:{} --grpc-addr 0.0.0.0:{grpc_port} --cache-dir cache --poll-interval {}",
+        "case x${{NM_HOST:-}} in x|x*[!0-9.]*) bind=0.0.0.0;; *) bind=$NM_HOST;; esac; exec lib/spindle serve --repo {} --http-addr \\$bind:{} --grpc-addr \\$bind:{grpc_port} --cache-dir cache --poll-interval {}",
         params.repo, params.port, params.poll_interval
     );
     if params.gpus > 0 {

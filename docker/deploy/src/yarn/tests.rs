@@ -38,8 +38,12 @@ fn the_built_spec_asks_for_what_the_deployment_needs() {
     assert_eq!(c["resource"]["memory"], "16384");
     assert_eq!(c["resource"]["additional"]["yarn.io/gpu"]["value"], 2);
     let launch = c["launch_command"].as_str().unwrap();
-    assert!(launch.starts_with("lib/spindle serve --repo hdfs://nn:8020/models"));
-    assert!(launch.contains("--http-addr 0.0.0.0:9000 --grpc-addr 0.0.0.0:9001"));
+    assert!(launch.contains("exec lib/spindle serve --repo hdfs://nn:8020/models"));
+    assert!(launch.contains(r"--http-addr \$bind:9000 --grpc-addr \$bind:9001"));
+    assert!(
+        !launch.contains('"'),
+        "YARN wraps it in bash -c \"...\": {launch}"
+    );
     assert!(launch.contains("--device cuda"), "{launch}");
     assert_eq!(
         c["readiness_check"],
@@ -260,4 +264,35 @@ fn local_repositories_and_bad_names_are_usage_errors() {
         super::staging_dir("hdfs://nn:8020/models", None, Some("ann".into())).unwrap(),
         "hdfs://nn:8020/user/ann/.spindle"
     );
+}
+
+/// The launch command's bind address, run through bash as YARN runs it
+/// (launch_container.sh: `exec /bin/bash -c "COMMAND"`, with NM_HOST exported): the
+/// NodeManager's address when it is an IP, else every interface.
+#[test]
+fn replicas_bind_the_node_address_when_yarn_gives_an_ip() {
+    let spec = build(&params());
+    let launch = spec["components"][0]["launch_command"].as_str().unwrap();
+    // Print the arguments instead of serving.
+    let launch = launch.replace("exec lib/spindle serve", "echo");
+    for (nm_host, bind) in [
+        (Some("127.0.0.2"), "127.0.0.2"),
+        (Some("worker1.example.com"), "0.0.0.0"),
+        (Some("fe80::1"), "0.0.0.0"),
+        (None, "0.0.0.0"),
+    ] {
+        let mut bash = std::process::Command::new("bash");
+        bash.arg("-c")
+            .arg(format!("exec /bin/bash -c \"{launch}\""));
+        bash.env_remove("NM_HOST");
+        if let Some(host) = nm_host {
+            bash.env("NM_HOST", host);
+        }
+        let out = bash.output().expect("bash");
+        let args = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            args.contains(&format!("--http-addr {bind}:9000 --grpc-addr {bind}:9001")),
+            "NM_HOST {nm_host:?}: {args}"
+        );
+    }
 }

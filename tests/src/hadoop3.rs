@@ -1,0 +1,170 @@
+//! Fixtures for tests against the real Hadoop 3 cluster of `scripts/hadoop.sh` (ZooKeeper,
+//! NameNode, DataNode, ResourceManager, NodeManagers on 127.0.0.2 = label CPU and 127.0.0.3 =
+//! label GPU). `scripts/test.sh` starts one and exports its addresses as
+//! `SPINDLE_HADOOP3_HDFS_URL` and `SPINDLE_YARN_RM`; without them a test fails, unless
+//! `SPINDLE_SKIP_HADOOP3=1` says to skip it on purpose.
+
+use std::process::Command;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// The NodeManager of partition `CPU`.
+pub const CPU_NODE: &str = "127.0.0.2";
+/// The NodeManager of partition `GPU`.
+pub const GPU_NODE: &str = "127.0.0.3";
+
+/// Where the cluster is.
+#[derive(Clone, Debug)]
+pub struct Hadoop3 {
+    /// `hdfs://127.0.0.1:PORT`.
+    pub hdfs: String,
+    /// `http://127.0.0.1:PORT`, the ResourceManager's web address.
+    pub rm: String,
+    /// The `user.name` calls are made as.
+    pub user: String,
+}
+
+/// The cluster from the environment, or `None` when Hadoop 3 tests are skipped on purpose.
+/// Panics when it is simply missing: a test of the real cluster must never pass without it.
+pub fn cluster() -> Option<Hadoop3> {
+    if std::env::var("SPINDLE_SKIP_HADOOP3").as_deref() == Ok("1") {
+        spindle_core::skip::record("needs the Hadoop 3 cluster, and SPINDLE_SKIP_HADOOP3=1");
+        return None;
+    }
+    let (Ok(hdfs), Ok(rm)) = (
+        std::env::var("SPINDLE_HADOOP3_HDFS_URL"),
+        std::env::var("SPINDLE_YARN_RM"),
+    ) else {
+        panic!(
+            "this test needs the Hadoop 3 cluster: run it through scripts/test.sh (which starts one), or start one with `eval \"$(scripts/hadoop.sh start)\"` and export SPINDLE_HADOOP3_HDFS_URL=$SPINDLE_HDFS_URL and SPINDLE_YARN_RM; set SPINDLE_SKIP_HADOOP3=1 to skip these tests knowingly"
+        );
+    };
+    // The same user scripts/hadoop.sh checks the Services API with.
+    let user = ["SPINDLE_HADOOP_USER", "USER", "LOGNAME"]
+        .iter()
+        .filter_map(|v| std::env::var(v).ok())
+        .find(|u| !u.is_empty())
+        .unwrap_or_else(|| "spindle".into());
+    Some(Hadoop3 { hdfs, rm, user })
+}
+
+/// A service name no other test or run uses: `PREFIX-` and 6 digits of the clock.
+pub fn unique_name(prefix: &str) -> String {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!("{prefix}-{:06}", (nanos / 1000) % 1_000_000)
+}
+
+/// A port free on every address (both NodeManagers' and the wildcard), with the next one free
+/// too (gRPC): the replicas of a test bind it on 127.0.0.2/3.
+pub fn free_port_pair() -> u16 {
+    for _ in 0..100 {
+        let port = std::net::TcpListener::bind("0.0.0.0:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        if port < u16::MAX && std::net::TcpListener::bind(("0.0.0.0", port + 1)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no two consecutive free ports found");
+}
+
+/// Runs the real `spindle` binary with `args` (as the cluster's user where it takes one),
+/// at most `limit`: (success, stdout, stderr).
+pub fn spindle(args: &[&str], limit: Duration) -> (bool, String, String) {
+    let mut child = Command::new(crate::spindle_binary())
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("starting spindle");
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        if child.try_wait().expect("waiting for spindle").is_some() {
+            break;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let out = child.wait_with_output().expect("spindle output");
+            panic!(
+                "spindle {args:?} ran over {limit:?}; stderr: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().expect("spindle output");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A YARN service a test deployed: destroyed when dropped, so a failed assertion does not
+/// leave it running on the shared cluster.
+pub struct Service {
+    /// The cluster.
+    pub cluster: Hadoop3,
+    /// Its name.
+    pub name: String,
+}
+
+impl Service {
+    /// Follows a service of this name from now on (before deploying it, so a deploy that
+    /// fails half-way is cleaned up too).
+    pub fn guard(cluster: &Hadoop3, name: &str) -> Service {
+        Service {
+            cluster: cluster.clone(),
+            name: name.to_string(),
+        }
+    }
+
+    /// `spindle yarn SUBCOMMAND NAME --rm RM --user U EXTRA...`.
+    pub fn yarn(&self, subcommand: &str, extra: &[&str]) -> (bool, String, String) {
+        let mut args = vec![
+            "yarn",
+            subcommand,
+            &self.name,
+            "--rm",
+            &self.cluster.rm,
+            "--user",
+            &self.cluster.user,
+        ];
+        args.extend_from_slice(extra);
+        spindle(&args, Duration::from_secs(60))
+    }
+
+    /// Polls `spindle yarn status` until `until(stdout)` holds, at most `limit`; the last
+    /// status on timeout.
+    pub fn wait_status(
+        &self,
+        limit: Duration,
+        until: impl Fn(&str) -> bool,
+    ) -> Result<String, String> {
+        let deadline = std::time::Instant::now() + limit;
+        let mut last = String::new();
+        while std::time::Instant::now() < deadline {
+            let (ok, out, err) = self.yarn("status", &[]);
+            last = if ok { out } else { err };
+            if ok && until(&last) {
+                return Ok(last);
+            }
+            std::thread::sleep(Duration::from_millis(1000));
+        }
+        Err(last)
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let (ok, _, err) = self.yarn("destroy", &[]);
+        if !ok && !err.contains("does not exist") {
+            eprintln!(
+                "destroying YARN service {} failed: {err}; remove it with `spindle yarn destroy {} --rm {} --user {}`",
+                self.name, self.name, self.cluster.rm, self.cluster.user
+            );
+        }
+    }
+}
