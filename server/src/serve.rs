@@ -201,14 +201,14 @@ impl Server {
                 tokio::time::sleep(grace).await;
             }
         };
+        // The HTTP listener has no failure of its own to report (a failed accept is logged and
+        // retried); gRPC's serve can fail, and its task can panic.
         let both = async {
             http.await;
-            let http: anyhow::Result<()> = Ok(());
-            let grpc = match grpc {
+            match grpc {
                 Some(task) => task.await.context("gRPC server panicked")?,
                 None => Ok(()),
-            };
-            http.and(grpc)
+            }
         };
         tokio::select! {
             result = both => result?,
