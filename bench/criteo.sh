@@ -17,7 +17,7 @@ rows=${ROWS:-2000000}
 shards=${SHARDS:-8}
 engine=${ENGINE:-ort}
 if [ "$engine" != tract ]; then ORT_DYLIB_PATH=$(scripts/setup-ort.sh); export ORT_DYLIB_PATH; fi
-cargo build --release -q -p spindle-server
+cargo build --release -q -p spindle-cli --bin spindle
 spindle=${CARGO_TARGET_DIR:-target}/release/spindle
 work=$(mktemp -d)
 server_pid=

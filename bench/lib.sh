@@ -22,7 +22,7 @@ if [ "${ENGINE:-ort}" != tract ]; then
   ORT_DYLIB_PATH=${ORT_DYLIB_PATH:-$(scripts/setup-ort.sh)}
   export ORT_DYLIB_PATH
 fi
-cargo build --release -q -p spindle-server
+cargo build --release -q -p spindle-cli --bin spindle
 spindle=${CARGO_TARGET_DIR:-target}/release/spindle
 repo=.cache/bench-repo
 window=${WINDOW:-3s}

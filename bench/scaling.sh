@@ -39,7 +39,7 @@ port=${PORT:-18700}
 out=bench/results
 mkdir -p "$out" .cache
 ORT_DYLIB_PATH=${ORT_DYLIB_PATH:-$(scripts/setup-ort.sh)}; export ORT_DYLIB_PATH
-cargo build --release -q -p spindle-server
+cargo build --release -q -p spindle-cli --bin spindle
 spindle=${CARGO_TARGET_DIR:-target}/release/spindle
 repo=.cache/bench-repo
 [ -f "$repo/$model/config.toml" ] || "$spindle" zoo --out "$repo" > /dev/null
