@@ -129,6 +129,15 @@ tests/conformance/run.sh 2>&1 | tee -a "$log"
 conformance=${PIPESTATUS[0]}
 set -e
 phase "conformance"
+# TensorFlow beside Spindle (tests/conformance/tf): TensorFlow reads what Spindle writes and the
+# other way round, imported TensorFlow models answer as TensorFlow does, TF Serving's own clients
+# work unchanged. Its virtual environment (tensorflow-cpu, tf2onnx, ~600 MB) is cached in .cache/.
+set +e
+tests/conformance/tf/run.sh 2>&1 | tee -a "$log"
+tf_conformance=${PIPESTATUS[0]}
+set -e
+[ "$tf_conformance" -eq 0 ] || conformance=$tf_conformance
+phase "TensorFlow conformance"
 # The container deployment (docker/test.sh): images from our own debootstrap base (apt and
 # PyPI only), the compose deployment and its failure checks, using the spindle binary the tests
 # just built. Needs root, Docker and docker-compose; SPINDLE_SKIP_DOCKER=1 skips it.
