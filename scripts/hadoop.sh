@@ -13,7 +13,10 @@
 #   scripts/hadoop.sh start                 start everything; prints, on stdout, the eval-able lines
 #                                           SPINDLE_HDFS_URL=hdfs://127.0.0.1:PORT
 #                                           SPINDLE_YARN_RM=http://127.0.0.1:PORT
-#   scripts/hadoop.sh env                   print those two lines again
+#   scripts/hadoop.sh start --kerberos      the same cluster secured with Kerberos (see "Kerberos" below);
+#                                           prints also KRB5_CONFIG, HADOOP_CONF_DIR, SPINDLE_KEYTAB
+#                                           and SPINDLE_PRINCIPAL (the user's keytab and principal)
+#   scripts/hadoop.sh env                   print those lines again
 #   scripts/hadoop.sh stop                  stop every daemon (and container) of this state dir
 #   scripts/hadoop.sh status                which daemons run, and the addresses
 #   scripts/hadoop.sh kill-datanode         SIGKILL the DataNode
@@ -35,6 +38,15 @@
 #                         (default /tmp/spindle-hadoop); kept after `stop` for the logs
 #   SPINDLE_HADOOP_USER   user.name for the readiness checks (default $USER, else `id -un`)
 #   JAVA                  the java binary (default: java on PATH; Java 17 tested)
+#
+# Kerberos (start --kerberos): a KDC (Hadoop's MiniKdc, i.e. Apache Kerby, from
+# tests/hadoop/kdc/pom.xml) on 127.0.0.1, realm EXAMPLE.COM; one keytab for the daemons
+# (hdfs/, yarn/ and HTTP/ for localhost, 127.0.0.1-3 and the host name) and one for the user
+# ($SPINDLE_HADOOP_USER@EXAMPLE.COM). RPC needs Kerberos, block access tokens are on, the
+# DataNode speaks SASL on its data port (dfs.data.transfer.protection=authentication), and the
+# ResourceManager's and NodeManagers' web APIs need SPNEGO. The script's own CLIs and curl
+# use a ticket cache kinit fills from the user's keytab: MIT's kinit/klist (Debian: krb5-user).
+#   SPINDLE_KRB_TICKET_SECONDS  the KDC's longest ticket lifetime (default 86400)
 set -euo pipefail
 
 HADOOP_VERSION=3.4.2
@@ -47,6 +59,12 @@ JAVA=${JAVA:-java}
 # NodeManager N listens on NM_IPS[N-1] and carries label NM_LABELS[N-1].
 NM_IPS=(127.0.0.2 127.0.0.3)
 NM_LABELS=(CPU GPU)
+REALM=EXAMPLE.COM
+KRB=$STATE/krb
+# A cluster started with --kerberos leaves its krb5.conf; every later verb (env, restart-*, fs)
+# then speaks Kerberos too. `start` decides afresh from its own arguments.
+KERBEROS=0
+[ -f "$KRB/krb5.conf" ] && KERBEROS=1
 
 # Java 17: Hadoop 3.4's own launcher (hadoop-functions.sh, hadoop_finalize_jpms_opts, HADOOP-19310)
 # adds exactly these; without java.lang, Guice/cglib in the ResourceManager and NodeManager fail.
@@ -70,32 +88,49 @@ die() {
     exit 1
 }
 
+# The JVM options that make a Hadoop JVM use this cluster's KDC (none without Kerberos).
+krb_opts() {
+    [ "$KERBEROS" = 1 ] && echo "-Djava.security.krb5.conf=$KRB/krb5.conf"
+    return 0
+}
+
 fetch() {
-    local pom=$ROOT/tests/hadoop/pom.xml stamp
+    fetch_jars "$ROOT/tests/hadoop/pom.xml" "$JARS" hadoop-yarn-services-api "Hadoop $HADOOP_VERSION's jars (about 95 MB)"
+}
+
+# The KDC's jars (MiniKdc and Apache Kerby, about 5 MB), apart from the daemons' classpath.
+fetch_kdc() {
+    fetch_jars "$ROOT/tests/hadoop/kdc/pom.xml" "$HADOOP_HOME/kdc-jars" hadoop-minikdc "MiniKdc's jars (about 5 MB)"
+}
+
+# fetch_jars POM DIR ARTIFACT WHAT: DIR gets POM's runtime dependencies from Maven Central, once.
+fetch_jars() {
+    local pom=$1 dir=$2 artifact=$3 what=$4 stamp name
+    name=$(basename "$dir")
     stamp=$(sha256sum "$pom" | cut -c1-64)
     # The cache is complete when it holds the stamp of the pom.xml it was fetched with.
-    if [ "$(cat "$JARS/.pom.sha256" 2>/dev/null)" = "$stamp" ]; then
-        echo "$JARS"
+    if [ "$(cat "$dir/.pom.sha256" 2>/dev/null)" = "$stamp" ]; then
+        echo "$dir"
         return
     fi
     command -v "$JAVA" >/dev/null || die "java not found: install a JDK 17, e.g. apt-get install openjdk-17-jdk-headless"
     command -v mvn >/dev/null || die "mvn not found: install Maven 3.8+, e.g. apt-get install maven"
-    log "downloading Hadoop $HADOOP_VERSION's jars from Maven Central (about 95 MB)"
+    log "downloading $what from Maven Central"
     mkdir -p "$HADOOP_HOME"
-    rm -rf "$HADOOP_HOME/jars.partial"
+    rm -rf "$dir.partial"
     if ! mvn -q -B -Dstyle.color=never -f "$pom" -Dhadoop.version="$HADOOP_VERSION" \
         dependency:copy-dependencies -DincludeScope=runtime \
-        -DoutputDirectory="$HADOOP_HOME/jars.partial" >"$HADOOP_HOME/fetch.log" 2>&1; then
-        cat "$HADOOP_HOME/fetch.log" >&2
+        -DoutputDirectory="$dir.partial" >"$HADOOP_HOME/fetch-$name.log" 2>&1; then
+        cat "$HADOOP_HOME/fetch-$name.log" >&2
         die "mvn dependency:copy-dependencies failed (is Maven Central reachable?)"
     fi
-    [ -f "$HADOOP_HOME/jars.partial/hadoop-yarn-services-api-$HADOOP_VERSION.jar" ] ||
-        die "the fetch left no hadoop-yarn-services-api jar; see $HADOOP_HOME/fetch.log"
-    echo "$stamp" >"$HADOOP_HOME/jars.partial/.pom.sha256"
+    [ -f "$dir.partial/$artifact-$HADOOP_VERSION.jar" ] ||
+        die "the fetch left no $artifact jar; see $HADOOP_HOME/fetch-$name.log"
+    echo "$stamp" >"$dir.partial/.pom.sha256"
     # Rename last, so an interrupted fetch is never mistaken for a complete one.
-    rm -rf "$JARS"
-    mv "$HADOOP_HOME/jars.partial" "$JARS"
-    echo "$JARS"
+    rm -rf "$dir"
+    mv "$dir.partial" "$dir"
+    echo "$dir"
 }
 
 free_port() {
@@ -129,6 +164,109 @@ java_home() {
     "$JAVA" -XshowSettings:properties -version 2>&1 | awk -F' = ' '/^ *java.home = / { print $2; exit }'
 }
 
+# The host names the daemons' principals may carry: Hadoop replaces _HOST by the name a daemon
+# finds for its address (localhost or 127.0.0.1 for the NameNode, DataNode and ResourceManager;
+# the NodeManagers' own addresses, see write_nm_conf's hosts file; the machine's name).
+krb_hosts() { echo localhost 127.0.0.1 "${NM_IPS[@]}" "$(hostname)"; }
+
+# start_kdc: the KDC, its principals and keytabs, and a krb5.conf for MIT's library (kinit, curl,
+# Spindle through libgssapi_krb5) and for Java.
+start_kdc() {
+    command -v kinit >/dev/null || die "kinit not found: install MIT Kerberos' tools, e.g. apt-get install krb5-user"
+    mkdir -p "$KRB"
+    local h svc=()
+    for h in $(krb_hosts); do
+        svc+=("hdfs/$h" "yarn/$h" "HTTP/$h")
+    done
+    echo "=== start $(date -Is)" >>"$STATE/logs/kdc.log"
+    setsid nohup "$JAVA" -Xmx128m "${BASE_OPTS[@]}" -cp "$HADOOP_HOME/kdc-jars/*" \
+        "$ROOT/tests/hadoop/kdc/SpindleKdc.java" "$KRB" "${SPINDLE_KRB_TICKET_SECONDS:-86400}" \
+        "$KRB/service.keytab=$(IFS=,; echo "${svc[*]}")" "$KRB/user.keytab=$HUSER" \
+        >>"$STATE/logs/kdc.log" 2>&1 </dev/null &
+    echo $! >"$STATE/kdc.pid"
+    local i
+    for i in $(seq 1 600); do
+        [ -f "$KRB/kdc.port" ] && break
+        alive "$STATE/kdc.pid" || die "the KDC exited; see $STATE/logs/kdc.log"
+        sleep 0.1
+    done
+    [ -f "$KRB/kdc.port" ] || die "the KDC wrote no keytabs within 60 s; see $STATE/logs/kdc.log"
+    # No DNS and no reverse lookups: a service's principal is HTTP/127.0.0.1, not whatever
+    # 127.0.0.1 resolves back to. TCP only (MiniKdc's transport).
+    cat >"$KRB/krb5.conf" <<EOF
+[libdefaults]
+    default_realm = $REALM
+    dns_lookup_kdc = false
+    dns_lookup_realm = false
+    rdns = false
+    dns_canonicalize_hostname = false
+    udp_preference_limit = 1
+    forwardable = true
+[realms]
+    $REALM = {
+        kdc = 127.0.0.1:$(cat "$KRB/kdc.port")
+    }
+EOF
+    log "KDC on 127.0.0.1:$(cat "$KRB/kdc.port"), realm $REALM, keytabs in $KRB"
+}
+
+# cli_login: with Kerberos, a valid ticket for the user in the script's own cache (MIT's and
+# Java's Kerberos both read KRB5CCNAME and KRB5_CONFIG).
+cli_login() {
+    [ "$KERBEROS" = 1 ] || return 0
+    export KRB5_CONFIG=$KRB/krb5.conf KRB5CCNAME=FILE:$KRB/cli.ccache
+    klist -s 2>/dev/null || kinit -kt "$KRB/user.keytab" "$HUSER@$REALM" ||
+        die "kinit -kt $KRB/user.keytab $HUSER@$REALM failed (is the KDC up? see $STATE/logs/kdc.log)"
+}
+
+# kerberos_settings: CORE_KRB, HDFS_KRB and YARN_KRB, the settings a secured cluster adds to
+# core-site.xml, hdfs-site.xml and yarn-site.xml (empty without Kerberos).
+kerberos_settings() {
+    CORE_KRB=() HDFS_KRB=() YARN_KRB=()
+    [ "$KERBEROS" = 1 ] || return 0
+    local keytab=$KRB/service.keytab
+    # The daemons log in as hdfs/HOST and yarn/HOST; the Services API (in the ResourceManager)
+    # acts for the SPNEGO-authenticated user, so yarn may impersonate.
+    CORE_KRB=(
+        "hadoop.security.authentication=kerberos"
+        "hadoop.security.authorization=false"
+        "hadoop.rpc.protection=authentication"
+        "hadoop.proxyuser.yarn.hosts=*"
+        "hadoop.proxyuser.yarn.groups=*"
+        "hadoop.proxyuser.hdfs.hosts=*"
+        "hadoop.proxyuser.hdfs.groups=*"
+    )
+    # Hadoop 3.4's DataNode starts secured only with privileged ports (jsvc, root) or with SASL on
+    # its data port AND dfs.http.policy=HTTPS_ONLY (DataNode.checkSecureConfig): its web server
+    # would otherwise be unauthenticated plain HTTP on an unprivileged port. The data port is what
+    # matters to Spindle (hdfs-native speaks SASL there), and this test cluster keeps plain HTTP
+    # for the NameNode's /jmx readiness checks, so it sets the flag Hadoop's own MiniDFSCluster
+    # tests use to skip that one check. SASL is still required on the data port: the DataNode
+    # negotiates it whenever dfs.data.transfer.protection is set, before it looks at the flag.
+    HDFS_KRB=(
+        "dfs.block.access.token.enable=true"
+        "dfs.data.transfer.protection=authentication"
+        "ignore.secure.ports.for.testing=true"
+        "dfs.namenode.kerberos.principal=hdfs/_HOST@$REALM"
+        "dfs.namenode.keytab.file=$keytab"
+        "dfs.datanode.kerberos.principal=hdfs/_HOST@$REALM"
+        "dfs.datanode.keytab.file=$keytab"
+        "dfs.web.authentication.kerberos.principal=HTTP/_HOST@$REALM"
+        "dfs.web.authentication.kerberos.keytab=$keytab"
+    )
+    # The web APIs behind SPNEGO; "*" accepts every HTTP/ principal of the keytab, so a client may
+    # name the ResourceManager 127.0.0.1 or localhost.
+    YARN_KRB=(
+        "yarn.resourcemanager.principal=yarn/_HOST@$REALM"
+        "yarn.resourcemanager.keytab=$keytab"
+        "yarn.nodemanager.principal=yarn/_HOST@$REALM"
+        "yarn.nodemanager.keytab=$keytab"
+        "hadoop.http.authentication.kerberos.principal=*"
+        "hadoop.http.authentication.kerberos.keytab=$keytab"
+        "hadoop.http.authentication.simple.anonymous.allowed=false"
+    )
+}
+
 # The configuration every JVM shares (NameNode, DataNode, ResourceManager, clients, the service AM).
 write_conf() {
     local conf=$STATE/conf
@@ -142,7 +280,8 @@ write_conf() {
         "hadoop.proxyuser.$(id -un).hosts=*" \
         "hadoop.proxyuser.$(id -un).groups=*" \
         "ipc.client.connect.max.retries=3" \
-        "ipc.client.connect.retry.interval=500"
+        "ipc.client.connect.retry.interval=500" \
+        "${CORE_KRB[@]}"
     # Safe mode ends as soon as the blocks are reported (no 30 s extension), so a restarted
     # NameNode is writable quickly; a stopped DataNode is dead after 2 * 5 s + 10 * 1 s. The
     # DataNode's ports are fixed, so a restarted one is where clients and the NameNode left it.
@@ -163,7 +302,8 @@ write_conf() {
         "dfs.heartbeat.interval=1" \
         "dfs.namenode.heartbeat.recheck-interval=5000" \
         "dfs.namenode.stale.datanode.interval=10000" \
-        "dfs.client.block.write.replace-datanode-on-failure.enable=false"
+        "dfs.client.block.write.replace-datanode-on-failure.enable=false" \
+        "${HDFS_KRB[@]}"
     yarn_site "$conf/yarn-site.xml"
     capacity_scheduler "$conf/capacity-scheduler.xml"
     cat >"$conf/log4j.properties" <<'EOF'
@@ -186,6 +326,7 @@ yarn_site() {
     local file=$1
     shift
     local am_opts="-Xmx256m ${BASE_OPTS[*]}"
+    [ "$KERBEROS" = 1 ] && am_opts+=" $(krb_opts)"
     site_xml "$file" \
         "yarn.resourcemanager.hostname=127.0.0.1" \
         "yarn.resourcemanager.address=127.0.0.1:$(port rm)" \
@@ -204,7 +345,7 @@ yarn_site() {
         "yarn.resourcemanager.placement-constraints.handler=scheduler" \
         "yarn.webapp.api-service.enable=true" \
         "hadoop.http.filter.initializers=org.apache.hadoop.security.AuthenticationFilterInitializer,org.apache.hadoop.security.HttpCrossOriginFilterInitializer" \
-        "hadoop.http.authentication.type=simple" \
+        "hadoop.http.authentication.type=$([ "$KERBEROS" = 1 ] && echo kerberos || echo simple)" \
         "yarn.scheduler.minimum-allocation-mb=128" \
         "yarn.scheduler.maximum-allocation-mb=4096" \
         "yarn.scheduler.maximum-allocation-vcores=4" \
@@ -223,6 +364,7 @@ yarn_site() {
         "yarn.service.classpath=$JARS/*" \
         "yarn.service.readiness-check-interval.seconds=2" \
         "yarn.service.container-recovery.timeout.ms=10000" \
+        "${YARN_KRB[@]}" \
         "$@"
 }
 
@@ -292,7 +434,7 @@ launch() {
     local logf=$STATE/logs/$name.log
     echo "=== start $(date -Is)" >>"$logf"
     # setsid: the daemon is its own process group, so a Ctrl-C in the caller's terminal leaves it alone.
-    setsid nohup "$JAVA" "-Xmx$heap" "${BASE_OPTS[@]}" "${opts[@]}" -Dhadoop.log.dir="$STATE/logs" \
+    setsid nohup "$JAVA" "-Xmx$heap" "${BASE_OPTS[@]}" $(krb_opts) "${opts[@]}" -Dhadoop.log.dir="$STATE/logs" \
         -cp "$conf:$JARS/*" "$@" >>"$logf" 2>&1 </dev/null &
     echo $! >"$pidfile"
 }
@@ -358,7 +500,8 @@ start_nodemanager_jvm() {
 cli() {
     local class=$1
     shift
-    "$JAVA" -Xmx256m "${BASE_OPTS[@]}" -Dlog4j.configuration="file:$STATE/conf-cli.log4j.properties" \
+    cli_login
+    "$JAVA" -Xmx256m "${BASE_OPTS[@]}" $(krb_opts) -Dlog4j.configuration="file:$STATE/conf-cli.log4j.properties" \
         -cp "$STATE/conf:$JARS/*" "$class" "$@"
 }
 
@@ -368,7 +511,12 @@ rm_url() { echo "http://127.0.0.1:$(port rm-web)"; }
 rm_get() {
     local sep='?'
     case $1 in *\?*) sep='&' ;; esac
-    curl -sf --max-time 5 "$(rm_url)$1${sep}user.name=$HUSER"
+    if [ "$KERBEROS" = 1 ]; then
+        cli_login
+        curl -sf --max-time 5 --negotiate -u : "$(rm_url)$1"
+    else
+        curl -sf --max-time 5 "$(rm_url)$1${sep}user.name=$HUSER"
+    fi
 }
 
 safemode_off() {
@@ -468,12 +616,24 @@ env_lines() {
     [ -f "$STATE/ports/nn" ] || die "no cluster in $STATE; run '$0 start' first"
     echo "SPINDLE_HDFS_URL=hdfs://127.0.0.1:$(port nn)"
     echo "SPINDLE_YARN_RM=$(rm_url)"
+    if [ "$KERBEROS" = 1 ]; then
+        echo "KRB5_CONFIG=$KRB/krb5.conf"
+        echo "HADOOP_CONF_DIR=$STATE/conf"
+        echo "SPINDLE_KEYTAB=$KRB/user.keytab"
+        echo "SPINDLE_PRINCIPAL=$HUSER@$REALM"
+    fi
 }
 
 start() {
-    [ $# -eq 0 ] || die "start takes no arguments"
+    KERBEROS=0
+    case $# in
+        0) ;;
+        1) [ "$1" = --kerberos ] || die "start: unknown argument '$1' (expected nothing or --kerberos)"; KERBEROS=1 ;;
+        *) die "start takes at most one argument, --kerberos" ;;
+    esac
     local t0=$SECONDS
     fetch >/dev/null
+    [ "$KERBEROS" = 1 ] && fetch_kdc >/dev/null
     if alive "$STATE/namenode.pid" || alive "$STATE/resourcemanager.pid"; then
         die "a cluster already runs for $STATE; run '$0 stop' first or set SPINDLE_HADOOP_DIR"
     fi
@@ -486,6 +646,8 @@ start() {
     for name in nn nn-http zk rm rm-scheduler rm-tracker rm-admin rm-web dn dn-http dn-ipc nm1 nm1-web nm2 nm2-web; do
         free_port >"$STATE/ports/$name"
     done
+    [ "$KERBEROS" = 1 ] && start_kdc
+    kerberos_settings
     write_conf
     log "state in $STATE, logs in $STATE/logs"
     # The format (a JVM of its own) overlaps with ZooKeeper's and the ResourceManager's start.
@@ -504,12 +666,13 @@ start() {
     wait_port namenode "$STATE/namenode.pid" 127.0.0.1 "$(port nn)" 90
     start_datanode
     start_nodemanager_jvm 1
-    start_nodemanager_jvm 2
+    # The secured cluster is kept small (it shares two cores with the plain one): NodeManager 1 only.
+    [ "$KERBEROS" = 1 ] || start_nodemanager_jvm 2
     wait_port zookeeper "$STATE/zk.pid" 127.0.0.1 "$(port zk)" 30
     wait_hdfs 1
     log "HDFS out of safe mode at $((SECONDS - t0)) s"
     wait_nodemanager 1
-    wait_nodemanager 2
+    [ "$KERBEROS" = 1 ] || wait_nodemanager 2
     labels_ok || die "the ResourceManager does not list CPU and GPU as exclusive labels; see $STATE/logs/rmadmin.log"
     local i
     for i in $(seq 1 300); do
@@ -580,7 +743,7 @@ stop_all() {
     stop_pids "$STATE/nm1/pid" "$STATE/nm2/pid"
     kill_containers 1
     kill_containers 2
-    stop_pids "$STATE/resourcemanager.pid" "$STATE/datanode.pid" "$STATE/namenode.pid" "$STATE/zk.pid"
+    stop_pids "$STATE/resourcemanager.pid" "$STATE/datanode.pid" "$STATE/namenode.pid" "$STATE/zk.pid" "$STATE/kdc.pid"
     [ "${1:-}" = quiet ] || log "stopped the cluster in $STATE (logs kept in $STATE/logs)"
 }
 
@@ -590,6 +753,7 @@ status() {
         return 1
     }
     local up=1 name f n
+    [ "$KERBEROS" = 1 ] && if alive "$STATE/kdc.pid"; then echo "kdc: running (pid $(cat "$STATE/kdc.pid"))"; else echo "kdc: stopped"; up=0; fi
     for name in zookeeper:zk.pid namenode:namenode.pid datanode:datanode.pid \
         resourcemanager:resourcemanager.pid nodemanager1:nm1/pid nodemanager2:nm2/pid; do
         f=$STATE/${name#*:}
@@ -633,6 +797,7 @@ yarn_cmd() {
 
 cmd=${1:-}
 [ $# -gt 0 ] && shift
+kerberos_settings
 case $cmd in
     fetch) fetch ;;
     start) start "$@" ;;
