@@ -4,6 +4,7 @@
 
 pub mod bench;
 pub mod data;
+pub mod import;
 pub mod infer;
 pub mod loadtest;
 pub mod replicas;
@@ -18,11 +19,13 @@ use crate::args::{BenchCommand, Cli, Command};
 
 /// Runs a parsed command line.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    cli.kerberos.apply()?;
     match cli.command {
         Command::Serve(args) => serve::run(args).await,
         Command::Zoo(args) => zoo::run(args).await,
         Command::Infer(args) => infer::run(args).await,
         Command::Repo(command) => repo::run(command).await,
+        Command::Import(command) => import::run(command).await,
         Command::Yarn(command) => yarn::run(command).await,
         Command::Replicas(args) => replicas::run(args).await,
         Command::Loadtest(args) => loadtest::run(args).await,
@@ -35,8 +38,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             tokio::task::spawn_blocking(move || bench::preprocess::run(&args)).await??;
             Ok(())
         }
-        Command::Data(data::DataCommand::Criteo(args)) => {
-            tokio::task::spawn_blocking(move || data::data(args)).await??;
+        Command::Data(command) => {
+            tokio::task::spawn_blocking(move || data::run(command)).await??;
             Ok(())
         }
         Command::Train(train::TrainCommand::Criteo(args)) => {
