@@ -19,7 +19,6 @@ use crate::args::{BenchCommand, Cli, Command};
 
 /// Runs a parsed command line.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
-    cli.kerberos.apply()?;
     match cli.command {
         Command::Serve(args) => serve::run(args).await,
         Command::Zoo(args) => zoo::run(args).await,
@@ -38,8 +37,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             tokio::task::spawn_blocking(move || bench::preprocess::run(&args)).await??;
             Ok(())
         }
-        Command::Data(command) => {
-            tokio::task::spawn_blocking(move || data::run(command)).await??;
+        Command::Data(data::DataCommand::Criteo(args)) => {
+            tokio::task::spawn_blocking(move || data::data(args)).await??;
             Ok(())
         }
         Command::Train(train::TrainCommand::Criteo(args)) => {
