@@ -63,7 +63,7 @@ impl LocalFactory {
 
 /// Runs a future to completion from synchronous code: on the current runtime when called from
 /// one of its blocking threads, else on a small runtime of its own.
-fn block_on<T>(future: impl std::future::Future<Output = T>) -> T {
+pub(crate) fn block_on<T>(future: impl std::future::Future<Output = T>) -> T {
     match tokio::runtime::Handle::try_current() {
         Ok(handle) => handle.block_on(future),
         Err(_) => tokio::runtime::Builder::new_current_thread()
@@ -74,11 +74,38 @@ fn block_on<T>(future: impl std::future::Future<Output = T>) -> T {
     }
 }
 
-/// Config, version, model bytes, `features.toml` text and its display path.
-async fn read_version(
+/// A runtime handle plain threads can block on: the caller's runtime, or, when the caller has
+/// none (tests, plain threads), a one-thread runtime kept alive by the returned `Arc`.
+pub(crate) fn runtime_handle()
+-> anyhow::Result<(tokio::runtime::Handle, Option<Arc<tokio::runtime::Runtime>>)> {
+    Ok(match tokio::runtime::Handle::try_current() {
+        Ok(handle) => (handle, None),
+        Err(_) => {
+            let runtime = Arc::new(
+                tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(1)
+                    .enable_all()
+                    .build()?,
+            );
+            (runtime.handle().clone(), Some(runtime))
+        }
+    })
+}
+
+/// A model version read from a repository: what an in-process engine needs.
+pub(crate) struct ModelVersion {
+    pub(crate) config: spindle_core::ModelConfig,
+    pub(crate) version: u64,
+    pub(crate) onnx: Vec<u8>,
+    /// `labels.txt`, one class name a line, when the model has one.
+    pub(crate) labels: Option<String>,
+}
+
+/// The newest complete version of `model` in `repo`, with its repository open.
+pub(crate) async fn read_model(
     repo: &str,
     model: &str,
-) -> anyhow::Result<(spindle_core::ModelConfig, u64, Vec<u8>, String, String)> {
+) -> anyhow::Result<(ModelRepository, ModelVersion)> {
     let repository = ModelRepository::open(repo, HDFS_RETRY).await?;
     let entry = repository.model(model).await?;
     let version = entry
@@ -86,6 +113,7 @@ async fn read_version(
         .last()
         .map(|v| v.version)
         .with_context(|| format!("model {model} in {repo} has no complete version"))?;
+    let labels = entry.labels_text.clone();
     let config = entry.config.map_err(anyhow::Error::from)?;
     let storage = repository.storage();
     let model_rel = format!("{model}/{version}/{MODEL_FILE}");
@@ -93,14 +121,32 @@ async fn read_version(
         .read(&model_rel)
         .await?
         .with_context(|| format!("{} vanished", storage.display(&model_rel)))?;
+    Ok((
+        repository,
+        ModelVersion {
+            config,
+            version,
+            onnx,
+            labels,
+        },
+    ))
+}
+
+/// Config, version, model bytes, `features.toml` text and its display path.
+async fn read_version(
+    repo: &str,
+    model: &str,
+) -> anyhow::Result<(spindle_core::ModelConfig, u64, Vec<u8>, String, String)> {
+    let (repository, read) = read_model(repo, model).await?;
+    let version = read.version;
     let features_rel = format!("{model}/{version}/{FEATURES_FILE}");
-    let shown = storage.display(&features_rel);
+    let shown = repository.storage().display(&features_rel);
     let text = repository.read_text(&features_rel).await?.with_context(|| {
         format!(
             "{shown} is missing (scoring raw rows needs the feature spec the model was trained with; `spindle train criteo` writes it)"
         )
     })?;
-    Ok((config, version, onnx, text, shown))
+    Ok((read.config, version, read.onnx, text, shown))
 }
 
 impl BackendFactory for LocalFactory {
@@ -171,30 +217,11 @@ impl RemoteFactory {
     /// Connects to `urls` and reads `model`'s signature and feature spec from the first that
     /// answers.
     pub fn open(urls: &[String], model: &str) -> anyhow::Result<RemoteFactory> {
-        let (handle, runtime) = match tokio::runtime::Handle::try_current() {
-            Ok(handle) => (handle, None),
-            Err(_) => {
-                let runtime = Arc::new(
-                    tokio::runtime::Builder::new_multi_thread()
-                        .worker_threads(1)
-                        .enable_all()
-                        .build()?,
-                );
-                (runtime.handle().clone(), Some(runtime))
-            }
-        };
+        let (handle, runtime) = runtime_handle()?;
         let client = spindle_client::Client::builder(urls.iter().cloned()).build()?;
-        let http = urls
-            .iter()
-            .find(|u| !u.starts_with("grpc://"))
-            .with_context(|| {
-                "remote scoring reads the model's feature spec over HTTP: give at least one http:// server URL"
-            })?;
-        let http = if http.contains("://") {
-            http.clone()
-        } else {
-            format!("http://{http}")
-        };
+        let http = first_http(urls).with_context(|| {
+            "remote scoring reads the model's feature spec over HTTP: give at least one http:// server URL"
+        })?;
         let model_name = model.to_string();
         let (metadata, text) = handle.block_on(async {
             let metadata = client.model_metadata(&model_name).await?;
@@ -231,8 +258,8 @@ impl RemoteFactory {
     }
 }
 
-/// `GET /v2/models/{m}/config` and its `features.toml` parameter.
-async fn fetch_features(base: &str, model: &str) -> anyhow::Result<String> {
+/// `GET /v2/models/{m}/config`: the served model's configuration as JSON.
+pub(crate) async fn fetch_config(base: &str, model: &str) -> anyhow::Result<serde_json::Value> {
     use http_body_util::BodyExt;
     let url = format!("{}/v2/models/{model}/config", base.trim_end_matches('/'));
     let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
@@ -246,13 +273,28 @@ async fn fetch_features(base: &str, model: &str) -> anyhow::Result<String> {
     if !status.is_success() {
         anyhow::bail!("GET {url}: {status}: {}", String::from_utf8_lossy(&body));
     }
-    let config: serde_json::Value = serde_json::from_slice(&body)
-        .with_context(|| format!("GET {url}: the answer is not JSON"))?;
+    serde_json::from_slice(&body).with_context(|| format!("GET {url}: the answer is not JSON"))
+}
+
+/// The first `http://` URL of `urls` (a bare `HOST:PORT` counts as one), for the calls the
+/// client library does not make (a model's config).
+pub(crate) fn first_http(urls: &[String]) -> Option<String> {
+    let url = urls.iter().find(|u| !u.starts_with("grpc://"))?;
+    Some(if url.contains("://") {
+        url.clone()
+    } else {
+        format!("http://{url}")
+    })
+}
+
+/// The `features.toml` parameter of a served model's config.
+async fn fetch_features(base: &str, model: &str) -> anyhow::Result<String> {
+    let config = fetch_config(base, model).await?;
     config["parameters"]["features.toml"]["string_value"]
         .as_str()
         .map(str::to_string)
         .with_context(|| {
-            format!("{url} has no features.toml parameter: the served model does not take raw Criteo rows")
+            format!("{base}: model {model} has no features.toml parameter: the served model does not take raw Criteo rows")
         })
 }
 

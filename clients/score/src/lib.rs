@@ -1,5 +1,6 @@
-//! The batch-scoring client: scores raw Criteo shards (local or HDFS-style directories), one
-//! output part per input shard, in-process or through running servers.
+//! The batch-scoring client: scores raw Criteo shards (local or HDFS-style directories) and
+//! image datasets ([`images`]: CIFAR-10 binary, TFRecord, image files), one output part per
+//! input shard, in-process or through running servers.
 //!
 //! - this module: the job ([`ScoreJob`]), its summary and its [`Progress`] reports.
 //! - [`backend`]: where batches are scored: [`backend::LocalFactory`] runs the model in-process
@@ -15,6 +16,7 @@
 //! fails alone and the job exits non-zero.
 
 pub mod backend;
+pub mod images;
 
 use anyhow::Context;
 use backend::{BackendFactory, ScoreBackend};
