@@ -4,9 +4,11 @@
 //!
 //! - [`service`]: the RPC handlers.
 //! - [`codec`]: tensors to and from typed and raw contents.
+//! - [`tfserving`]: TensorFlow Serving's `PredictionService` and `ModelService`.
 
 pub mod codec;
 pub mod service;
+pub mod tfserving;
 
 use crate::state::AppState;
 use spindle_core::error::InferError;
@@ -75,6 +77,7 @@ pub async fn serve(
     let inference = GrpcInferenceServiceServer::new(service::InferenceService::new(state.clone()))
         .max_decoding_message_size(settings.max_message)
         .max_encoding_message_size(settings.max_message);
+    let (tf_prediction, tf_models) = tfserving::services(&state, settings.max_message);
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     let reporter = health_reporter.clone();
     let shutdown = async move {
@@ -95,6 +98,8 @@ pub async fn serve(
         ))
         .add_service(health_service)
         .add_service(inference)
+        .add_service(tf_prediction)
+        .add_service(tf_models)
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await?;
     Ok(())

@@ -12,5 +12,6 @@ mod http_v2;
 mod loadtest_samples;
 mod protocols;
 mod replicas;
+mod tfserving_grpc;
 mod yarn;
 mod yarn_cluster;
