@@ -27,7 +27,9 @@ pub mod storage;
 pub use cache::{CachedVersion, ModelCache};
 pub use error::RepoError;
 pub use repository::{ModelEntry, ModelRepository, VersionEntry, check_name};
-pub use storage::{HDFS_RETRY, RetryPolicy, Storage, is_hdfs};
+pub use storage::{
+    HDFS_RETRY, KerberosLogin, RetryPolicy, Storage, is_hdfs, kerberos_login, set_kerberos_login,
+};
 
 /// The name of every model's config file.
 pub const CONFIG_FILE: &str = "config.toml";

@@ -1,5 +1,11 @@
 //! A repository on HDFS, through `hdfs-native` (no JVM). Every operation but rename is retried
 //! (see `retry.rs`); a download resumes from the last byte written.
+//!
+//! Kerberos: with a [`KerberosLogin`] set for the process, every client logs in from that
+//! keytab (MIT's GSSAPI, `libgssapi_krb5.so.2`, loaded at run time by `hdfs-native`, keeps the
+//! ticket in a private in-memory cache and gets a new one from the keytab when it expires, so a
+//! long-running `serve` stays logged in); without one, a secured cluster is reached with the
+//! ticket cache of `kinit` (`KRB5CCNAME`). An authentication failure is never retried.
 
 use super::retry::{self, Attempts, RetryError, classify};
 use super::{FileInfo, RetryPolicy};
@@ -9,6 +15,86 @@ use hdfs_native::{Client, ClientBuilder, HdfsError, WriteOptions};
 use sha2::{Digest, Sha256};
 use std::fs::File;
 use std::io::Write;
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+/// A Kerberos identity from a keytab, for every HDFS client (and the ResourceManager's SPNEGO)
+/// of this process.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KerberosLogin {
+    /// The keytab file.
+    pub keytab: PathBuf,
+    /// The principal to log in as, e.g. `spindle@EXAMPLE.COM` (its key must be in the keytab).
+    pub principal: String,
+}
+
+static KERBEROS_LOGIN: OnceLock<KerberosLogin> = OnceLock::new();
+
+/// Makes every HDFS client created from now on log in as `login.principal` from `login.keytab`.
+/// Set once, at start-up, before any repository is opened: a process has one identity. The
+/// keytab must be a readable file; whether it holds the principal's key shows at the first call.
+pub fn set_kerberos_login(login: KerberosLogin) -> Result<(), String> {
+    if login.principal.trim().is_empty() {
+        return Err("--principal is empty: name the Kerberos principal whose key the keytab holds, e.g. spindle@EXAMPLE.COM".into());
+    }
+    if let Err(e) = File::open(&login.keytab) {
+        return Err(format!(
+            "--keytab {}: cannot read it ({e}); expected a Kerberos keytab file",
+            login.keytab.display()
+        ));
+    }
+    let wanted = login.clone();
+    KERBEROS_LOGIN.set(login).or_else(|_| {
+        if kerberos_login() == Some(&wanted) {
+            Ok(())
+        } else {
+            Err("a different Kerberos login is already set for this process".into())
+        }
+    })
+}
+
+/// The process's Kerberos login, if [`set_kerberos_login`] set one.
+pub fn kerberos_login() -> Option<&'static KerberosLogin> {
+    KERBEROS_LOGIN.get()
+}
+
+/// For a connection closed on us: a NameNode that requires Kerberos closes it, without an
+/// answer, when a client offers none, and a DataNode that requires SASL resets it; a crashed
+/// or restarting daemon does too, so this is a hint, not a diagnosis.
+pub(super) fn disconnected_hint(error: &HdfsError) -> Option<&'static str> {
+    use std::io::ErrorKind::{ConnectionAborted, ConnectionReset};
+    match error {
+        HdfsError::IOError(e) if matches!(e.kind(), ConnectionAborted | ConnectionReset) => Some(
+            "; if the cluster is secured with Kerberos, its NameNode closes and its DataNodes reset connections that do not speak its security: set HADOOP_CONF_DIR to the cluster's configuration (hadoop.security.authentication, dfs.data.transfer.protection) and kinit, or pass --keytab FILE --principal NAME",
+        ),
+        _ => None,
+    }
+}
+
+/// What to do about an error that says Kerberos authentication failed; `None` for any other
+/// error. Such an error is never cured by a retry (see `retry::classify`).
+pub(super) fn kerberos_hint(error: &HdfsError) -> Option<String> {
+    let auth_failed = match error {
+        HdfsError::GSSAPIError(..) | HdfsError::SASLError(_) | HdfsError::NoSASLMechanism => true,
+        HdfsError::RPCError(class, message) | HdfsError::FatalRPCError(class, message) => {
+            class.ends_with("AccessControlException")
+                && (message.contains("authenticat") || message.contains("KERBEROS"))
+        }
+        _ => false,
+    };
+    if !auth_failed {
+        return None;
+    }
+    Some(match kerberos_login() {
+        Some(login) => format!(
+            "Kerberos authentication to HDFS failed logging in as {} from the keytab {}: check that the keytab holds that principal's current key (klist -kt {}), and KRB5_CONFIG for the realm's KDC",
+            login.principal,
+            login.keytab.display(),
+            login.keytab.display()
+        ),
+        None => "Kerberos authentication to HDFS failed: this cluster needs Kerberos credentials; get a ticket with `kinit PRINCIPAL` (see klist), or pass --keytab FILE --principal NAME".into(),
+    })
+}
 
 /// A directory on HDFS: one shared NameNode client and the retry settings for it.
 #[derive(Clone, Debug)]
@@ -46,13 +132,25 @@ impl HdfsStorage {
         // HA NameNodes, Kerberos and delegation tokens. Its own failover loop defaults to 15
         // attempts with sleeps up to 15 s, which kept a poll against a stopped NameNode hanging
         // for minutes; a short failover round here, and our backoff around it, bound that.
-        let client = ClientBuilder::new()
+        let mut config = vec![
+            ("dfs.client.failover.max.attempts", "2"),
+            ("dfs.client.failover.sleep.base.millis", "100"),
+            ("dfs.client.failover.sleep.max.millis", "500"),
+        ];
+        // A keytab means Kerberos, even without the cluster's core-site.xml at hand (the data
+        // transfer protection still comes from its hdfs-site.xml, in HADOOP_CONF_DIR).
+        if kerberos_login().is_some() {
+            config.push(("hadoop.security.authentication", "kerberos"));
+        }
+        let mut builder = ClientBuilder::new()
             .with_url(base.clone())
-            .with_config([
-                ("dfs.client.failover.max.attempts", "2"),
-                ("dfs.client.failover.sleep.base.millis", "100"),
-                ("dfs.client.failover.sleep.max.millis", "500"),
-            ])
+            .with_config(config);
+        if let Some(login) = kerberos_login() {
+            builder = builder
+                .with_kerberos_principal(login.principal.clone())
+                .with_kerberos_keytab(login.keytab.display().to_string());
+        }
+        let client = builder
             .build()
             .map_err(|e| root_error(format!("cannot create an HDFS client: {e}")))?;
         Ok(HdfsStorage {
@@ -187,9 +285,10 @@ impl HdfsStorage {
         // would then fail confusingly.
         self.client.rename(&src, &dst, false).await.map_err(|e| {
             let (_, unreachable) = classify(&e);
+            let hint = kerberos_hint(&e).map_or_else(String::new, |h| format!("; {h}"));
             RepoError::Io {
                 path: self.display(to),
-                cause: format!("rename from {} failed: {e}", self.display(from)),
+                cause: format!("rename from {} failed: {e}{hint}", self.display(from)),
                 unreachable,
             }
         })

@@ -11,7 +11,7 @@ mod local;
 mod retry;
 
 use crate::error::RepoError;
-pub use hdfs::HdfsStorage;
+pub use hdfs::{HdfsStorage, KerberosLogin, kerberos_login, set_kerberos_login};
 use sha2::{Digest, Sha256};
 pub use spindle_core::retry::RetryPolicy;
 use std::path::{Path, PathBuf};

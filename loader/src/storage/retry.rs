@@ -76,9 +76,12 @@ impl Attempts {
                 String::new()
             };
             let hint = if unreachable {
-                "; is the NameNode up? (check the URL, and HADOOP_CONF_DIR for name services)"
+                let kerberos = super::hdfs::disconnected_hint(&error).unwrap_or_default();
+                format!(
+                    "; is the NameNode up? (check the URL, and HADOOP_CONF_DIR for name services){kerberos}"
+                )
             } else {
-                ""
+                super::hdfs::kerberos_hint(&error).map_or_else(String::new, |h| format!("; {h}"))
             };
             return Err(RetryError::Failed(RepoError::Io {
                 path: storage.display(rel),

@@ -16,6 +16,9 @@ pub struct Cli {
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
+    /// --keytab and --principal, for secured (Kerberos) clusters.
+    #[command(flatten)]
+    pub kerberos: crate::kerberos::KerberosArgs,
 }
 
 /// Subcommands.

@@ -12,6 +12,7 @@
 
 pub mod args;
 pub mod commands;
+pub mod kerberos;
 pub mod progress;
 
 pub use args::{Cli, Command, EXIT_USAGE};

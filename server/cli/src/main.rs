@@ -18,6 +18,11 @@ fn main() {
             return;
         }
     };
+    // Before any thread starts: a keytab login re-executes the program with its environment.
+    if let Err(e) = cli.kerberos.reexec_with_keytab() {
+        eprintln!("error: --keytab: cannot re-execute spindle with the keytab's environment: {e}");
+        std::process::exit(1);
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),

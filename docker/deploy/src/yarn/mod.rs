@@ -8,6 +8,7 @@
 pub mod package;
 pub mod rm;
 pub mod spec;
+mod spnego;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};

@@ -1,7 +1,8 @@
 //! The YARN Services REST API of a ResourceManager (`/app/v1/services`, Hadoop 3.1+): create,
 //! inspect, flex, stop/start and destroy a service, and list its READY containers for
-//! discovery. Simple authentication only: `user.name=` is added to every call when a user is
-//! set (what a cluster with `hadoop.http.authentication.type=simple` expects).
+//! discovery. Simple authentication: `user.name=` is added to every call when a user is set
+//! (what a cluster with `hadoop.http.authentication.type=simple` expects). Kerberos: a 401
+//! with `WWW-Authenticate: Negotiate` is answered with a SPNEGO token (`spnego.rs`).
 //!
 //! The answers are those of a real Hadoop 3.4.2 ResourceManager (`scripts/hadoop.sh`), which
 //! differ from the API's documentation in places: a call without `user.name` is answered
@@ -51,7 +52,7 @@ pub enum YarnError {
     },
     /// The ResourceManager refused the call (401/403): authentication needed.
     #[error(
-        "{url}: not authorised ({status}): {message} (pass --user for simple auth; Kerberos/SPNEGO clusters need a kinit'd client, which spindle does not speak yet)"
+        "{url}: not authorised ({status}): {message} (pass --user for simple auth; a Kerberos (SPNEGO) ResourceManager needs a ticket for a principal it accepts: kinit PRINCIPAL, or --keytab FILE --principal NAME)"
     )]
     Unauthorized {
         /// The URL called.
@@ -59,6 +60,16 @@ pub enum YarnError {
         /// 401 or 403.
         status: u16,
         /// The answer's diagnostics.
+        message: String,
+    },
+    /// No SPNEGO token for a Kerberos-secured ResourceManager: no ticket, or none obtainable.
+    #[error(
+        "{url}: the ResourceManager requires Kerberos (SPNEGO) and no Kerberos credentials were usable: {message}; get a ticket with `kinit PRINCIPAL`, or pass --keytab FILE --principal NAME (and KRB5_CONFIG for the realm's KDC)"
+    )]
+    Kerberos {
+        /// The URL called.
+        url: String,
+        /// GSSAPI's explanation.
         message: String,
     },
     /// The Services API refused a call that carried no `user.name` (Hadoop answers
@@ -175,6 +186,8 @@ pub struct ResourceManager {
     user: Option<String>,
     timeout: Duration,
     http: HyperClient<HttpConnector, Full<Bytes>>,
+    /// The `hadoop.auth` cookie a SPNEGO-secured ResourceManager issued (shared by clones).
+    auth_cookie: std::sync::Arc<std::sync::Mutex<Option<HeaderValue>>>,
 }
 
 /// Splits `http://rm:8088/NAME` into the ResourceManager URL and the service name.
@@ -223,6 +236,7 @@ impl ResourceManager {
             user,
             timeout: Duration::from_secs(30),
             http: HyperClient::builder(TokioExecutor::new()).build(HttpConnector::new()),
+            auth_cookie: Default::default(),
         })
     }
 
@@ -261,23 +275,26 @@ impl ResourceManager {
         url
     }
 
-    async fn call(
+    /// One HTTP exchange: the status, the answer's headers and its body.
+    async fn send(
         &self,
-        method: Method,
+        method: &Method,
         url: &str,
-        body: Option<&Value>,
-        service: &str,
-    ) -> Result<Bytes, YarnError> {
-        let payload = body.map(|b| b.to_string()).unwrap_or_default();
+        payload: &Option<String>,
+        auth: Option<(hyper::header::HeaderName, HeaderValue)>,
+    ) -> Result<(StatusCode, hyper::HeaderMap, Bytes), YarnError> {
         let mut request = Request::builder()
-            .method(method)
+            .method(method.clone())
             .uri(url)
-            .body(Full::new(Bytes::from(payload)))
+            .body(Full::new(Bytes::from(payload.clone().unwrap_or_default())))
             .map_err(|e| YarnError::Config(format!("{url}: {e}")))?;
-        if body.is_some() {
+        if payload.is_some() {
             request
                 .headers_mut()
                 .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        }
+        if let Some((name, value)) = auth {
+            request.headers_mut().insert(name, value);
         }
         let unreachable = |message: String| YarnError::Unreachable {
             url: url.to_string(),
@@ -290,17 +307,100 @@ impl ResourceManager {
                 .await
                 .map_err(|e| unreachable(chain(&e)))?;
             let status = response.status();
+            let headers = response.headers().clone();
             let bytes = response
                 .into_body()
                 .collect()
                 .await
                 .map_err(|e| unreachable(e.to_string()))?
                 .to_bytes();
-            Ok::<_, YarnError>((status, bytes))
+            Ok::<_, YarnError>((status, headers, bytes))
         };
-        let (status, bytes) = tokio::time::timeout(self.timeout, exchange)
+        tokio::time::timeout(self.timeout, exchange)
             .await
-            .map_err(|_| unreachable(format!("no answer within {:?}", self.timeout)))??;
+            .map_err(|_| unreachable(format!("no answer within {:?}", self.timeout)))?
+    }
+
+    /// Sends a request; a secured ResourceManager's 401 with `WWW-Authenticate: Negotiate` is
+    /// answered once with a SPNEGO token. Hadoop's authentication filter then hands out a
+    /// signed `hadoop.auth` cookie, sent with the calls that follow instead of a new token
+    /// each (a fresh token is made when the RM refuses the cookie, e.g. once it expired).
+    async fn exchange(
+        &self,
+        method: Method,
+        url: &str,
+        body: Option<&Value>,
+    ) -> Result<(StatusCode, Bytes), YarnError> {
+        let payload = body.map(|b| b.to_string());
+        let cookie = self.auth_cookie.lock().expect("cookie lock").clone();
+        let first = cookie.map(|c| (hyper::header::COOKIE, c));
+        let (status, headers, bytes) = self.send(&method, url, &payload, first).await?;
+        let negotiate = headers
+            .get_all(hyper::header::WWW_AUTHENTICATE)
+            .iter()
+            .any(|v| v.as_bytes().starts_with(b"Negotiate"));
+        if status != StatusCode::UNAUTHORIZED || !negotiate {
+            return Ok((status, bytes));
+        }
+        let host = self.host().to_string();
+        let principal = spindle_loader::kerberos_login().map(|l| l.principal.clone());
+        let token = tokio::task::spawn_blocking(move || {
+            super::spnego::initial_token(&host, principal.as_deref())
+        })
+        .await
+        .map_err(|e| YarnError::Kerberos {
+            url: url.to_string(),
+            message: e.to_string(),
+        })?
+        .map_err(|message| YarnError::Kerberos {
+            url: url.to_string(),
+            message,
+        })?;
+        use base64::Engine;
+        let header = format!(
+            "Negotiate {}",
+            base64::engine::general_purpose::STANDARD.encode(token)
+        );
+        let value = HeaderValue::from_str(&header).map_err(|e| YarnError::Config(e.to_string()))?;
+        let (status, headers, bytes) = self
+            .send(
+                &method,
+                url,
+                &payload,
+                Some((hyper::header::AUTHORIZATION, value)),
+            )
+            .await?;
+        if let Some(cookie) = headers
+            .get_all(hyper::header::SET_COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .filter_map(|v| v.split(';').next())
+            .find(|c| c.starts_with("hadoop.auth=") && c.len() > "hadoop.auth=".len())
+            .and_then(|c| HeaderValue::from_str(c).ok())
+        {
+            *self.auth_cookie.lock().expect("cookie lock") = Some(cookie);
+        }
+        Ok((status, bytes))
+    }
+
+    /// The ResourceManager's host, without the port: its SPNEGO principal is HTTP/host.
+    fn host(&self) -> &str {
+        let authority = self.base.strip_prefix("http://").unwrap_or(&self.base);
+        authority
+            .rsplit_once(':')
+            .map_or(authority, |(host, _)| host)
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+    }
+
+    async fn call(
+        &self,
+        method: Method,
+        url: &str,
+        body: Option<&Value>,
+        service: &str,
+    ) -> Result<Bytes, YarnError> {
+        let (status, bytes) = self.exchange(method, url, body).await?;
         if status.is_success() {
             return Ok(bytes);
         }

@@ -19,6 +19,7 @@ use crate::args::{BenchCommand, Cli, Command};
 
 /// Runs a parsed command line.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    cli.kerberos.apply()?;
     match cli.command {
         Command::Serve(args) => serve::run(args).await,
         Command::Zoo(args) => zoo::run(args).await,
