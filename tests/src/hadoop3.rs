@@ -73,8 +73,18 @@ pub fn free_port_pair() -> u16 {
 /// Runs the real `spindle` binary with `args` (as the cluster's user where it takes one),
 /// at most `limit`: (success, stdout, stderr).
 pub fn spindle(args: &[&str], limit: Duration) -> (bool, String, String) {
+    spindle_with_env(args, &[], limit)
+}
+
+/// [`spindle`] with extra environment variables.
+pub fn spindle_with_env(
+    args: &[&str],
+    env: &[(&str, &str)],
+    limit: Duration,
+) -> (bool, String, String) {
     let mut child = Command::new(crate::spindle_binary())
         .args(args)
+        .envs(env.iter().copied())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -167,4 +177,80 @@ impl Drop for Service {
             );
         }
     }
+}
+
+/// The Kerberos-secured cluster of `scripts/hadoop.sh start --kerberos` (KDC, NameNode,
+/// DataNode, ResourceManager behind SPNEGO, one NodeManager), found through its state
+/// directory in `SPINDLE_KRB_HADOOP_DIR`.
+#[derive(Clone, Debug)]
+pub struct SecuredHadoop3 {
+    /// `hdfs://127.0.0.1:PORT`.
+    pub hdfs: String,
+    /// `http://127.0.0.1:PORT`, the ResourceManager's web address (SPNEGO).
+    pub rm: String,
+    /// The user's keytab.
+    pub keytab: String,
+    /// The user's principal, `USER@EXAMPLE.COM`.
+    pub principal: String,
+    /// The krb5.conf naming the cluster's KDC.
+    pub krb5_config: String,
+    /// The cluster's client configuration (core-site.xml, hdfs-site.xml).
+    pub hadoop_conf_dir: String,
+}
+
+impl SecuredHadoop3 {
+    /// The environment of a client of this cluster with no ticket of its own: the realm's
+    /// krb5.conf, the cluster's configuration, and a ticket cache that does not exist (so
+    /// nothing a person ran `kinit` for on this machine leaks into a test).
+    pub fn env(&self) -> Vec<(&str, &str)> {
+        vec![
+            ("KRB5_CONFIG", self.krb5_config.as_str()),
+            ("HADOOP_CONF_DIR", self.hadoop_conf_dir.as_str()),
+            ("KRB5CCNAME", "FILE:/nonexistent/spindle-test-no-ticket"),
+        ]
+    }
+
+    /// `--keytab K --principal P`.
+    pub fn login_args(&self) -> [&str; 4] {
+        ["--keytab", &self.keytab, "--principal", &self.principal]
+    }
+}
+
+/// The secured cluster, or `None` (recorded as a skip) when `SPINDLE_KRB_HADOOP_DIR` names
+/// none: start one with `SPINDLE_HADOOP_DIR=/tmp/krb-hadoop scripts/hadoop.sh start --kerberos`
+/// and export `SPINDLE_KRB_HADOOP_DIR=/tmp/krb-hadoop`.
+pub fn secured_cluster() -> Option<SecuredHadoop3> {
+    let Some(dir) = std::env::var_os("SPINDLE_KRB_HADOOP_DIR") else {
+        spindle_core::skip::record(
+            "needs the Kerberos-secured Hadoop 3 cluster: `SPINDLE_HADOOP_DIR=DIR scripts/hadoop.sh start --kerberos`, then SPINDLE_KRB_HADOOP_DIR=DIR",
+        );
+        return None;
+    };
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/hadoop.sh");
+    let out = Command::new(&script)
+        .arg("env")
+        .env("SPINDLE_HADOOP_DIR", &dir)
+        .output()
+        .expect("running scripts/hadoop.sh env");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let var = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}=")))
+            .map(str::to_string)
+            .unwrap_or_else(|| {
+                panic!(
+                    "SPINDLE_KRB_HADOOP_DIR={} is not a cluster started with --kerberos (`scripts/hadoop.sh env` printed no {name}): {text}{}",
+                    std::path::Path::new(&dir).display(),
+                    String::from_utf8_lossy(&out.stderr)
+                )
+            })
+    };
+    Some(SecuredHadoop3 {
+        hdfs: var("SPINDLE_HDFS_URL"),
+        rm: var("SPINDLE_YARN_RM"),
+        keytab: var("SPINDLE_KEYTAB"),
+        principal: var("SPINDLE_PRINCIPAL"),
+        krb5_config: var("KRB5_CONFIG"),
+        hadoop_conf_dir: var("HADOOP_CONF_DIR"),
+    })
 }

@@ -9,6 +9,7 @@ mod engines;
 mod hdfs;
 mod hostile;
 mod http_v2;
+mod kerberos;
 mod loadtest_samples;
 mod protocols;
 mod replicas;
