@@ -752,10 +752,15 @@ status() {
         echo "no cluster in $STATE"
         return 1
     }
-    local up=1 name f n
-    [ "$KERBEROS" = 1 ] && if alive "$STATE/kdc.pid"; then echo "kdc: running (pid $(cat "$STATE/kdc.pid"))"; else echo "kdc: stopped"; up=0; fi
-    for name in zookeeper:zk.pid namenode:namenode.pid datanode:datanode.pid \
-        resourcemanager:resourcemanager.pid nodemanager1:nm1/pid nodemanager2:nm2/pid; do
+    local up=1 name f n daemons nms=(1 2)
+    daemons=(zookeeper:zk.pid namenode:namenode.pid datanode:datanode.pid
+        resourcemanager:resourcemanager.pid nodemanager1:nm1/pid nodemanager2:nm2/pid)
+    # The secured cluster has its KDC and NodeManager 1 only.
+    if [ "$KERBEROS" = 1 ]; then
+        daemons=(kdc:kdc.pid "${daemons[@]:0:5}")
+        nms=(1)
+    fi
+    for name in "${daemons[@]}"; do
         f=$STATE/${name#*:}
         name=${name%%:*}
         if alive "$f"; then
@@ -765,7 +770,7 @@ status() {
             up=0
         fi
     done
-    for n in 1 2; do
+    for n in "${nms[@]}"; do
         echo "nodemanager$n ${NM_IPS[$((n - 1))]}:$(port "nm$n") in the ResourceManager: $(nm_state "$n") (web http://${NM_IPS[$((n - 1))]}:$(port "nm$n-web"))"
     done
     echo "NameNode web: http://127.0.0.1:$(port nn-http)"
