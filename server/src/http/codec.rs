@@ -3,8 +3,8 @@
 //! tensors in input order).
 
 use crate::infer::{
-    AnsweredOutput, InferAnswer, InferRequest, InputSlots, OutputRequest, accepts_dtype,
-    all_outputs, output_index, output_parameters,
+    accepts_dtype, all_outputs, output_index, output_parameters, AnsweredOutput, InferAnswer,
+    InferRequest, InputSlots, OutputRequest,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -256,10 +256,20 @@ fn choose_outputs(
 #[derive(Serialize)]
 struct ResponseHeader<'a> {
     model_name: &'a str,
-    model_version: String,
+    model_version: VersionString,
     #[serde(skip_serializing_if = "Option::is_none")]
     id: Option<&'a str>,
     outputs: Vec<OutputJson<'a>>,
+}
+
+/// A version number written as the JSON string the protocol wants, straight into the body
+/// (serde_json's `collect_str` formats without a `to_string()` per response).
+struct VersionString(u64);
+
+impl Serialize for VersionString {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&self.0)
+    }
 }
 
 #[derive(Serialize)]
@@ -305,15 +315,22 @@ pub struct EncodedResponse {
     pub header_len: Option<usize>,
 }
 
-/// Encodes a computed request's outputs.
+/// Room reserved for the JSON header of a binary response: the model name, version, id and each
+/// output's name, type and shape fit in this with room to spare, so the body is allocated once.
+const HEADER_RESERVE: usize = 256;
+const HEADER_RESERVE_PER_OUTPUT: usize = 128;
+
+/// Encodes a computed request's outputs. The body is sized first (the JSON header's estimate
+/// plus every binary tensor's exact length) and each binary tensor is written into it once,
+/// after the header, with no intermediate buffer.
 pub fn encode_response(
     config: &ModelConfig,
     version: u64,
     id: Option<&str>,
     answer: &InferAnswer,
 ) -> EncodedResponse {
-    let mut binary = Vec::new();
-    let outputs_json = answer
+    let mut binary_len = 0;
+    let outputs: Vec<OutputJson> = answer
         .outputs
         .iter()
         .map(
@@ -323,11 +340,11 @@ pub fn encode_response(
                  binary: raw,
              }| {
                 let (parameters, data) = if *raw {
-                    let before = binary.len();
-                    tensor.write_le_bytes(&mut binary);
+                    let size = tensor.le_byte_len();
+                    binary_len += size;
                     (
                         Some(BinarySize {
-                            binary_data_size: binary.len() - before,
+                            binary_data_size: size,
                         }),
                         None,
                     )
@@ -346,11 +363,17 @@ pub fn encode_response(
         .collect();
     let header = ResponseHeader {
         model_name: &config.name,
-        model_version: version.to_string(),
+        model_version: VersionString(version),
         id,
-        outputs: outputs_json,
+        outputs,
     };
-    let mut body = serde_json::to_vec(&header).expect("response header serialises");
+    let mut body = Vec::with_capacity(
+        HEADER_RESERVE
+            + HEADER_RESERVE_PER_OUTPUT * answer.outputs.len()
+            + id.map_or(0, str::len)
+            + binary_len,
+    );
+    serde_json::to_writer(&mut body, &header).expect("response header serialises");
     if !answer.outputs.iter().any(|o| o.binary) {
         return EncodedResponse {
             body,
@@ -358,9 +381,122 @@ pub fn encode_response(
         };
     }
     let header_len = body.len();
-    body.extend_from_slice(&binary);
+    for output in answer.outputs.iter().filter(|o| o.binary) {
+        write_le(&output.tensor, &mut body);
+    }
+    debug_assert_eq!(body.len(), header_len + binary_len);
     EncodedResponse {
         body,
         header_len: Some(header_len),
+    }
+}
+
+/// Appends a tensor's raw little-endian bytes. On little-endian machines numeric elements are
+/// already in wire order, so each tensor is one `memcpy`; BOOL, BYTES and big-endian machines
+/// take the element-by-element path.
+fn write_le(tensor: &Tensor, body: &mut Vec<u8>) {
+    if cfg!(target_endian = "little") {
+        let bytes: &[u8] = match &tensor.data {
+            TensorData::U8(v) => v,
+            TensorData::I8(v) => bytemuck::cast_slice(v),
+            TensorData::I16(v) => bytemuck::cast_slice(v),
+            TensorData::I32(v) => bytemuck::cast_slice(v),
+            TensorData::I64(v) => bytemuck::cast_slice(v),
+            TensorData::F32(v) => bytemuck::cast_slice(v),
+            TensorData::F64(v) => bytemuck::cast_slice(v),
+            TensorData::Bool(_) | TensorData::Bytes(_) => return tensor.write_le_bytes(body),
+        };
+        body.extend_from_slice(bytes);
+    } else {
+        tensor.write_le_bytes(body);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn answer(outputs: Vec<(&str, Tensor, bool)>) -> InferAnswer {
+        InferAnswer {
+            outputs: outputs
+                .into_iter()
+                .map(|(name, tensor, binary)| AnsweredOutput {
+                    name: name.into(),
+                    tensor,
+                    binary,
+                })
+                .collect(),
+            queue_time: Duration::ZERO,
+            compute_time: Duration::ZERO,
+            batch_rows: 1,
+        }
+    }
+
+    fn config() -> ModelConfig {
+        ModelConfig::from_toml(
+            "name = \"m\"\nmax_batch_size = 8\n\
+             [[inputs]]\nname = \"x\"\ndtype = \"FP32\"\ndims = [-1, 2]\n\
+             [[outputs]]\nname = \"p\"\ndtype = \"FP32\"\ndims = [-1, 2]\n",
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn binary_outputs_follow_the_header_once_each_in_an_exactly_sized_body() {
+        let f32s = Tensor::new(vec![1, 3], TensorData::F32(vec![1.5, -2.0, 3.25])).unwrap();
+        let i64s = Tensor::new(vec![2], TensorData::I64(vec![-7, 1 << 40])).unwrap();
+        let bools = Tensor::new(vec![2], TensorData::Bool(vec![true, false])).unwrap();
+        let strings = Tensor::new(
+            vec![2],
+            TensorData::Bytes(vec![b"cat".to_vec(), Vec::new()]),
+        )
+        .unwrap();
+        let json = Tensor::new(vec![2], TensorData::I32(vec![4, 5])).unwrap();
+        let outputs = vec![
+            ("f", f32s.clone(), true),
+            ("j", json, false),
+            ("i", i64s.clone(), true),
+            ("b", bools.clone(), true),
+            ("s", strings.clone(), true),
+        ];
+        let encoded = encode_response(&config(), 12, Some("req-9"), &answer(outputs));
+        let header_len = encoded
+            .header_len
+            .expect("binary outputs give a header length");
+        let header: Value = serde_json::from_slice(&encoded.body[..header_len]).unwrap();
+        assert_eq!(header["model_version"], "12");
+        assert_eq!(header["id"], "req-9");
+        assert_eq!(header["outputs"][1]["data"], serde_json::json!([4, 5]));
+        let mut expected = Vec::new();
+        for (i, tensor) in [(0, &f32s), (2, &i64s), (3, &bools), (4, &strings)] {
+            let before = expected.len();
+            tensor.write_le_bytes(&mut expected);
+            assert_eq!(
+                header["outputs"][i]["parameters"]["binary_data_size"],
+                expected.len() - before,
+                "output {i}"
+            );
+        }
+        assert_eq!(&encoded.body[header_len..], &expected[..]);
+        // Sized first: the body was allocated once, never grown (growth doubles the capacity).
+        assert_eq!(
+            encoded.body.capacity(),
+            HEADER_RESERVE + HEADER_RESERVE_PER_OUTPUT * 5 + "req-9".len() + expected.len()
+        );
+    }
+
+    #[test]
+    fn json_only_responses_have_no_header_length() {
+        let tensor = Tensor::new(vec![1, 2], TensorData::F32(vec![0.25, 0.75])).unwrap();
+        let encoded = encode_response(&config(), 3, None, &answer(vec![("p", tensor, false)]));
+        assert!(encoded.header_len.is_none());
+        let body: Value = serde_json::from_slice(&encoded.body).unwrap();
+        assert_eq!(
+            body,
+            serde_json::json!({"model_name": "m", "model_version": "3", "outputs": [
+                {"name": "p", "datatype": "FP32", "shape": [1, 2], "data": [0.25, 0.75]}
+            ]})
+        );
     }
 }

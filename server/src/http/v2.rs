@@ -5,15 +5,15 @@ use super::error::ApiError;
 use crate::infer;
 use crate::models::LoadedModel;
 use crate::state::AppState;
-use axum::Json;
-use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use serde_json::{Value, json};
+use axum::Json;
+use axum::Router;
+use serde_json::{json, Value};
 use spindle_core::config::TensorSpec;
 use spindle_core::error::{ErrorKind, InferError};
 use std::sync::Arc;
@@ -180,9 +180,10 @@ async fn run_infer(
                 })?,
         ),
     };
-    let request = parse_request(&loaded.config, &body, header_len)?;
+    let mut request = parse_request(&loaded.config, &body, header_len)?;
     drop(body);
-    let id = request.id.clone();
+    // The pipeline never reads the id: take it rather than clone it for the response.
+    let id = request.id.take();
     let answer = infer::run(&loaded, request, state.limits).await?;
     let encoded = encode_response(&loaded.config, loaded.version, id.as_deref(), &answer);
     let mut response = encoded.body.into_response();
