@@ -3,14 +3,20 @@
 #   (a) in-process ONNX Runtime at each batch size: the limit (spindle bench engine);
 #   (b) spindle serve over HTTP with binary tensors, single-image requests from spindle loadtest
 #       at concurrency 1, 4, 16, 64;
-# then the ratios (b)/(a). (a) and (b) alternate for REPS rounds, and each round's ratios are
+# then the ratios (b)/(a). Beside throughput, what each inference costs the server in CPU: per
+# level, the server process's CPU-seconds (/proc/PID/stat before and after the level) over the
+# rows it inferred (/metrics), against in-process ONNX Runtime's CPU-seconds per image at the batch
+# sizes the server formed in that level (its batch-size histogram in /metrics; the in-process cost
+# is measured at each of the histogram's bounds, bench/cpu_cost.py), and the mean batch size. Each
+# level is its own `spindle loadtest` run so the snapshots bracket exactly it; the load test's own
+# CPU is not the server's and is not counted. (a) and (b) alternate for REPS rounds, and each round's ratios are
 # taken against that round's limit: on a shared virtual machine the speed drifts by 10-20 %
 # within minutes, so one (a) and one (b) can disagree by that much for no reason of ours. The
 # summary gives the median over the rounds and their range.
 #
 # Results: bench/results/serving-<model>.txt (the summary) and serving-<model>-rounds.json (every
-# round); the last round's load test as serving-<model>.{json,csv,svg} and its in-process table
-# as inprocess-<model>.json. Each round's raw files stay in .cache/bench-serving.
+# round); the last round's load test as serving-<model>.{json,csv} (its levels merged) and its
+# in-process table as inprocess-<model>.json. Each round's raw files stay in .cache/bench-serving.
 # bench/suite.sh measures the same settings beside gRPC, tract and MLServer.
 #
 # Usage: bench/serving.sh [MODEL...]      (default: cifar10 inception_v3)
@@ -27,23 +33,44 @@ mkdir -p "$rounds"
 
 for model in "${models[@]}"; do
   case $model in
-    inception_v3) batches=1,2,4,8,16; levels=1,4,16 ;;
-    *) batches=1,8,16,32,64,128; levels=1,4,16,64 ;;
+    inception_v3) batches=1,2,4,8,16; levels=1,4,16; cpu_batches=1,2,4,8,16 ;;
+    *) batches=1,8,16,32,64,128; levels=1,4,16,64; cpu_batches=1,2,4,8,16,32,64,128 ;;
   esac
   rm -f "$rounds/$model"-r*
   for rep in $(seq 1 "$reps"); do
     echo "== $model, round $rep of $reps: (a) in-process $engine"
     "$spindle" bench engine --repo "$repo" --model "$model" --engine "$engine" \
       --batches "$batches" --duration "$window" --json "$rounds/$model-r$rep-inprocess.json"
+    python3 bench/cpu_cost.py inprocess "$spindle" "$repo" "$model" "$engine" "$cpu_batches" \
+      "$window" "$rounds/$model-r$rep-cpu-inprocess.json"
 
     echo "== $model, round $rep of $reps: (b) spindle serve, HTTP binary tensors, batch-1 requests"
     start_server spindle "$spindle" serve --repo "$repo" --engine "$engine" --http-addr "127.0.0.1:$port" --no-grpc --poll-interval 0
     wait_ready "http://127.0.0.1:$port"
-    out=$rounds measure "$model-r$rep-serving" "http://127.0.0.1:$port" "$model" http-binary "$levels"
+    pid=${bench_servers[spindle]}
+    for level in ${levels//,/ }; do
+      python3 bench/cpu_cost.py snapshot "$pid" "http://127.0.0.1:$port" "$model" > "$rounds/before.json"
+      out=$rounds measure "$model-r$rep-serving-c$level" "http://127.0.0.1:$port" "$model" http-binary "$level"
+      python3 bench/cpu_cost.py snapshot "$pid" "http://127.0.0.1:$port" "$model" > "$rounds/after.json"
+      python3 bench/cpu_cost.py level "$rounds/before.json" "$rounds/after.json" \
+        "$rounds/$model-r$rep-cpu-inprocess.json" > "$rounds/$model-r$rep-cpu-c$level.json"
+    done
     stop_server spindle
+    # One load-test report per round, its levels in order, as a single sweep would have written.
+    python3 - "$rounds/$model-r$rep-serving" "$levels" <<'PY'
+import json, sys
+prefix, levels = sys.argv[1], sys.argv[2].split(",")
+parts = [json.load(open(f"{prefix}-c{level}.json")) for level in levels]
+merged = dict(parts[0], levels=[l for p in parts for l in p["levels"]])
+json.dump(merged, open(f"{prefix}.json", "w"), indent=2)
+with open(f"{prefix}.csv", "w") as csv:
+    for i, level in enumerate(levels):
+        lines = open(f"{prefix}-c{level}.csv").read().splitlines(keepends=True)
+        csv.writelines(lines if i == 0 else lines[1:])
+PY
   done
   cp "$rounds/$model-r$reps-inprocess.json" "$results/inprocess-$model.json"
-  for ext in json csv svg; do cp "$rounds/$model-r$reps-serving.$ext" "$results/serving-$model.$ext"; done
+  for ext in json csv; do cp "$rounds/$model-r$reps-serving.$ext" "$results/serving-$model.$ext"; done
 
   python3 - "$model" "$reps" "$rounds" "$results" "$engine" <<'PY' | tee "$results/serving-$model.txt"
 import json, statistics, sys
@@ -54,6 +81,7 @@ for rep in range(1, reps + 1):
     b = json.load(open(f"{rounds}/{model}-r{rep}-serving.json"))
     best = a["best"]
     one = next(r for r in a["results"] if r["batch"] == 1)
+    cpu = [json.load(open(f"{rounds}/{model}-r{rep}-cpu-c{l['concurrency']}.json")) for l in b["levels"]]
     per_round.append({
         "round": rep,
         "inprocess": {"best_images_per_s": best["images_per_s"], "best_batch": best["batch"],
@@ -61,7 +89,11 @@ for rep in range(1, reps + 1):
         "served": [{"concurrency": l["concurrency"], "images_per_s": l["inferences_per_s"],
                     "ratio": l["inferences_per_s"] / best["images_per_s"],
                     "p50_us": l["p50_us"], "p99_us": l["p99_us"],
-                    "p50_above_batch1_us": l["p50_us"] - one["p50_us"]} for l in b["levels"]],
+                    "p50_above_batch1_us": l["p50_us"] - one["p50_us"],
+                    "mean_batch": c["mean_batch"],
+                    "server_cpu_us": c["server_cpu_per_inference_s"] * 1e6,
+                    "inprocess_cpu_us": c["inprocess_cpu_per_inference_s"] * 1e6,
+                    "cpu_ratio": c["cpu_ratio"]} for l, c in zip(b["levels"], cpu)],
     })
 
 def spread(values, fmt):
@@ -84,7 +116,18 @@ for i, level in enumerate(per_round[0]["served"]):
           f"{spread(col('p99_us'), ms):>22}  {spread(col('p50_above_batch1_us'), ms):>22}")
     summary.append({"concurrency": level["concurrency"],
                     **{f"median_{k}": statistics.median(col(k)) for k in
-                       ("images_per_s", "ratio", "p50_us", "p99_us", "p50_above_batch1_us")}})
+                       ("images_per_s", "ratio", "p50_us", "p99_us", "p50_above_batch1_us",
+                        "mean_batch", "server_cpu_us", "inprocess_cpu_us", "cpu_ratio")}})
+print()
+print("CPU per inference: the server process's CPU-seconds over its inferred rows, against in-process")
+print("ONNX Runtime's at the batch sizes the server formed (median (range) over the rounds)")
+print(f"{'concurrency':>11}  {'mean batch':>18}  {'server CPU us/inf':>22}  {'in-process CPU us/inf':>22}  {'server/in-process':>18}")
+for i, level in enumerate(per_round[0]["served"]):
+    col = lambda key: [r["served"][i][key] for r in per_round]
+    print(f"{level['concurrency']:>11}  {spread(col('mean_batch'), lambda v: f'{v:.1f}'):>18}  "
+          f"{spread(col('server_cpu_us'), lambda v: f'{v:.0f}'):>22}  "
+          f"{spread(col('inprocess_cpu_us'), lambda v: f'{v:.0f}'):>22}  "
+          f"{spread(col('cpu_ratio'), lambda v: f'{v:.2f}'):>18}")
 json.dump({"model": model, "engine": engine, "rounds": per_round, "median": summary},
           open(f"{results}/serving-{model}-rounds.json", "w"), indent=2)
 PY
