@@ -32,6 +32,7 @@ pub mod infer;
 pub mod models;
 pub mod preprocess;
 pub mod repository;
+pub mod security;
 pub mod serve;
 pub mod state;
 

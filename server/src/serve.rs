@@ -5,6 +5,7 @@ use crate::http::router;
 use crate::infer::Limits;
 use crate::models::ModelManager;
 use crate::repository::{ModelControl, RepositoryWatcher, SyncError};
+use crate::security::{Security, ServerTls};
 use crate::state::AppState;
 use anyhow::Context;
 use spindle_core::engine::{Device, EngineChoice};
@@ -44,6 +45,8 @@ pub struct ServeConfig {
     pub max_image_pixels: u64,
     /// Open HTTP connections, and how slowly clients may send.
     pub connections: crate::http::listener::ConnectionLimits,
+    /// TLS and bearer tokens, on both front ends.
+    pub security: Security,
 }
 
 /// The sockets a server answers on.
@@ -60,6 +63,8 @@ pub struct Server {
     config: ServeConfig,
     /// The temporary cache directory, removed when the server ends (none with --cache-dir).
     _cache: Option<tempfile::TempDir>,
+    /// TLS for both front ends, loaded from `config.security.tls`.
+    tls: Option<ServerTls>,
 }
 
 impl Server {
@@ -67,6 +72,13 @@ impl Server {
     /// requested engine or device is unavailable, or when not a single model could be loaded (so
     /// that a supervisor such as YARN restarts us rather than keeping a useless server).
     pub async fn load(config: ServeConfig) -> anyhow::Result<Server> {
+        // Certificates first: a bad file should stop us before minutes of model loading.
+        let tls = config
+            .security
+            .tls
+            .as_ref()
+            .map(ServerTls::load)
+            .transpose()?;
         let repo = ModelRepository::connect(&config.repo, HDFS_RETRY)?;
         let (cache, cache_guard) = match &config.cache_dir {
             Some(dir) => (ModelCache::new(dir)?, None),
@@ -127,6 +139,7 @@ impl Server {
             },
             config,
             _cache: cache_guard,
+            tls,
         })
     }
 
@@ -150,14 +163,22 @@ impl Server {
     ) -> anyhow::Result<()> {
         let addr: SocketAddr = listeners.http.local_addr()?;
         let listener = listeners.http;
-        let app = router(self.state.clone(), self.config.max_body);
+        let mut app = router(self.state.clone(), self.config.max_body);
+        let tokens = self.config.security.tokens.clone();
+        if let Some(tokens) = &tokens {
+            app = app.layer(axum::middleware::from_fn_with_state(
+                tokens.clone(),
+                crate::security::auth::require_http_token,
+            ));
+        }
+        let scheme = if self.tls.is_some() { "HTTPS" } else { "HTTP" };
         let _polling = crate::repository::poll::spawn(
             self.state.repository.clone(),
             self.config.poll_interval,
         );
         let ready = self.state.ready.clone();
         ready.store(true, Ordering::Release);
-        tracing::info!(%addr, "serving KServe v2 and TF Serving REST over HTTP");
+        tracing::info!(%addr, tokens = tokens.is_some(), "serving KServe v2 and TF Serving REST over {scheme}");
         // One stop signal, watched by both front ends and the hard-stop timer.
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let signal_ready = ready.clone();
@@ -174,6 +195,7 @@ impl Server {
             listener,
             app,
             self.config.connections,
+            self.tls.as_ref().map(|tls| tls.http.clone()),
             stopped(stop_rx.clone()),
         );
         let grpc = match listeners.grpc {
@@ -181,6 +203,8 @@ impl Server {
                 tracing::info!(addr = %grpc_listener.local_addr()?, "serving KServe v2 over gRPC");
                 let settings = crate::grpc::GrpcSettings {
                     max_message: self.config.grpc_max_message,
+                    tls: self.tls.as_ref().map(|tls| tls.grpc.clone()),
+                    tokens,
                 };
                 let state = self.state.clone();
                 let stop = stopped(stop_rx.clone());

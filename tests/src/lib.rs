@@ -56,6 +56,7 @@ pub fn serve_config(repo: &Path) -> ServeConfig {
         grpc_max_message: 64 << 20,
         max_image_pixels: spindle_server::preprocess::DEFAULT_MAX_IMAGE_PIXELS,
         connections: Default::default(),
+        security: Default::default(),
     }
 }
 

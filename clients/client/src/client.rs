@@ -2,6 +2,7 @@
 
 use crate::grpc::GrpcTransport;
 use crate::http::HttpTransport;
+use crate::security::{ClientSecurity, Credentials};
 use crate::types::{ClientError, InferRequest, InferResponse, ModelMetadata, Protocol};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -50,9 +51,16 @@ pub struct ClientBuilder {
     timeout: Duration,
     retry: RetryPolicy,
     max_message: usize,
+    security: ClientSecurity,
 }
 
 impl ClientBuilder {
+    /// TLS files and a bearer token (default: plain connections, no token).
+    pub fn security(mut self, security: ClientSecurity) -> Self {
+        self.security = security;
+        self
+    }
+
     /// Protocol for URLs given without a scheme (`host:port`); `http://` and `grpc://` URLs
     /// say their own.
     pub fn protocol(mut self, protocol: Protocol) -> Self {
@@ -91,16 +99,20 @@ impl ClientBuilder {
                 "no endpoints given (pass at least one URL like http://127.0.0.1:8000)".into(),
             ));
         }
+        let settings = TransportSettings {
+            default_protocol: self.default_protocol,
+            max_message: self.max_message,
+            credentials: self.security.load()?,
+        };
         let endpoints = self
             .urls
             .iter()
-            .map(|url| transport(url, self.default_protocol, self.max_message))
+            .map(|url| transport(url, &settings))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Client {
             inner: Arc::new(Inner {
                 endpoints: RwLock::new(Arc::new(endpoints)),
-                default_protocol: self.default_protocol,
-                max_message: self.max_message,
+                settings,
                 ejected: Mutex::new(HashMap::new()),
                 next: AtomicUsize::new(0),
                 timeout: self.timeout,
@@ -111,29 +123,63 @@ impl ClientBuilder {
     }
 }
 
-/// One endpoint URL (`http://`, `grpc://` or bare `host:port`) as a transport.
-fn transport(url: &str, default: Protocol, max_message: usize) -> Result<Transport, ClientError> {
+/// What every transport of a client is built with.
+#[derive(Debug)]
+struct TransportSettings {
+    default_protocol: Protocol,
+    max_message: usize,
+    credentials: Credentials,
+}
+
+/// One endpoint URL (`http://`, `https://`, `grpc://`, `grpcs://` or bare `host:port`) as a
+/// transport. A bare `host:port` uses TLS when a CA was given; a plain-text scheme with a CA
+/// given is refused rather than silently sent in clear.
+fn transport(url: &str, settings: &TransportSettings) -> Result<Transport, ClientError> {
     let url = url.trim();
-    let (protocol, rest) = if let Some(rest) = url.strip_prefix("grpc://") {
-        (Protocol::Grpc, rest)
+    let tls_configured = settings.credentials.http_tls.is_some();
+    let (protocol, tls, rest) = if let Some(rest) = url.strip_prefix("grpc://") {
+        (Protocol::Grpc, false, rest)
+    } else if let Some(rest) = url.strip_prefix("grpcs://") {
+        (Protocol::Grpc, true, rest)
     } else if let Some(rest) = url.strip_prefix("http://") {
-        (Protocol::Http, rest)
+        (Protocol::Http, false, rest)
+    } else if let Some(rest) = url.strip_prefix("https://") {
+        (Protocol::Http, true, rest)
     } else if url.contains("://") {
         return Err(ClientError::Config(format!(
-            "{url}: unsupported scheme (use http://HOST:PORT or grpc://HOST:PORT)"
+            "{url}: unsupported scheme (use http://, https://, grpc:// or grpcs://, then HOST:PORT)"
         )));
     } else {
-        (default, url)
+        (settings.default_protocol, tls_configured, url)
     };
     if rest.is_empty() || rest.contains('/') && !rest.ends_with('/') {
         return Err(ClientError::Config(format!(
             "{url}: expected HOST:PORT after the scheme"
         )));
     }
-    let base = format!("http://{}", rest.trim_end_matches('/'));
+    if tls && !tls_configured {
+        return Err(ClientError::Config(format!(
+            "{url}: TLS needs the CA that signed the server's certificate (--ca-cert FILE)"
+        )));
+    }
+    if !tls && tls_configured {
+        return Err(ClientError::Config(format!(
+            "{url}: a plain-text URL while a CA is given; use https:// or grpcs:// (or a bare HOST:PORT)"
+        )));
+    }
+    let base = format!(
+        "{}://{}",
+        if tls { "https" } else { "http" },
+        rest.trim_end_matches('/')
+    );
+    let credentials = &settings.credentials;
     Ok(match protocol {
-        Protocol::Http => Transport::Http(HttpTransport::new(&base)),
-        Protocol::Grpc => Transport::Grpc(GrpcTransport::new(&base, max_message)?),
+        Protocol::Http => Transport::Http(HttpTransport::new(&base, credentials)),
+        Protocol::Grpc => Transport::Grpc(GrpcTransport::new(
+            &base,
+            settings.max_message,
+            credentials,
+        )?),
     })
 }
 
@@ -142,8 +188,7 @@ pub(crate) struct Inner {
     // Replaced as a whole when discovery finds a new set; callers take a snapshot per attempt,
     // so a refresh never blocks or breaks a request in flight. A std lock: held for a clone only.
     endpoints: RwLock<Arc<Vec<Transport>>>,
-    default_protocol: Protocol,
-    max_message: usize,
+    settings: TransportSettings,
     // Endpoints that failed to connect, skipped until the instant given (passive health
     // checking, as Envoy's outlier detection does), so load moves off a dead replica at once.
     ejected: Mutex<HashMap<String, Instant>>,
@@ -178,6 +223,7 @@ impl Client {
             timeout: Duration::from_secs(30),
             retry: DEFAULT_RETRY,
             max_message: 64 << 20,
+            security: ClientSecurity::default(),
         }
     }
 
@@ -255,7 +301,7 @@ impl Client {
         let next = urls
             .iter()
             .map(|url| {
-                let fresh = transport(url, self.inner.default_protocol, self.inner.max_message)?;
+                let fresh = transport(url, &self.inner.settings)?;
                 Ok(current
                     .iter()
                     .find(|t| t.url() == fresh.url())

@@ -1,5 +1,6 @@
-//! KServe v2 over gRPC with raw contents, over one multiplexed HTTP/2 channel per endpoint.
+//! KServe v2 over gRPC (plain or TLS) with raw contents, over one multiplexed HTTP/2 channel per endpoint.
 
+use crate::security::Credentials;
 use crate::types::{
     ClientError, InferRequest, InferResponse, ModelMetadata, NamedTensor, TensorMetadata,
 };
@@ -7,25 +8,66 @@ use spindle_core::tensor::Tensor;
 use spindle_proto::inference as pb;
 use spindle_proto::inference::grpc_inference_service_client::GrpcInferenceServiceClient;
 use std::collections::HashMap;
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::service::Interceptor;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
 /// One gRPC endpoint.
 #[derive(Clone, Debug)]
 pub struct GrpcTransport {
     url: String,
-    client: GrpcInferenceServiceClient<Channel>,
+    client: GrpcInferenceServiceClient<InterceptedService<Channel, Authorize>>,
+}
+
+/// Adds the bearer token, when there is one, to every call's metadata.
+#[derive(Clone, Debug)]
+pub(crate) struct Authorize(Option<MetadataValue<Ascii>>);
+
+impl Interceptor for Authorize {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(token) = &self.0 {
+            request
+                .metadata_mut()
+                .insert("authorization", token.clone());
+        }
+        Ok(request)
+    }
 }
 
 impl GrpcTransport {
-    /// A transport to `http://host:port` (the channel connects lazily and reconnects by itself).
-    pub fn new(url: &str, max_message: usize) -> Result<GrpcTransport, ClientError> {
-        let channel = Channel::from_shared(url.to_string())
+    /// A transport to `http://host:port`, or `https://host:port` with a TLS configuration in
+    /// `credentials` (the channel connects lazily and reconnects by itself).
+    pub(crate) fn new(
+        url: &str,
+        max_message: usize,
+        credentials: &Credentials,
+    ) -> Result<GrpcTransport, ClientError> {
+        let mut endpoint = Channel::from_shared(url.to_string())
             .map_err(|e| ClientError::Config(format!("{url}: not a gRPC address: {e}")))?
-            .tcp_nodelay(true)
-            .connect_lazy();
+            .tcp_nodelay(true);
+        if url.starts_with("https://")
+            && let Some(tls) = &credentials.grpc_tls
+        {
+            endpoint = endpoint
+                .tls_config(tls.clone())
+                .map_err(|e| ClientError::Config(format!("{url}: TLS setup: {e}")))?;
+        }
+        let token = credentials
+            .authorization
+            .as_ref()
+            .map(|v| {
+                MetadataValue::try_from(v.as_bytes())
+                    .map_err(|_| ClientError::Config("the token is not valid gRPC metadata".into()))
+            })
+            .transpose()?;
+        let channel = endpoint.connect_lazy();
         Ok(GrpcTransport {
             url: url.to_string(),
-            client: GrpcInferenceServiceClient::new(channel)
+            client: GrpcInferenceServiceClient::with_interceptor(channel, Authorize(token))
                 .max_decoding_message_size(max_message)
                 .max_encoding_message_size(max_message),
         })
@@ -38,6 +80,20 @@ impl GrpcTransport {
 
     fn error(&self, status: tonic::Status) -> ClientError {
         use tonic::Code;
+        // A status the server sent has no source; one tonic made from a failed connection (a
+        // refused TLS handshake, a reset) carries the transport error as its source.
+        if let Some(cause) = std::error::Error::source(&status) {
+            let mut message = status.message().to_string();
+            let mut next = Some(cause);
+            while let Some(e) = next {
+                message = format!("{message}: {e}");
+                next = e.source();
+            }
+            return ClientError::Connection {
+                endpoint: self.url.clone(),
+                message,
+            };
+        }
         let message = status.message().to_string();
         let http = match status.code() {
             Code::InvalidArgument | Code::OutOfRange | Code::FailedPrecondition => 400,
@@ -49,6 +105,8 @@ impl GrpcTransport {
             // Not ready, shutting down, or the channel could not connect: all worth a retry.
             Code::Unavailable => 503,
             Code::Unimplemented => 501,
+            Code::Unauthenticated => 401,
+            Code::PermissionDenied => 403,
             _ => 500,
         };
         ClientError::Server {

@@ -1,18 +1,22 @@
-//! KServe v2 over HTTP/1.1 with the binary tensor extension, over a keep-alive connection pool.
+//! KServe v2 over HTTP/1.1 (plain or TLS) with the binary tensor extension, over a keep-alive
+//! connection pool.
 
+use crate::security::Credentials;
 use crate::types::{
     ClientError, InferRequest, InferResponse, ModelMetadata, NamedTensor, TensorMetadata,
 };
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use hyper::header::{CONTENT_TYPE, HeaderValue, RETRY_AFTER};
+use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
 use hyper::{Method, Request, StatusCode};
+use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::Client as HyperClient;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use serde_json::{Map, Value, json};
 use spindle_core::dtype::DataType;
 use spindle_core::tensor::{Tensor, TensorData};
+use std::sync::Arc;
 use std::time::Duration;
 
 const HEADER_LENGTH: &str = "inference-header-content-length";
@@ -21,19 +25,38 @@ const HEADER_LENGTH: &str = "inference-header-content-length";
 #[derive(Clone, Debug)]
 pub struct HttpTransport {
     base: String,
-    client: HyperClient<HttpConnector, Full<Bytes>>,
+    client: HyperClient<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    authorization: Option<HeaderValue>,
 }
 
 impl HttpTransport {
-    /// A transport to `base` (`http://host:port`); connections open on first use and are reused.
-    pub fn new(base: &str) -> HttpTransport {
+    /// A transport to `base` (`http://host:port`, or `https://host:port` with a TLS
+    /// configuration in `credentials`); connections open on first use and are reused.
+    pub(crate) fn new(base: &str, credentials: &Credentials) -> HttpTransport {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
+        // The TLS wrapper passes http:// through; it needs a configuration even then.
+        connector.enforce_http(false);
+        let tls = credentials.http_tls.as_deref().cloned().unwrap_or_else(|| {
+            rustls::ClientConfig::builder_with_provider(Arc::new(
+                rustls::crypto::ring::default_provider(),
+            ))
+            .with_safe_default_protocol_versions()
+            .expect("ring supports TLS 1.2 and 1.3")
+            .with_root_certificates(rustls::RootCertStore::empty())
+            .with_no_client_auth()
+        });
+        let connector = HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(connector);
         HttpTransport {
             base: base.trim_end_matches('/').to_string(),
             client: HyperClient::builder(TokioExecutor::new())
                 .pool_idle_timeout(Duration::from_secs(60))
                 .build(connector),
+            authorization: credentials.authorization.clone(),
         }
     }
 
@@ -54,6 +77,9 @@ impl HttpTransport {
             .uri(format!("{}{path}", self.base))
             .body(Full::new(Bytes::from(body)))
             .map_err(|e| ClientError::Config(format!("{}{path}: {e}", self.base)))?;
+        if let Some(token) = &self.authorization {
+            request.headers_mut().insert(AUTHORIZATION, token.clone());
+        }
         if let Some(n) = header_len {
             request
                 .headers_mut()

@@ -5,6 +5,7 @@
 //!   jittered exponential backoff on 429, 503 and connection failures (honouring `Retry-After`),
 //!   within a retry budget (a share of the calls made).
 //! - [`http`] and [`grpc`]: one transport per protocol, each keeping its connections open.
+//! - [`security`]: TLS (a private CA, optionally a client certificate) and bearer tokens.
 //! - [`types`]: requests, responses, metadata and the error type.
 //!
 //! Finding the replicas of a YARN deployment is deployment code (`spindle-deploy`'s discovery),
@@ -24,7 +25,9 @@
 pub mod client;
 pub mod grpc;
 pub mod http;
+pub mod security;
 pub mod types;
 
 pub use client::{Client, ClientBuilder, DEFAULT_RETRY, RetryPolicy};
+pub use security::{ClientSecurity, TOKEN_ENV};
 pub use types::{ClientError, InferRequest, InferResponse, ModelMetadata, NamedTensor, Protocol};

@@ -17,11 +17,15 @@ use std::future::Future;
 use tokio::net::TcpListener;
 
 /// gRPC settings.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct GrpcSettings {
     /// Largest request message accepted (larger ones get `RESOURCE_EXHAUSTED`), and largest
     /// response sent.
     pub max_message: usize,
+    /// TLS (and client certificates, when it has a client CA); `None` serves plain h2c.
+    pub tls: Option<tonic::transport::ServerTlsConfig>,
+    /// Bearer tokens every call but health checks must carry; `None`: no check.
+    pub tokens: Option<crate::security::Tokens>,
 }
 
 /// The core's error as a gRPC status, with the code from the shared table.
@@ -90,7 +94,12 @@ pub async fn serve(
             .await;
     };
     let cap = settings.max_message;
-    tonic::transport::Server::builder()
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = settings.tls {
+        builder = builder.tls_config(tls)?;
+    }
+    builder
+        .layer(crate::security::auth::GrpcAuthLayer::new(settings.tokens))
         .layer(tower::util::MapResponseLayer::new(
             move |response: http::Response<tonic::body::Body>| {
                 too_large_is_exhausted(response, cap)

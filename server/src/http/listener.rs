@@ -8,6 +8,9 @@
 //!   kept-alive HTTP/1 connection) and its whole body within `body_timeout` (408 otherwise), so
 //!   a trickled request cannot hold a connection and a request slot for ever.
 //! - HTTP/2 without TLS (h2c, prior knowledge) is served, not held unanswered.
+//! - With TLS, the handshake must finish within `header_timeout` too; HTTP/2 is offered by ALPN.
+//!   A plain-HTTP request to the TLS port gets a plain 400 that says to use https, instead of a
+//!   handshake error the caller cannot read.
 //! - On stop the listener stays open: probes and callers keep getting answers (503 with
 //!   `Retry-After` from readiness and inference) while the requests already in flight finish.
 //!   When none is left, connections are told to close and the listener goes. A request still
@@ -27,7 +30,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
@@ -75,12 +78,15 @@ pub fn is_body_timeout<'a>(
 
 /// Serves `app` on `listener` under `limits` until `stop` resolves and the requests in flight
 /// have finished (the caller bounds that wait with its grace period).
+/// With `tls`, every connection must open with a TLS handshake.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
     limits: ConnectionLimits,
+    tls: Option<Arc<rustls::ServerConfig>>,
     stop: impl Future<Output = ()>,
 ) {
+    let tls = tls.map(tokio_rustls::TlsAcceptor::from);
     let tracker = Tracker {
         in_flight: Arc::new(AtomicUsize::new(0)),
         stopping: Arc::new(AtomicBool::new(false)),
@@ -135,6 +141,7 @@ pub async fn serve(
         let app = app.clone();
         let watcher = graceful.watcher();
         let header_timeout = limits.header_timeout;
+        let tls = tls.clone();
         tokio::spawn(async move {
             // hyper's header timeout starts with the first byte (it reads the protocol
             // preface before it), so a client that connects and says nothing is cut here.
@@ -143,18 +150,55 @@ pub async fn serve(
                 Ok(Ok(n)) if n > 0 => {}
                 _ => return,
             }
-            let service = TowerToHyperService::new(app);
-            let connection = builder
-                .serve_connection(TokioIo::new(stream), service)
-                .into_owned();
-            if let Err(e) = watcher.watch(connection).await {
-                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            let Some(acceptor) = tls else {
+                serve_connection(&builder, stream, app, watcher, peer).await;
+                drop(permit);
+                return;
+            };
+            // Every TLS connection opens with a handshake record (content type 22).
+            if first[0] != 0x16 {
+                tracing::debug!(%peer, "plain HTTP on the TLS port; answering 400");
+                refuse_plain_http(stream).await;
+                return;
+            }
+            match tokio::time::timeout(header_timeout, acceptor.accept(stream)).await {
+                Ok(Ok(stream)) => serve_connection(&builder, stream, app, watcher, peer).await,
+                Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                Err(_) => {
+                    tracing::debug!(%peer, "TLS handshake not done within the header timeout")
+                }
             }
             drop(permit);
         });
     }
     // Nothing is in flight: idle kept-alive connections close now, HTTP/2 ones get GOAWAY.
     graceful.shutdown().await;
+}
+
+/// Serves HTTP/1.1 and HTTP/2 on one accepted connection until it closes or the drain ends it.
+async fn serve_connection<I>(
+    builder: &auto::Builder<TokioExecutor>,
+    io: I,
+    app: Router,
+    watcher: hyper_util::server::graceful::Watcher,
+    peer: std::net::SocketAddr,
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let service = TowerToHyperService::new(app);
+    let connection = builder
+        .serve_connection(TokioIo::new(io), service)
+        .into_owned();
+    if let Err(e) = watcher.watch(connection).await {
+        tracing::debug!(%peer, error = %e, "connection ended with an error");
+    }
+}
+
+/// A plain-HTTP 400 for a client that spoke HTTP to the TLS port: readable by any HTTP client,
+/// unlike a TLS alert.
+async fn refuse_plain_http(stream: tokio::net::TcpStream) {
+    let body = r#"{"error":"this port serves HTTPS only (the server runs with --tls-cert): use https://"}"#;
+    answer_and_close(stream, "400 Bad Request", "", body).await;
 }
 
 /// Resolves once no request is in flight.
@@ -165,15 +209,35 @@ async fn wait_until_idle(in_flight: Arc<AtomicUsize>) {
 }
 
 /// A 503 for a connection over the limit, written without reading its request.
-async fn refuse(mut stream: tokio::net::TcpStream) {
+async fn refuse(stream: tokio::net::TcpStream) {
     let body = r#"{"error":"the server has too many open connections; retry shortly"}"#;
+    answer_and_close(
+        stream,
+        "503 Service Unavailable",
+        "retry-after: 1\r\n",
+        body,
+    )
+    .await;
+}
+
+/// Writes one HTTP/1.1 response without reading the request, then closes.
+async fn answer_and_close(
+    mut stream: tokio::net::TcpStream,
+    status: &str,
+    extra_headers: &str,
+    body: &str,
+) {
     let response = format!(
-        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nretry-after: 1\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        "HTTP/1.1 {status}\r\ncontent-type: application/json\r\n{extra_headers}content-length: {}\r\nconnection: close\r\n\r\n{body}",
         body.len()
     );
     let _ = tokio::time::timeout(Duration::from_secs(1), async {
         let _ = stream.write_all(response.as_bytes()).await;
         let _ = stream.shutdown().await;
+        // Read what the client sent until it closes: closing with unread bytes makes the
+        // kernel send a reset, which can destroy the answer before the client reads it.
+        let mut sink = [0u8; 4096];
+        while matches!(stream.read(&mut sink).await, Ok(n) if n > 0) {}
     })
     .await;
 }

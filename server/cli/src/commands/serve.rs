@@ -9,6 +9,7 @@ use spindle_core::UsageError;
 use spindle_core::config::parse_duration;
 use spindle_core::engine::{Device, EngineChoice};
 use spindle_server::http::listener::ConnectionLimits;
+use spindle_server::security::{Security, ServerTls, TlsFiles, Tokens};
 use spindle_server::serve::{Listeners, ServeConfig, Server, stop_signal};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -77,6 +78,24 @@ pub struct ServeArgs {
     /// How long in-flight requests may run after SIGTERM or Ctrl-C, e.g. 30s.
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     pub shutdown_grace: Duration,
+    /// Serve HTTPS and gRPC over TLS with this certificate chain (PEM, leaf first); needs
+    /// --tls-key. HTTP/2 is offered by ALPN; plain HTTP to the port gets a 400.
+    #[arg(long, requires = "tls_key", value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM: PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, requires = "tls_cert", value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
+    /// Require client certificates signed by this CA (PEM) on both ports (mutual TLS); a
+    /// client without one, or with another CA's, fails the handshake.
+    #[arg(long, requires = "tls_cert", value_name = "FILE")]
+    pub tls_client_ca: Option<PathBuf>,
+    /// Require `Authorization: Bearer <token>` (gRPC: `authorization` metadata) with one of
+    /// the tokens in FILE, one per line (blank lines and # comments skipped); others get 401 /
+    /// UNAUTHENTICATED. Health endpoints stay open for probes: /v2/health/live and /ready,
+    /// gRPC's grpc.health.v1.Health, ServerLive and ServerReady. Use with TLS: a token sent in
+    /// clear text can be read on the way.
+    #[arg(long, value_name = "FILE")]
+    pub auth_token_file: Option<PathBuf>,
     /// Threads for the HTTP and gRPC front ends (the engines run on threads of their own).
     /// Default: half the cores this process may use, at least 1. The engines want the cores
     /// too, and fewer front-end threads interrupt them less: on 2 cores, one front-end thread
@@ -125,6 +144,25 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             .into());
         }
     }
+    let security = Security {
+        tls: args.tls_cert.map(|cert| TlsFiles {
+            cert,
+            key: args
+                .tls_key
+                .expect("clap requires --tls-key with --tls-cert"),
+            client_ca: args.tls_client_ca,
+        }),
+        tokens: args
+            .auth_token_file
+            .as_deref()
+            .map(Tokens::load)
+            .transpose()
+            .map_err(|e| UsageError(e.to_string()))?,
+    };
+    // Checked here too so that a bad certificate or key exits with the usage code (64).
+    if let Some(files) = &security.tls {
+        ServerTls::load(files).map_err(|e| UsageError(e.to_string()))?;
+    }
     let config = ServeConfig {
         repo,
         poll_interval: args.poll_interval,
@@ -141,6 +179,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             header_timeout: args.header_timeout,
             body_timeout: args.body_timeout,
         },
+        security,
     };
     let server = Server::load(config).await?;
     let http = bind(args.http_addr, "--http-addr").await?;

@@ -16,9 +16,13 @@ use std::time::Duration;
 /// `spindle infer`.
 #[derive(Args, Debug)]
 pub struct InferArgs {
-    /// Server URL(s), comma separated: http://HOST:PORT (KServe v2 HTTP) or grpc://HOST:PORT.
+    /// Server URL(s), comma separated: http://HOST:PORT (KServe v2 HTTP) or grpc://HOST:PORT;
+    /// https:// and grpcs:// with --ca-cert.
     #[arg(long, value_delimiter = ',', default_value = "http://127.0.0.1:8000")]
     pub url: Vec<String>,
+    /// TLS and token options.
+    #[command(flatten)]
+    pub security: crate::args::ClientSecurityArgs,
     /// Find the servers through YARN instead: the READY containers of the service at
     /// http://RM_HOST:PORT/SERVICE (deployed with `spindle yarn deploy`).
     #[arg(long, conflicts_with = "url")]
@@ -135,7 +139,8 @@ fn json_tensor(v: &Value) -> anyhow::Result<(String, Tensor)> {
 pub async fn run(args: InferArgs) -> anyhow::Result<()> {
     let builder = Client::builder(args.url.clone())
         .protocol(Protocol::Http)
-        .timeout(args.timeout);
+        .timeout(args.timeout)
+        .security(args.security.load()?);
     let client = match &args.yarn_service {
         Some(service) => {
             builder
