@@ -1,5 +1,7 @@
-//! `spindle data criteo`: writes Criteo-format days whose labels come from a known model. The
-//! generator is `spindle_criteo::generate`; this module parses arguments and shows progress.
+//! `spindle data`: generated data sets. `criteo` writes Criteo-format days whose labels come
+//! from a known model (`spindle_criteo::generate`); `cifar10` and `tfrecord` write synthetic
+//! image datasets in those exact formats (`spindle_score::images::synth`). This module parses
+//! arguments and shows progress.
 
 use crate::progress::progress_bar;
 use anyhow::Context;
@@ -7,6 +9,7 @@ use clap::{Args, Subcommand};
 use spindle_core::UsageError;
 use spindle_criteo::generate::{GenerateConfig, GenerateReport, REPORT_FILE, generate};
 use spindle_criteo::shard::Compression;
+use spindle_score::images::synth::{self, Encoding, SynthConfig, SynthReport};
 use std::path::PathBuf;
 
 /// `spindle data` subcommands.
@@ -14,6 +17,114 @@ use std::path::PathBuf;
 pub enum DataCommand {
     /// Generate realistic Criteo-format days whose labels come from a known model.
     Criteo(DataCriteoArgs),
+    /// Write CIFAR-10 binary batches (data_batch_N.bin: 1 label byte + 3,072 pixel bytes per
+    /// record) of SYNTHETIC 32x32 images: made-up patterns per class, not photographs.
+    Cifar10(DataImagesArgs),
+    /// Write TFRecord shards of tf.train.Example (image/encoded, image/class/label,
+    /// image/format) holding SYNTHETIC JPEG or PNG images: made-up patterns, not photographs.
+    Tfrecord(DataTfrecordArgs),
+}
+
+/// Runs a `spindle data` subcommand.
+pub fn run(command: DataCommand) -> anyhow::Result<()> {
+    match command {
+        DataCommand::Criteo(args) => data(args).map(drop),
+        DataCommand::Cifar10(args) => {
+            let report = synth::write_cifar10(&args.config()?)?;
+            print_images(&report, "CIFAR-10 binary", &args);
+            Ok(())
+        }
+        DataCommand::Tfrecord(args) => {
+            if args.width == 0 || args.height == 0 {
+                return Err(UsageError("--width and --height must be at least 1".into()).into());
+            }
+            let report = synth::write_tfrecord(
+                &args.images.config()?,
+                args.width,
+                args.height,
+                args.encoding,
+            )?;
+            print_images(&report, "TFRecord", &args.images);
+            Ok(())
+        }
+    }
+}
+
+/// What both image datasets take.
+#[derive(Args, Debug)]
+pub struct DataImagesArgs {
+    /// Directory to write the shards into.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Records in all.
+    #[arg(long)]
+    pub records: u64,
+    /// Files to spread them over.
+    #[arg(long, default_value_t = 1)]
+    pub shards: usize,
+    /// Classes; labels are drawn from 0..CLASSES.
+    #[arg(long, default_value_t = 10)]
+    pub classes: u32,
+    /// Gzip each file (name ends in .gz); the scorer reads both.
+    #[arg(long)]
+    pub gzip: bool,
+    /// Seed; the same seed writes the same bytes.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+}
+
+impl DataImagesArgs {
+    fn config(&self) -> anyhow::Result<SynthConfig> {
+        if self.records == 0 || self.shards == 0 || self.classes == 0 {
+            return Err(UsageError(
+                "--records, --shards and --classes must each be at least 1".into(),
+            )
+            .into());
+        }
+        Ok(SynthConfig {
+            out: self.out.clone(),
+            records: self.records,
+            shards: self.shards,
+            seed: self.seed,
+            classes: self.classes,
+            gzip: self.gzip,
+        })
+    }
+}
+
+/// `spindle data tfrecord`.
+#[derive(Args, Debug)]
+pub struct DataTfrecordArgs {
+    #[command(flatten)]
+    images: DataImagesArgs,
+    /// Image width in pixels (ImageNet's photos are typically 500x375).
+    #[arg(long, default_value_t = 500)]
+    pub width: u32,
+    /// Image height in pixels.
+    #[arg(long, default_value_t = 375)]
+    pub height: u32,
+    /// Image encoding: jpeg or png.
+    #[arg(long, default_value = "jpeg", value_parser = parse_encoding)]
+    pub encoding: Encoding,
+}
+
+fn parse_encoding(s: &str) -> Result<Encoding, String> {
+    match s {
+        "jpeg" | "jpg" => Ok(Encoding::Jpeg),
+        "png" => Ok(Encoding::Png),
+        other => Err(format!("unknown encoding '{other}'; expected jpeg or png")),
+    }
+}
+
+fn print_images(report: &SynthReport, format: &str, args: &DataImagesArgs) {
+    println!(
+        "wrote {} synthetic images ({format}, {} classes; made-up patterns, not photographs) in {} files, {} bytes, to {}",
+        report.records,
+        args.classes,
+        report.files.len(),
+        report.bytes,
+        args.out.display()
+    );
 }
 
 /// `spindle data criteo`.

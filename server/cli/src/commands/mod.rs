@@ -38,8 +38,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             tokio::task::spawn_blocking(move || bench::preprocess::run(&args)).await??;
             Ok(())
         }
-        Command::Data(data::DataCommand::Criteo(args)) => {
-            tokio::task::spawn_blocking(move || data::data(args)).await??;
+        Command::Data(command) => {
+            tokio::task::spawn_blocking(move || data::run(command)).await??;
             Ok(())
         }
         Command::Train(train::TrainCommand::Criteo(args)) => {

@@ -1,11 +1,16 @@
-//! `spindle score`: batch-scores raw Criteo shards with the batch-scoring client
-//! (`spindle-score`), in-process or through running servers, and prints its summary.
+//! `spindle score`: batch-scores raw Criteo shards or image datasets with the batch-scoring
+//! client (`spindle-score`), in-process or through running servers, and prints its summary.
+//! The input's format decides which: `--format`, or judged from the first shard.
 
 use crate::progress::progress_bar;
 use anyhow::Context;
 use clap::Args;
 use spindle_core::UsageError;
 use spindle_criteo::shard::expand_glob;
+use spindle_score::images::InputFormat;
+use spindle_score::images::backend::{ImageModel, LocalImages, RemoteImages};
+use spindle_score::images::input::{Io, expand};
+use spindle_score::images::job::{ImageJob, ImageSummary};
 use spindle_score::{Progress, ScoreSummary};
 use std::path::PathBuf;
 
@@ -15,14 +20,26 @@ pub struct ScoreArgs {
     /// Model to score with.
     #[arg(long, default_value = "criteo_ctr")]
     pub model: String,
-    /// Input shards: a file or a quoted glob like 'data/day_*/part-*'.
+    /// Input shards: a file, a directory or a quoted glob like 'data/day_*/part-*', on local
+    /// disk or hdfs:// (images; on HDFS only the last component may hold wildcards). Plain or
+    /// gzip (.gz).
     #[arg(long)]
     pub input: String,
+    /// Input format: criteo (raw TSV rows), cifar10 (CIFAR-10 binary), tfrecord (TFRecord of
+    /// tf.train.Example with image/encoded and image/class/label), files (a directory of
+    /// JPEG/PNG files), list (a file of PATH[<TAB>LABEL] lines), or auto: a directory is files,
+    /// .bin is cifar10, .txt/.list is list, a file opening with a valid TFRecord header is
+    /// tfrecord, anything else criteo.
+    #[arg(long, default_value = "auto")]
+    pub format: String,
+    /// Images: classes written per record (top1, p1, ... topK, pK).
+    #[arg(long, default_value_t = 1)]
+    pub top: usize,
     /// Output directory: one part per input shard, then _SUCCESS.
     #[arg(long)]
     pub output: PathBuf,
     /// Run the model in-process (needs --repo).
-    #[arg(long, requires = "repo", conflicts_with = "server")]
+    #[arg(long, requires = "repo", conflicts_with_all = ["server", "yarn_service"])]
     pub local: bool,
     /// Model repository (a directory or hdfs:// URL), for --local.
     #[arg(long)]
@@ -32,16 +49,30 @@ pub struct ScoreArgs {
     /// over them; 429, 503 and connection errors are retried with backoff.
     #[arg(long, value_delimiter = ',')]
     pub server: Vec<String>,
+    /// Score through the READY containers of a YARN service instead: RM/NAME, like
+    /// http://rm:8088/cifar (listed once, before scoring).
+    #[arg(long, conflicts_with = "server")]
+    pub yarn_service: Option<String>,
     /// Engine for --local: auto, ort or tract.
     #[arg(long, default_value = "auto", value_parser = |s: &str| s.parse::<spindle_core::engine::EngineChoice>())]
     pub engine: spindle_core::engine::EngineChoice,
-    /// Rows per engine call.
-    #[arg(long, default_value_t = 4096)]
-    pub batch: usize,
-    /// Worker threads (shards scored at once); default: one per core.
+    /// Rows or images per engine call or request; default 4096 rows, or the model's
+    /// max_batch_size images.
+    #[arg(long)]
+    pub batch: Option<usize>,
+    /// Worker threads (shards read and prepared at once); default: one per core.
     #[arg(long)]
     pub jobs: Option<usize>,
-    /// Malformed rows tolerated; one more stops the job with a non-zero exit and no _SUCCESS.
+    /// Images: batches classified at once (in-process engine instances, or requests in
+    /// flight to the servers); default 1 in-process, --jobs through servers.
+    #[arg(long)]
+    pub engines: Option<usize>,
+    /// Images in-process: threads each engine instance uses inside one batch; default: the
+    /// cores divided among the engine instances.
+    #[arg(long)]
+    pub intra_op_threads: Option<usize>,
+    /// Malformed rows or bad records tolerated; one more stops the job with a non-zero exit
+    /// and no _SUCCESS.
     #[arg(long, default_value_t = 1000)]
     pub max_errors: u64,
     /// Also write the summary as JSON to this file.
@@ -53,65 +84,207 @@ pub struct ScoreArgs {
 }
 
 /// Runs `spindle score`; an incomplete job is an error after the summary is printed.
-pub fn run(args: ScoreArgs) -> anyhow::Result<ScoreSummary> {
-    if args.batch == 0 {
-        return Err(UsageError("--batch must be at least 1".into()).into());
+pub fn run(mut args: ScoreArgs) -> anyhow::Result<()> {
+    if args.batch == Some(0) || args.top == 0 || args.jobs == Some(0) || args.engines == Some(0) {
+        return Err(
+            UsageError("--batch, --top, --jobs and --engines must be at least 1".into()).into(),
+        );
     }
-    let factory: Box<dyn spindle_score::backend::BackendFactory> = match (
-        args.local,
-        &args.repo,
-        args.server.is_empty(),
-    ) {
-        (true, Some(repo), _) => Box::new(spindle_score::backend::LocalFactory::open(
-            repo,
-            &args.model,
-            args.engine,
-        )?),
-        (false, _, false) => Box::new(spindle_score::backend::RemoteFactory::open(
-            &args.server,
-            &args.model,
-        )?),
-        _ => {
-            return Err(UsageError(
-                    "say where to score: --local --repo REPO runs the model in-process, --server URL[,URL...] sends it to running servers".into(),
-                )
-                .into());
+    if let Some(service) = &args.yarn_service {
+        args.server = resolve_service(service)?;
+    }
+    let format = match args.format.as_str() {
+        "criteo" => None,
+        "auto" => {
+            let io = Io::new()?;
+            let shards =
+                expand(&args.input, &io).map_err(|e| UsageError(format!("--input: {e:#}")))?;
+            shards[0].detect(&io)?
         }
+        other => Some(
+            other
+                .parse::<InputFormat>()
+                .map_err(|e| UsageError(format!("--format: {e}; or criteo, or auto")))?,
+        ),
     };
+    match format {
+        Some(format) => run_images(&args, format),
+        None => run_criteo(&args),
+    }
+}
+
+/// The READY replicas of `RM/NAME`.
+fn resolve_service(service: &str) -> anyhow::Result<Vec<String>> {
+    let handle = tokio::runtime::Handle::current();
+    let urls = handle.block_on(async {
+        let found = spindle_deploy::YarnService::resolve(service, None).await?;
+        found.require_endpoints().await
+    });
+    let urls = urls.with_context(|| format!("--yarn-service {service}"))?;
+    println!(
+        "{service}: {} READY replica(s): {}",
+        urls.len(),
+        urls.join(", ")
+    );
+    Ok(urls)
+}
+
+fn run_criteo(args: &ScoreArgs) -> anyhow::Result<()> {
+    let factory: Box<dyn spindle_score::backend::BackendFactory> =
+        match (args.local, &args.repo, args.server.is_empty()) {
+            (true, Some(repo), _) => Box::new(spindle_score::backend::LocalFactory::open(
+                repo,
+                &args.model,
+                args.engine,
+            )?),
+            (false, _, false) => Box::new(spindle_score::backend::RemoteFactory::open(
+                &args.server,
+                &args.model,
+            )?),
+            _ => return Err(where_to_score()),
+        };
     let inputs = expand_glob(&args.input).map_err(|e| UsageError(format!("--input: {e}")))?;
     let job = spindle_score::ScoreJob {
         inputs,
         output: args.output.clone(),
-        batch: args.batch,
+        batch: args.batch.unwrap_or(4096),
         workers: args.jobs.unwrap_or_else(spindle_server::available_cores),
         max_errors: args.max_errors,
     };
-    let bar = ShardBar(progress_bar(
-        Some(job.inputs.len() as u64),
-        args.quiet,
-        "{bar:30} {pos}/{len} shards  {msg}  eta {eta}",
-    ));
+    let bar = ShardBar(
+        "rows",
+        progress_bar(
+            Some(job.inputs.len() as u64),
+            args.quiet,
+            "{bar:30} {pos}/{len} shards  {msg}  eta {eta}",
+        ),
+    );
     let summary = job.run_with_progress(factory.as_ref(), &bar)?;
     print_score_summary(&summary);
-    if let Some(path) = &args.summary {
-        let json = serde_json::to_string_pretty(&summary).expect("the summary serialises");
-        std::fs::write(path, json + "\n")
-            .with_context(|| format!("writing --summary {}", path.display()))?;
-    }
-    if summary.stopped_on_errors {
+    write_summary(args, &summary)?;
+    outcome(
+        args,
+        summary.stopped_on_errors,
+        summary.shards_failed.len(),
+        "malformed rows",
+    )
+}
+
+/// An incomplete job is an error, said after its summary was printed.
+fn outcome(args: &ScoreArgs, stopped: bool, failed: usize, bad: &str) -> anyhow::Result<()> {
+    if stopped {
         anyhow::bail!(
-            "stopped: more than --max-errors {} malformed rows; fix the input or raise --max-errors (no {} written)",
+            "stopped: more than --max-errors {} {bad}; fix the input or raise --max-errors (no {} written)",
             args.max_errors,
             spindle_score::SUCCESS
         );
     }
-    if !summary.shards_failed.is_empty() {
+    if failed > 0 {
         anyhow::bail!(
-            "{} shard(s) could not be scored (listed above); the others are complete, and a rerun scores only what is missing",
-            summary.shards_failed.len()
+            "{failed} shard(s) could not be scored (listed above); the others are complete, and a rerun scores only what is missing"
         );
     }
-    Ok(summary)
+    Ok(())
+}
+
+fn write_summary(args: &ScoreArgs, summary: &impl serde::Serialize) -> anyhow::Result<()> {
+    if let Some(path) = &args.summary {
+        let json = serde_json::to_string_pretty(summary).expect("the summary serialises");
+        std::fs::write(path, json + "\n")
+            .with_context(|| format!("writing --summary {}", path.display()))?;
+    }
+    Ok(())
+}
+
+fn run_images(args: &ScoreArgs, format: InputFormat) -> anyhow::Result<()> {
+    let cores = spindle_server::available_cores();
+    let workers = args.jobs.unwrap_or(cores);
+    let model: Box<dyn ImageModel> = match (args.local, &args.repo, args.server.is_empty()) {
+        (true, Some(repo), _) => {
+            let engines = args.engines.unwrap_or(1);
+            let threads = args.intra_op_threads.unwrap_or((cores / engines).max(1));
+            Box::new(LocalImages::open(repo, &args.model, args.engine, threads)?)
+        }
+        (false, _, false) => Box::new(RemoteImages::open(
+            &args.server,
+            &args.model,
+            args.batch.unwrap_or(0),
+        )?),
+        _ => return Err(where_to_score()),
+    };
+    let engines = args.engines.unwrap_or(if args.local { 1 } else { workers });
+    let io = Io::new()?;
+    let shards = expand(&args.input, &io).map_err(|e| UsageError(format!("--input: {e:#}")))?;
+    let job = ImageJob {
+        shards,
+        format,
+        output: args.output.clone(),
+        // The model's own max_batch_size caps it; without one, 64 images a call.
+        batch: match (args.batch, model.max_batch()) {
+            (Some(given), _) => given,
+            (None, 0) => 64,
+            (None, max) => max,
+        },
+        workers,
+        engines,
+        top: args.top,
+        max_errors: args.max_errors,
+    };
+    let bar = ShardBar(
+        "images",
+        progress_bar(
+            Some(job.shards.len() as u64),
+            args.quiet,
+            "{bar:30} {pos}/{len} shards  {msg}  eta {eta}",
+        ),
+    );
+    let summary = job.run(model.as_ref(), &io, &bar)?;
+    print_image_summary(&summary);
+    write_summary(args, &summary)?;
+    outcome(
+        args,
+        summary.stopped_on_errors,
+        summary.shards_failed.len(),
+        "bad records",
+    )
+}
+
+fn where_to_score() -> anyhow::Error {
+    UsageError(
+        "say where to score: --local --repo REPO runs the model in-process, --server URL[,URL...] or --yarn-service RM/NAME sends it to running servers".into(),
+    )
+    .into()
+}
+
+fn print_shards(scored: usize, skipped: usize, failed: &[String]) {
+    println!(
+        "shards: {scored} scored, {skipped} already complete, {} failed",
+        failed.len()
+    );
+    for failure in failed {
+        println!("  failed: {failure}");
+    }
+}
+
+fn print_image_summary(s: &ImageSummary) {
+    println!(
+        "{}: {} images in {:.2}s, {:.1} images/s",
+        s.backend, s.records, s.seconds, s.images_per_s
+    );
+    print_shards(s.shards_scored, s.shards_skipped, &s.shards_failed);
+    for (kind, errors) in &s.errors {
+        println!("bad records ({kind}): {}", errors.count);
+        for example in &errors.examples {
+            println!("  {example}");
+        }
+    }
+    if let Some(p1) = s.precision_at_1 {
+        print!("labelled images {}: precision@1 {p1:.4}", s.labelled);
+        match s.recall_at_5 {
+            Some(r5) => println!("  recall@5 {r5:.4}"),
+            None => println!(),
+        }
+    }
 }
 
 fn print_score_summary(s: &ScoreSummary) {
@@ -119,15 +292,7 @@ fn print_score_summary(s: &ScoreSummary) {
         "{}: {} rows in {:.2}s, {:.0} rows/s",
         s.backend, s.rows, s.seconds, s.rows_per_s
     );
-    println!(
-        "shards: {} scored, {} already complete, {} failed",
-        s.shards_scored,
-        s.shards_skipped,
-        s.shards_failed.len()
-    );
-    for failure in &s.shards_failed {
-        println!("  failed: {failure}");
-    }
+    print_shards(s.shards_scored, s.shards_skipped, &s.shards_failed);
     if s.malformed_rows > 0 {
         println!("malformed rows: {}", s.malformed_rows);
         for example in &s.malformed_examples {
@@ -142,20 +307,23 @@ fn print_score_summary(s: &ScoreSummary) {
     }
 }
 
-/// The job's progress as a bar of shards, with the rows scored so far and their rate.
-struct ShardBar(indicatif::ProgressBar);
+/// The job's progress as a bar of shards, with the rows or images (the unit) scored so far and
+/// their rate.
+struct ShardBar(&'static str, indicatif::ProgressBar);
 
 impl Progress for ShardBar {
     fn start(&self, shards: u64) {
-        self.0.set_length(shards);
+        self.1.set_length(shards);
     }
 
     fn shard_done(&self, rows: u64, rate: f64) {
-        self.0.inc(1);
-        self.0.set_message(format!("{rows} rows  {rate:.0} rows/s"));
+        let unit = self.0;
+        self.1.inc(1);
+        self.1
+            .set_message(format!("{rows} {unit}  {rate:.0} {unit}/s"));
     }
 
     fn finish(&self) {
-        self.0.finish_and_clear();
+        self.1.finish_and_clear();
     }
 }
