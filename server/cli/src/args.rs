@@ -43,13 +43,14 @@ pub enum Command {
     /// checkpoint to ONNX, verifies it against TensorFlow and publishes it to a repository.
     #[command(subcommand)]
     Import(commands::import::ImportCommand),
-    /// Generate data sets (Criteo click logs).
+    /// Generate data sets (Criteo click logs; synthetic CIFAR-10 binary and TFRecord images).
     #[command(subcommand)]
     Data(commands::data::DataCommand),
     /// Fit models on raw data (Criteo CTR).
     #[command(subcommand)]
     Train(commands::train::TrainCommand),
-    /// Batch-score raw Criteo shards: one output part per shard, _SUCCESS when all are done.
+    /// Batch-score raw Criteo shards or image datasets (CIFAR-10 binary, TFRecord, image
+    /// files): one output part per shard, _SUCCESS when all are done.
     Score(commands::score::ScoreArgs),
     /// Run N local `spindle serve` replicas on their own ports until Ctrl-C or SIGTERM.
     Replicas(spindle_deploy::replicas::ReplicasArgs),
