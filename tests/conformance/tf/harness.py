@@ -105,3 +105,158 @@ class Server:
         if exc and exc[0] is not None:
             print(f"--- server log ({self.log}) ---\n{self.tail()}")
         return False
+
+
+def hdfs_put(local, url, dest):
+    """Copies the local file or directory `local` to the path `dest` on the HDFS at `url`
+    (hdfs://host:port), parents created, with Hadoop's own FsShell (scripts/hdfs.sh fs, the
+    Hadoop 2.7.3 client jars; a Hadoop 3 NameNode speaks to it too). Skips when there is no Java
+    or no jars: the test needs the upload, not any particular tool."""
+    import shutil
+    jars = os.path.join(os.path.expanduser(os.environ.get("XDG_CACHE_HOME", "~/.cache")),
+                        "spindle", "hadoop-2.7.3", "jars")
+    if not shutil.which("java") or not os.path.isdir(os.environ.get("SPINDLE_HADOOP_HOME", jars)):
+        raise unittest.SkipTest(f"cannot upload to HDFS: no java or no Hadoop jars in {jars} "
+                                f"(scripts/hdfs.sh start fetches them)")
+    state = tempfile.mkdtemp(prefix="spindle-hdfs-put-")
+    os.makedirs(os.path.join(state, "conf"))
+    with open(os.path.join(state, "conf", "core-site.xml"), "w") as f:
+        f.write("<configuration><property><name>fs.defaultFS</name>"
+                f"<value>{url}</value></property></configuration>\n")
+    script = os.path.join(ROOT, "scripts", "hdfs.sh")
+    for args in (["-mkdir", "-p", os.path.dirname(dest.rstrip("/"))], ["-put", local, dest]):
+        proc = subprocess.run([script, "fs", *args], capture_output=True, text=True, timeout=120,
+                              env={**os.environ, "SPINDLE_HDFS_DIR": state})
+        if proc.returncode != 0:
+            raise AssertionError(f"hdfs fs {' '.join(args)} failed:\n{proc.stderr[-2000:]}")
+
+
+def http_v2_infer(http, model, inputs, binary=False):
+    """KServe v2 over HTTP: `inputs` is [(name, numpy array)]; returns {output name: array}.
+    binary=True sends and asks for the binary extension (raw little-endian after the JSON)."""
+    import json
+    import numpy as np
+    datatypes = {"float32": "FP32", "float64": "FP64", "int32": "INT32", "int64": "INT64"}
+    body = {"inputs": []}
+    raw = b""
+    for name, value in inputs:
+        entry = {"name": name, "shape": list(value.shape), "datatype": datatypes[value.dtype.name]}
+        if binary:
+            data = np.ascontiguousarray(value).astype(value.dtype.newbyteorder("<")).tobytes()
+            entry["parameters"] = {"binary_data_size": len(data)}
+            raw += data
+        else:
+            entry["data"] = value.flatten().tolist()
+        body["inputs"].append(entry)
+    if binary:
+        body["parameters"] = {"binary_data_output": True}
+    header = json.dumps(body).encode()
+    request = urllib.request.Request(f"http://{http}/v2/models/{model}/infer", data=header + raw)
+    request.add_header("Content-Type", "application/octet-stream" if binary else
+                       "application/json")
+    if binary:
+        request.add_header("Inference-Header-Content-Length", str(len(header)))
+    with urllib.request.urlopen(request, timeout=120) as response:
+        payload = response.read()
+        json_length = response.headers.get("Inference-Header-Content-Length")
+    numpy_types = {v: k for k, v in datatypes.items()}
+    if json_length is None:
+        answer = json.loads(payload)
+        return {o["name"]: np.array(o["data"], dtype=numpy_types[o["datatype"]]).reshape(o["shape"])
+                for o in answer["outputs"]}
+    answer = json.loads(payload[:int(json_length)])
+    offset, results = int(json_length), {}
+    for o in answer["outputs"]:
+        size = o["parameters"]["binary_data_size"]
+        results[o["name"]] = np.frombuffer(payload[offset:offset + size], dtype=np.dtype(
+            numpy_types[o["datatype"]]).newbyteorder("<")).reshape(o["shape"])
+        offset += size
+    return results
+
+
+def tf_rest_predict(http, model, inputs):
+    """TF Serving REST :predict, columnar ("inputs" as {name: nested list}); returns
+    {output name: array} (a lone output comes back unnamed, as TF Serving answers it)."""
+    import json
+    import numpy as np
+    body = json.dumps({"inputs": {name: value.tolist() for name, value in inputs}}).encode()
+    request = urllib.request.Request(f"http://{http}/v1/models/{model}:predict", data=body)
+    request.add_header("Content-Type", "application/json")
+    with urllib.request.urlopen(request, timeout=120) as response:
+        outputs = json.loads(response.read())["outputs"]
+    if isinstance(outputs, dict):
+        return {k: np.array(v) for k, v in outputs.items()}
+    return {None: np.array(outputs)}
+
+
+def _grpc_v2_messages():
+    """ModelInferRequest and ModelInferResponse of KServe v2 (the fields these tests use, with
+    the numbers of server/proto/proto/inference.proto), built from descriptors at run time: this
+    venv has grpcio and protobuf but no protoc, and tritonclient lives in another venv."""
+    from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+    F = descriptor_pb2.FieldDescriptorProto
+    file = descriptor_pb2.FileDescriptorProto(name="spindle_tf_conformance_v2.proto",
+                                              package="inference", syntax="proto3")
+
+    def message(name, fields, nested=()):
+        m = descriptor_pb2.DescriptorProto(name=name)
+        for number, field_name, kind, label, type_name in fields:
+            f = m.field.add(name=field_name, number=number, type=kind, label=label)
+            if type_name:
+                f.type_name = type_name
+        m.nested_type.extend(nested)
+        return m
+
+    opt, rep = F.LABEL_OPTIONAL, F.LABEL_REPEATED
+    contents = message("InferTensorContents", [(6, "fp32_contents", F.TYPE_FLOAT, rep, None)])
+    tensor = [(1, "name", F.TYPE_STRING, opt, None), (2, "datatype", F.TYPE_STRING, opt, None),
+              (3, "shape", F.TYPE_INT64, rep, None),
+              (5, "contents", F.TYPE_MESSAGE, opt, ".inference.InferTensorContents")]
+    file.message_type.extend([
+        contents,
+        message("ModelInferRequest", [
+            (1, "model_name", F.TYPE_STRING, opt, None),
+            (2, "model_version", F.TYPE_STRING, opt, None),
+            (5, "inputs", F.TYPE_MESSAGE, rep, ".inference.ModelInferRequest.InferInputTensor"),
+            (7, "raw_input_contents", F.TYPE_BYTES, rep, None)],
+            [message("InferInputTensor", tensor)]),
+        message("ModelInferResponse", [
+            (1, "model_name", F.TYPE_STRING, opt, None),
+            (5, "outputs", F.TYPE_MESSAGE, rep,
+             ".inference.ModelInferResponse.InferOutputTensor"),
+            (6, "raw_output_contents", F.TYPE_BYTES, rep, None)],
+            [message("InferOutputTensor", tensor)]),
+    ])
+    pool = descriptor_pool.DescriptorPool()
+    pool.Add(file)
+    return tuple(message_factory.GetMessageClass(pool.FindMessageTypeByName(f"inference.{n}"))
+                 for n in ("ModelInferRequest", "ModelInferResponse"))
+
+
+def grpc_v2_infer(grpc_addr, model, inputs):
+    """KServe v2 ModelInfer over gRPC with raw_input_contents; returns {output name: array}."""
+    import grpc
+    import numpy as np
+    request_type, response_type = _grpc_v2_messages()
+    request = request_type(model_name=model)
+    for name, value in inputs:
+        request.inputs.add(name=name, datatype={"float32": "FP32", "int64": "INT64"}[
+            value.dtype.name], shape=list(value.shape))
+        request.raw_input_contents.append(
+            np.ascontiguousarray(value).astype(value.dtype.newbyteorder("<")).tobytes())
+    with grpc.insecure_channel(grpc_addr) as channel:
+        call = channel.unary_unary("/inference.GRPCInferenceService/ModelInfer",
+                                   request_serializer=request_type.SerializeToString,
+                                   response_deserializer=response_type.FromString)
+        response = call(request, timeout=120)
+    results = {}
+    for i, output in enumerate(response.outputs):
+        if output.datatype != "FP32":
+            raise AssertionError(f"gRPC output {output.name} is {output.datatype}; "
+                                 f"this helper reads FP32 only")
+        if response.raw_output_contents:
+            data = np.frombuffer(response.raw_output_contents[i], dtype="<f4")
+        else:
+            data = np.array(output.contents.fp32_contents, dtype=np.float32)
+        results[output.name] = data.reshape(list(output.shape))
+    return results
