@@ -90,7 +90,7 @@ def check_spec(role, spec):
             f"{', '.join(sorted(DTYPES))} tensors (export the signature with one of those)")
     if shape is None or len(shape) == 0 or shape[0] is not None:
         got = "a scalar" if shape == [] else ("of unknown rank" if shape is None
-                                               else f"shape {fmt_shape(shape)}")
+                                               else f"of shape {fmt_shape(shape)}")
         raise ImportRefused(
             "no_batch_dimension",
             f"{role} '{name}' is {got}: Spindle batches requests along a first dimension of "
@@ -101,6 +101,14 @@ def check_spec(role, spec):
             "unknown_dimension",
             f"input '{name}' has shape {fmt_shape(shape)}: only the first (batch) dimension may "
             f"be unknown; give the others fixed sizes in the exported signature")
+
+
+def listing(names, most=8):
+    """A directory's entries for a message: the first few, and how many more."""
+    if not names:
+        return "nothing"
+    more = f" and {len(names) - most} more" if len(names) > most else ""
+    return ", ".join(names[:most]) + more
 
 
 def fmt_shape(shape):
@@ -131,7 +139,7 @@ class SavedModel:
             raise ImportRefused(
                 "not_saved_model",
                 f"{request['display']} is not a SavedModel: it has no saved_model.pb "
-                f"(it holds: {', '.join(present) or 'nothing'}){hint}")
+                f"(it holds: {listing(present)}){hint}")
         try:
             self.loaded = tf.saved_model.load(self.path)
         except Exception as e:  # TensorFlow raises many types for a corrupt model
@@ -184,8 +192,7 @@ class Checkpoint:
                 raise ImportRefused(
                     "not_checkpoint",
                     f"{request['display']} is not a checkpoint directory: it has no 'checkpoint' "
-                    f"file naming the latest model.ckpt-N (it holds: "
-                    f"{', '.join(present) or 'nothing'}){hint}")
+                    f"file naming the latest model.ckpt-N (it holds: {listing(present)}){hint}")
         else:
             prefix = path
         if not os.path.exists(prefix + ".meta"):

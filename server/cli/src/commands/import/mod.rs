@@ -68,7 +68,7 @@ pub struct TfImportArgs {
     pub python: Option<PathBuf>,
     /// Largest max |TensorFlow - Spindle| allowed on the verification batch; above it nothing is
     /// published.
-    #[arg(long, default_value_t = 1e-4)]
+    #[arg(long, default_value_t = 1e-4, allow_negative_numbers = true)]
     pub tolerance: f64,
     /// Let clients send encoded JPEG/PNG to the first input, prepared server-side as the model
     /// was evaluated: cifar10_image or inception_image.
@@ -108,6 +108,9 @@ pub async fn run(command: ImportCommand) -> anyhow::Result<()> {
 
 async fn import_tf(args: TfImportArgs) -> anyhow::Result<()> {
     spindle_loader::check_name(&args.model)?;
+    if args.tolerance.is_nan() || args.tolerance < 0.0 {
+        anyhow::bail!("--tolerance {}: must be 0 or more", args.tolerance);
+    }
     if args.verify_batch == 0 || args.verify_batch > args.max_batch_size {
         anyhow::bail!(
             "--verify-batch {} must be between 1 and --max-batch-size {}",
