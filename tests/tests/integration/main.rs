@@ -13,6 +13,7 @@ mod kerberos;
 mod loadtest_samples;
 mod protocols;
 mod replicas;
+mod score_images;
 mod tls;
 mod tfserving_grpc;
 mod yarn;
