@@ -217,7 +217,11 @@ impl Gss {
             if major & GSS_ERROR_MASK != 0 {
                 break;
             }
-            messages.push(String::from_utf8_lossy(&self.take(&mut text)).into_owned());
+            messages.push(
+                String::from_utf8_lossy(&self.take(&mut text))
+                    .trim()
+                    .to_string(),
+            );
             if context == 0 {
                 break;
             }
