@@ -24,6 +24,7 @@
 //! engines are `spindle-engine-ort` and `spindle-engine-tract`; the `spindle` binary is
 //! `spindle-cli`.
 
+pub mod admission;
 pub mod describe;
 pub mod engines;
 pub mod grpc;

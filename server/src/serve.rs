@@ -171,6 +171,12 @@ impl Server {
                 crate::security::auth::require_http_token,
             ));
         }
+        // One limit for both front ends; checked before a body is read.
+        let in_flight = crate::admission::InFlight::new(self.config.connections.max_inflight);
+        app = app.layer(axum::middleware::from_fn_with_state(
+            in_flight.clone(),
+            crate::admission::admit_http,
+        ));
         let scheme = if self.tls.is_some() { "HTTPS" } else { "HTTP" };
         let _polling = crate::repository::poll::spawn(
             self.state.repository.clone(),
@@ -205,6 +211,7 @@ impl Server {
                     max_message: self.config.grpc_max_message,
                     tls: self.tls.as_ref().map(|tls| tls.grpc.clone()),
                     tokens,
+                    in_flight,
                 };
                 let state = self.state.clone();
                 let stop = stopped(stop_rx.clone());

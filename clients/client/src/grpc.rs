@@ -100,6 +100,8 @@ impl GrpcTransport {
             Code::NotFound => 404,
             // Overload and message size share RESOURCE_EXHAUSTED; only overload is retryable.
             Code::ResourceExhausted if message.contains("queue is full") => 429,
+            // The server's --max-inflight: as over HTTP, a 503 worth a retry.
+            Code::ResourceExhausted if message.contains("in flight") => 503,
             Code::ResourceExhausted => 413,
             Code::DeadlineExceeded => 504,
             // Not ready, shutting down, or the channel could not connect: all worth a retry.

@@ -26,6 +26,8 @@ pub struct GrpcSettings {
     pub tls: Option<tonic::transport::ServerTlsConfig>,
     /// Bearer tokens every call but health checks must carry; `None`: no check.
     pub tokens: Option<crate::security::Tokens>,
+    /// The in-flight limit shared with the HTTP front end.
+    pub in_flight: crate::admission::InFlight,
 }
 
 /// The core's error as a gRPC status, with the code from the shared table.
@@ -100,6 +102,7 @@ pub async fn serve(
     }
     builder
         .layer(crate::security::auth::GrpcAuthLayer::new(settings.tokens))
+        .layer(crate::admission::GrpcAdmissionLayer::new(settings.in_flight))
         .layer(tower::util::MapResponseLayer::new(
             move |response: http::Response<tonic::body::Body>| {
                 too_large_is_exhausted(response, cap)

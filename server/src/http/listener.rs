@@ -44,6 +44,8 @@ pub struct ConnectionLimits {
     pub header_timeout: Duration,
     /// Time a client has to send a whole request body once its headers arrived.
     pub body_timeout: Duration,
+    /// Requests served at once over HTTP and gRPC together (see [`crate::admission`]).
+    pub max_inflight: usize,
 }
 
 impl Default for ConnectionLimits {
@@ -52,6 +54,7 @@ impl Default for ConnectionLimits {
             max_connections: 4096,
             header_timeout: Duration::from_secs(30),
             body_timeout: Duration::from_secs(60),
+            max_inflight: 512,
         }
     }
 }

@@ -18,6 +18,7 @@ async fn strict_server() -> TestServer {
         max_connections: 8,
         header_timeout: Duration::from_secs(1),
         body_timeout: Duration::from_secs(1),
+        ..ConnectionLimits::default()
     };
     let mut server = start(config).await.unwrap();
     server.keep(repo);
@@ -176,4 +177,81 @@ async fn a_draining_server_answers_probes_until_its_last_request_ends() {
         TcpStream::connect(addr).await.is_err(),
         "the listener closes when the drain ends"
     );
+}
+
+/// Starts a POST whose body never finishes: its handler holds an in-flight slot while it waits.
+async fn half_sent_request(addr: SocketAddr) -> TcpStream {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(
+            b"POST /v2/models/cifar10/infer HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 100000\r\n\r\n{\"in",
+        )
+        .await
+        .unwrap();
+    stream
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_over_max_inflight_are_refused_before_their_body() {
+    let repo = zoo_repo(&[ZooModel::Cifar10]);
+    let mut config = serve_config(repo.path());
+    config.connections = ConnectionLimits {
+        max_inflight: 2,
+        body_timeout: Duration::from_secs(30),
+        ..ConnectionLimits::default()
+    };
+    let mut server = start(config).await.unwrap();
+    server.keep(repo);
+    let held = [
+        half_sent_request(server.addr).await,
+        half_sent_request(server.addr).await,
+    ];
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // A third request is answered at once, without its (large) body being read.
+    let http = reqwest::Client::new();
+    let started = Instant::now();
+    let refused = http
+        .post(server.url("/v2/models/cifar10/infer"))
+        .body(vec![b' '; 8 << 20])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), reqwest::StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(refused.headers()["retry-after"], "1");
+    let message = refused.text().await.unwrap();
+    assert!(message.contains("--max-inflight"), "{message}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    // gRPC shares the limit: RESOURCE_EXHAUSTED, which the client reports as a retryable 503.
+    let grpc = spindle_client::Client::builder([format!("grpc://{}", server.grpc_addr)])
+        .retry(spindle_client::RetryPolicy::new(
+            1,
+            Duration::from_millis(10),
+            Duration::from_millis(10),
+        ))
+        .build()
+        .unwrap();
+    match grpc.model_metadata("cifar10").await {
+        Err(spindle_client::ClientError::Server {
+            status: 503,
+            message,
+            ..
+        }) => assert!(message.contains("in flight"), "{message}"),
+        other => panic!("gRPC over the in-flight limit: {other:?}"),
+    }
+    // Probes are never refused.
+    assert!(live(server.addr).await);
+    assert_eq!(grpc.ready().await[0].as_ref().ok(), Some(&true));
+
+    // The held requests go away: their slots come back.
+    drop(held);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let ok = http
+        .get(server.url("/v2/models/cifar10"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), reqwest::StatusCode::OK);
+    grpc.model_metadata("cifar10").await.unwrap();
+    server.stop().await.unwrap();
 }

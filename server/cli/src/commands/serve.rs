@@ -72,6 +72,12 @@ pub struct ServeArgs {
     /// Time a client has to send a whole request body once its headers arrived (408 after).
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
     pub body_timeout: Duration,
+    /// Requests served at once over HTTP and gRPC together; one more is answered at once,
+    /// before its body is read: 503 with Retry-After (gRPC: RESOURCE_EXHAUSTED). Each may
+    /// buffer up to --max-body (gRPC: --grpc-max-message), so this times that bounds the
+    /// memory requests in flight can hold. Health checks and /metrics are never refused.
+    #[arg(long, default_value_t = 512)]
+    pub max_inflight: usize,
     /// Largest request body accepted, e.g. 64MiB (larger bodies get 413).
     #[arg(long, default_value = "64MiB", value_parser = parse_bytes)]
     pub max_body: usize,
@@ -159,6 +165,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             .transpose()
             .map_err(|e| UsageError(e.to_string()))?,
     };
+    if args.max_inflight == 0 {
+        return Err(UsageError("--max-inflight must be at least 1".into()).into());
+    }
     // Checked here too so that a bad certificate or key exits with the usage code (64).
     if let Some(files) = &security.tls {
         ServerTls::load(files).map_err(|e| UsageError(e.to_string()))?;
@@ -178,6 +187,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             max_connections: args.max_connections,
             header_timeout: args.header_timeout,
             body_timeout: args.body_timeout,
+            max_inflight: args.max_inflight,
         },
         security,
     };
