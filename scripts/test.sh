@@ -49,6 +49,23 @@ fi
 # finds them cached (and builds whatever this did not).
 # Without a Docker engine (the client may be installed while its daemon is absent, as on CI's
 # machines) the container checks cannot run: they are counted as skipped, by name, not passed.
+# The same cluster secured with Kerberos (scripts/hadoop.sh start --kerberos: a MiniKdc KDC, Kerberos
+# RPC, SASL on the DataNode's data port, the ResourceManager behind SPNEGO) for
+# tests/tests/integration/kerberos.rs, which find it through SPINDLE_KRB_HADOOP_DIR. MIT's kinit
+# (Debian's krb5-user) fills its ticket caches. SPINDLE_SKIP_KERBEROS=1 skips it, and those tests
+# say they were skipped. Stopped at exit, like the plain cluster.
+krb_state="" krb_start="" krb_log=""
+if [ "${SPINDLE_SKIP_KERBEROS:-}" != 1 ]; then
+  if ! command -v kinit >/dev/null; then
+    apt=(apt-get); [ "$(id -u)" = 0 ] || apt=(sudo apt-get)
+    export DEBIAN_FRONTEND=noninteractive
+    { "${apt[@]}" install -y krb5-user || { "${apt[@]}" update && "${apt[@]}" install -y krb5-user; }; } >&2
+  fi
+  krb_state=$(mktemp -d /tmp/spindle-krb-test.XXXXXX)
+  krb_log=$(mktemp)
+  SPINDLE_HADOOP_DIR=$krb_state scripts/hadoop.sh start --kerberos >/dev/null 2>"$krb_log" &
+  krb_start=$!
+fi
 docker_skip=""
 if [ "${SPINDLE_SKIP_DOCKER:-}" = 1 ]; then
   docker_skip="SPINDLE_SKIP_DOCKER=1"
@@ -83,6 +100,16 @@ cleanup() {
     fi
     rm -f "$hadoop_env" "$hadoop_log"
   fi
+  if [ -n "$krb_state" ]; then
+    [ -z "$krb_start" ] || wait "$krb_start" 2>/dev/null || true
+    SPINDLE_HADOOP_DIR=$krb_state scripts/hadoop.sh stop >/dev/null 2>&1 || true
+    if [ "$rc" = 0 ]; then
+      rm -rf "$krb_state"
+    else
+      echo "test: the Kerberos cluster's state and logs are kept in $krb_state" >&2
+    fi
+    rm -f "$krb_log"
+  fi
   if [ -n "$hdfs_state" ]; then
     SPINDLE_HDFS_DIR=$hdfs_state scripts/hdfs.sh stop >/dev/null || true
     rm -rf "$hdfs_state"
@@ -101,25 +128,38 @@ cargo clippy --workspace --all-targets --profile ci -- -D warnings
 phase "clippy"
 # tract and the zoo's CNNs are far too slow unoptimised: the ci profile keeps every dependency
 # optimised as in release and builds our own crates at opt-level 1 (minutes less on 2 cores).
-if [ -n "$hadoop_start" ]; then
-  if ! wait "$hadoop_start"; then
-    hadoop_start=""
-    echo "test: the Hadoop 3 cluster did not start (SPINDLE_SKIP_HADOOP3=1 skips its tests):" >&2
-    cat "$hadoop_log" >&2
+# await_cluster PID NAME SKIP_VARIABLE LOG: waits for a cluster started in the background; a
+# cluster that did not start ends the run with its log (the variable skips its tests knowingly).
+await_cluster() {
+  if ! wait "$1"; then
+    echo "test: the $2 did not start ($3=1 skips its tests):" >&2
+    cat "$4" >&2
     exit 1
   fi
-  hadoop_start=""
+  phase "$2 start (waited for)"
+}
+if [ -n "$hadoop_start" ]; then
+  pid=$hadoop_start hadoop_start=""
+  await_cluster "$pid" "Hadoop 3 cluster" SPINDLE_SKIP_HADOOP3 "$hadoop_log"
   SPINDLE_HADOOP3_HDFS_URL=$(sed -n 's/^SPINDLE_HDFS_URL=//p' "$hadoop_env")
   SPINDLE_YARN_RM=$(sed -n 's/^SPINDLE_YARN_RM=//p' "$hadoop_env")
   export SPINDLE_HADOOP3_HDFS_URL SPINDLE_YARN_RM
   echo "test: Hadoop 3 at $SPINDLE_HADOOP3_HDFS_URL, ResourceManager at $SPINDLE_YARN_RM" >&2
-  phase "Hadoop 3 cluster start (waited for)"
+fi
+if [ -n "$krb_start" ]; then
+  pid=$krb_start krb_start=""
+  await_cluster "$pid" "Kerberos cluster" SPINDLE_SKIP_KERBEROS "$krb_log"
+  export SPINDLE_KRB_HADOOP_DIR=$krb_state
 fi
 set +e
 cargo test --workspace --profile ci 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 set -e
 phase "cargo test"
+# Only cargo's tests use the Kerberos cluster; its JVMs go before TensorFlow's conversions need the memory.
+if [ -n "$krb_state" ]; then
+  SPINDLE_HADOOP_DIR=$krb_state scripts/hadoop.sh stop >/dev/null 2>&1 || true
+fi
 # Real clients against the real binary: tritonclient (HTTP, gRPC) and TF Serving REST.
 target_dir=$(cargo metadata --format-version 1 --no-deps \
   | python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')

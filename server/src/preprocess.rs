@@ -317,7 +317,7 @@ fn resize_bilinear(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use image::{codecs::png::PngEncoder, ImageEncoder};
+    use image::{ImageEncoder, codecs::png::PngEncoder};
     use spindle_core::DataType;
 
     fn png(w: u32, h: u32, pixel: impl Fn(u32, u32) -> [u8; 3]) -> Vec<u8> {

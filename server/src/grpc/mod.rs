@@ -102,7 +102,9 @@ pub async fn serve(
     }
     builder
         .layer(crate::security::auth::GrpcAuthLayer::new(settings.tokens))
-        .layer(crate::admission::GrpcAdmissionLayer::new(settings.in_flight))
+        .layer(crate::admission::GrpcAdmissionLayer::new(
+            settings.in_flight,
+        ))
         .layer(tower::util::MapResponseLayer::new(
             move |response: http::Response<tonic::body::Body>| {
                 too_large_is_exhausted(response, cap)

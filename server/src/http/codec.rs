@@ -3,8 +3,8 @@
 //! tensors in input order).
 
 use crate::infer::{
-    accepts_dtype, all_outputs, output_index, output_parameters, AnsweredOutput, InferAnswer,
-    InferRequest, InputSlots, OutputRequest,
+    AnsweredOutput, InferAnswer, InferRequest, InputSlots, OutputRequest, accepts_dtype,
+    all_outputs, output_index, output_parameters,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};

@@ -7,6 +7,7 @@ use serde_json::{Value, json};
 use spindle_loader::{HDFS_RETRY, ModelRepository, RepoError, SHA256_FILE};
 use spindle_server::repository::ModelControl;
 use spindle_server::serve::ServeConfig;
+use spindle_tests::hadoop3;
 use spindle_tests::hdfs::{OwnCluster, shared_url, unique_dir};
 use spindle_tests::{TestServer, serve_config, start};
 use spindle_zoo::ZooModel;
@@ -86,9 +87,47 @@ async fn versions(server: &TestServer) -> Value {
     get(server, "/v2/models/cifar10").await["versions"].clone()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn publish_serve_hot_swap_under_load_and_reject_corrupt_versions() {
-    let Some(base) = shared_url() else { return };
+/// The repository tests that only read and write run on both HDFS generations our users have:
+/// Hadoop 2.7.3 (scripts/hdfs.sh, the compatibility cluster) and the Hadoop 3 cluster of
+/// scripts/hadoop.sh, each in a directory of its own. One `#[tokio::test]` per cluster, so a
+/// failure says which and each skips on its own switch (SPINDLE_SKIP_HDFS, SPINDLE_SKIP_HADOOP3).
+macro_rules! on_both_clusters {
+    ($case:ident, $hadoop2:ident, $hadoop3:ident, $($flavor:tt)*) => {
+        #[tokio::test($($flavor)*)]
+        async fn $hadoop2() {
+            let Some(base) = shared_url() else { return };
+            $case(base).await;
+        }
+
+        #[tokio::test($($flavor)*)]
+        async fn $hadoop3() {
+            let Some(cluster) = hadoop3::cluster() else { return };
+            $case(cluster.hdfs).await;
+        }
+    };
+}
+
+on_both_clusters!(
+    publish_serve_hot_swap_under_load_and_reject_corrupt_versions,
+    hot_swap_under_load_on_hadoop2,
+    hot_swap_under_load_on_hadoop3,
+    flavor = "multi_thread",
+    worker_threads = 4
+);
+on_both_clusters!(
+    names_that_escape_the_root_are_refused_and_model_control_is_off_by_default,
+    escaping_names_and_model_control_on_hadoop2,
+    escaping_names_and_model_control_on_hadoop3,
+);
+on_both_clusters!(
+    models_without_labels_serve_and_features_travel_with_the_version,
+    missing_labels_and_features_on_hadoop2,
+    missing_labels_and_features_on_hadoop3,
+    flavor = "multi_thread",
+    worker_threads = 2
+);
+
+async fn publish_serve_hot_swap_under_load_and_reject_corrupt_versions(base: String) {
     let url = unique_dir(&base, "hot-swap");
     let repo = repo(&url).await;
     assert_eq!(publish(&repo, 1, None).await, 1);
@@ -257,9 +296,7 @@ async fn publish_serve_hot_swap_under_load_and_reject_corrupt_versions() {
     Arc::into_inner(server).unwrap().stop().await.unwrap();
 }
 
-#[tokio::test]
-async fn names_that_escape_the_root_are_refused_and_model_control_is_off_by_default() {
-    let Some(base) = shared_url() else { return };
+async fn names_that_escape_the_root_are_refused_and_model_control_is_off_by_default(base: String) {
     let url = unique_dir(&base, "names");
     let repo = repo(&url).await;
     let (onnx, config, _) = cifar10(1);
@@ -454,9 +491,7 @@ async fn a_download_survives_losing_a_datanode() {
 /// Models without labels.txt serve (HDFS reports a missing file as a remote
 /// FileNotFoundException, which must read as missing), and a tabular model's features.toml,
 /// published inside its version, is served with it: raw rows are scored.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn models_without_labels_serve_and_features_travel_with_the_version() {
-    let Some(base) = shared_url() else { return };
+async fn models_without_labels_serve_and_features_travel_with_the_version(base: String) {
     let url = unique_dir(&base, "no-labels");
     let repo = repo(&url).await;
     assert_eq!(repo.storage().read("nothing-here.txt").await.unwrap(), None);

@@ -14,7 +14,7 @@ mod loadtest_samples;
 mod protocols;
 mod replicas;
 mod score_images;
-mod tls;
 mod tfserving_grpc;
+mod tls;
 mod yarn;
 mod yarn_cluster;

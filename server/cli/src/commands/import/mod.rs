@@ -16,7 +16,7 @@ use anyhow::Context;
 use clap::{Args, Subcommand};
 use spindle_core::config::Preprocess;
 use spindle_core::engine::EngineChoice;
-use spindle_loader::{ModelRepository, HDFS_RETRY};
+use spindle_loader::{HDFS_RETRY, ModelRepository};
 use std::path::PathBuf;
 
 /// `spindle import` subcommands.

@@ -3,7 +3,7 @@
 //! libhdfs; Spindle's loader needs neither).
 
 use super::python::SourceKind;
-use spindle_loader::{is_hdfs, Storage, HDFS_RETRY};
+use spindle_loader::{HDFS_RETRY, Storage, is_hdfs};
 use std::path::{Path, PathBuf};
 
 /// The local path TensorFlow reads for `location`: `location` itself, or its copy under `dest`.

@@ -1,8 +1,8 @@
 //! The serving config derived from the TensorFlow signature, and the check that the engine
 //! Spindle serves the converted model with answers the verification batch as TensorFlow did.
 
-use super::python::{Converted, Signed};
 use super::TfImportArgs;
+use super::python::{Converted, Signed};
 use anyhow::Context;
 use spindle_core::config::{ModelConfig, TensorSpec};
 use spindle_core::engine::{Device, EngineChoice};
