@@ -28,6 +28,19 @@ pub fn prepare_inputs(
     features: Option<&Transformer>,
 ) -> Result<(), InferError> {
     for (spec, tensor) in specs.iter().zip(inputs.iter_mut()) {
+        // Ids sent already transformed: checked against the id space once their shape is the
+        // model's ([rows, fields]); any other shape is refused by the shape check that follows.
+        if let (Some(Preprocess::CriteoRows), TensorData::I64(ids), Some(transformer)) =
+            (spec.preprocess, &tensor.data, features)
+        {
+            if tensor.shape.len() != 2 || tensor.shape[1] != transformer.fields() {
+                continue;
+            }
+            transformer
+                .check_ids(ids)
+                .map_err(|e| InferError::invalid(format!("input '{}': {e}", spec.name)))?;
+            continue;
+        }
         let (Some(pre), TensorData::Bytes(elements)) = (spec.preprocess, &tensor.data) else {
             continue;
         };
@@ -69,7 +82,12 @@ pub fn needs_preparation(specs: &[TensorSpec], inputs: &[Tensor]) -> bool {
     specs
         .iter()
         .zip(inputs)
-        .any(|(spec, t)| spec.preprocess.is_some() && matches!(t.data, TensorData::Bytes(_)))
+        .any(|(spec, t)| match (spec.preprocess, &t.data) {
+            (Some(_), TensorData::Bytes(_)) => true,
+            // Ids sent already transformed are checked against the id space (prepare_inputs).
+            (Some(Preprocess::CriteoRows), TensorData::I64(_)) => true,
+            _ => false,
+        })
 }
 
 fn decode_images(

@@ -101,6 +101,8 @@ pub struct Transformer {
     // modulos (26 tokens, 3 crosses), and a 64-bit division costs tens of cycles on many CPUs.
     cat_buckets: [StrengthReducedU64; CATEGORICAL_COLUMNS],
     crosses: Vec<CompiledCross>,
+    /// Each id position's name and the ids it may hold (its slice of the model's one id space).
+    fields_ids: Vec<(String, std::ops::Range<i64>)>,
 }
 
 impl Transformer {
@@ -124,7 +126,7 @@ impl Transformer {
             *buckets = f.hash_buckets;
             offset += f.size() as i64;
         }
-        let crosses = spec
+        let crosses: Vec<CompiledCross> = spec
             .cross
             .iter()
             .map(|c| {
@@ -141,7 +143,19 @@ impl Transformer {
                 compiled
             })
             .collect();
+        let mut fields_ids = Vec::new();
+        for (f, start) in spec.integer.iter().zip(int_offsets) {
+            fields_ids.push((f.name.clone(), start..start + f.size() as i64));
+        }
+        for (f, start) in spec.categorical.iter().zip(cat_offsets) {
+            fields_ids.push((f.name.clone(), start..start + f.size() as i64));
+        }
+        for (f, compiled) in spec.cross.iter().zip(&crosses) {
+            let start = compiled.offset;
+            fields_ids.push((f.name.clone(), start..start + f.hash_buckets as i64));
+        }
         Ok(Transformer {
+            fields_ids,
             int_boundaries: spec.integer.iter().map(|f| f.boundaries.clone()).collect(),
             spec,
             int_offsets,
@@ -159,6 +173,28 @@ impl Transformer {
     /// Ids per row.
     pub fn fields(&self) -> usize {
         INTEGER_COLUMNS + CATEGORICAL_COLUMNS + self.crosses.len()
+    }
+
+    /// Checks ids that were sent already transformed (an INT64 tensor of `[rows, fields]`,
+    /// row-major): each must lie in its position's slice of the id space. An id outside it would
+    /// index past the model's embedding (ONNX Runtime fails the whole batch) or, negative, be
+    /// taken from the end of the table and give a wrong answer without a word.
+    pub fn check_ids(&self, ids: &[i64]) -> Result<(), String> {
+        let fields = self.fields_ids.len();
+        for (i, &id) in ids.iter().enumerate() {
+            let (name, range) = &self.fields_ids[i % fields];
+            if !range.contains(&id) {
+                return Err(format!(
+                    "id {id} at row {}, position {} (feature '{name}') is outside that feature's ids {}..{} (features.toml gives {} ids in all); send raw TSV rows as BYTES to have them transformed",
+                    i / fields,
+                    i % fields,
+                    range.start,
+                    range.end,
+                    self.fields_ids.last().map_or(0, |(_, r)| r.end),
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// Transforms one row (a trailing `\n` or `\r\n` is ignored) into `ids`, which must hold

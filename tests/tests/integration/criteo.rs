@@ -109,6 +109,50 @@ async fn raw_rows_and_ids_agree_over_http_and_grpc() {
         ),
         other => panic!("expected a 400, got {other:?}"),
     }
+
+    // Ids sent already transformed must lie in their position's id space: one too large once
+    // reached ONNX Runtime's Gather (a 500 for the whole batch), and a negative one was taken
+    // from the end of the embedding (a wrong answer, 200). Both are the sender's error.
+    let TensorData::I64(good) = &ids.data else {
+        panic!("ids are INT64")
+    };
+    let fields = transformer.fields();
+    for (position, id, what) in [
+        (5, 1_000_000_000i64, "too large"),
+        (fields + 30, -5, "negative"),
+    ] {
+        let mut values = good[..2 * fields].to_vec();
+        values[position] = id;
+        let tensor = Tensor::new(vec![2, fields], TensorData::I64(values)).unwrap();
+        for url in [
+            format!("http://{}", f.server.addr),
+            format!("grpc://{}", f.server.grpc_addr),
+        ] {
+            let client = Client::builder([url.clone()]).build().unwrap();
+            let request = InferRequest::new("criteo_ctr").input("ids", tensor.clone());
+            match client.infer(&request).await {
+                Err(ClientError::Server {
+                    status: 400,
+                    message,
+                    ..
+                }) => assert!(
+                    message.contains("input 'ids'")
+                        && message.contains(&format!("id {id} at row {}", position / fields))
+                        && message.contains(&format!("position {}", position % fields)),
+                    "{url}, {what} id: {message}"
+                ),
+                other => panic!("{url}, {what} id: expected a 400, got {other:?}"),
+            }
+        }
+    }
+    // The server is unharmed.
+    let client = Client::builder([format!("http://{}", f.server.addr)])
+        .build()
+        .unwrap();
+    client
+        .infer(&InferRequest::new("criteo_ctr").input("ids", ids.clone()))
+        .await
+        .unwrap();
     f.server.stop().await.unwrap();
 }
 
