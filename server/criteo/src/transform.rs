@@ -18,9 +18,11 @@ pub const COLUMNS: usize = INTEGER_COLUMNS + CATEGORICAL_COLUMNS;
 /// TensorFlow's default key for hashed crosses (`sparse_cross_hashed`'s `hash_key`).
 const CROSS_KEY: u64 = 0xDE_CAFC_AFFE;
 
-/// The cross component of a missing categorical value: a constant no 8-byte token hashes to in
-/// practice, so "missing" crosses like a value of its own.
-const MISSING_TOKEN: u64 = 0x6d69_7373_696e_6721;
+/// The cross component of a missing categorical value: `Fingerprint64("")`, what TensorFlow's
+/// `tf.sparse.cross_hashed` hashes for the empty string `tf.io.decode_csv` reads from an empty
+/// field. (No 8-hex-digit token fingerprints to it in practice, so "missing" still crosses like
+/// a value of its own.)
+const MISSING_TOKEN: u64 = 0x9ae1_6a3b_2f90_404f;
 
 /// What is wrong with one row; [`RowError`] adds which row.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -408,25 +410,46 @@ fn strip_line_end(line: &[u8]) -> &[u8] {
     line.strip_suffix(b"\r").unwrap_or(line)
 }
 
-/// Parses an optionally negative decimal integer; `None` for anything else or on overflow.
+/// Parses a decimal integer as TensorFlow does (`tf.strings.to_number(.., tf.int64)` and
+/// `tf.io.decode_csv`'s int64 fields, both `strings::safe_strto64`): optional surrounding ASCII
+/// whitespace, an optional `+` or `-`, digits, anything in i64's range. `None` for anything else
+/// or on overflow, as TensorFlow refuses them.
 #[inline]
 fn parse_i64(text: &[u8]) -> Option<i64> {
+    // C's isspace, which safe_strto64 skips on both sides.
+    let space = |b: &u8| matches!(b, b' ' | b'\t' | b'\n' | b'\x0b' | b'\x0c' | b'\r');
+    let text = match (text.first(), text.last()) {
+        (Some(first), Some(last)) if space(first) || space(last) => {
+            let start = text.iter().position(|b| !space(b))?;
+            let end = text.iter().rposition(|b| !space(b))? + 1;
+            &text[start..end]
+        }
+        _ => text,
+    };
     let (negative, digits) = match text.split_first() {
         Some((b'-', rest)) => (true, rest),
+        Some((b'+', rest)) => (false, rest),
         _ => (false, text),
     };
-    if digits.is_empty() || digits.len() > 18 {
-        // 18 digits always fit; longer ones are not counts this pipeline can use.
+    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
         return None;
     }
-    let mut value = 0i64;
-    for &d in digits {
-        if !d.is_ascii_digit() {
-            return None;
-        }
-        value = value * 10 + i64::from(d - b'0');
+    if digits.len() <= 18 {
+        // 18 digits always fit: no overflow checks on the common path.
+        let value = digits
+            .iter()
+            .fold(0i64, |v, &d| v * 10 + i64::from(d - b'0'));
+        return Some(if negative { -value } else { value });
     }
-    Some(if negative { -value } else { value })
+    // Accumulated negative, so i64::MIN (whose magnitude i64 cannot hold) parses too.
+    let value = digits.iter().try_fold(0i64, |v, &d| {
+        v.checked_mul(10)?.checked_sub(i64::from(d - b'0'))
+    })?;
+    if negative {
+        Some(value)
+    } else {
+        value.checked_neg()
+    }
 }
 
 #[cfg(test)]

@@ -226,3 +226,87 @@ fn the_fast_path_agrees_with_the_checked_path_on_good_and_damaged_rows() {
         "only {malformed} damaged rows were malformed"
     );
 }
+
+/// Reference values from TensorFlow 2.21 itself: `tf.sparse.cross_hashed([a, b],
+/// num_buckets=65536)` on [1, 1] dense inputs, strings as `tf.io.decode_csv` reads the columns (an
+/// empty field is ""), integers as their bucket ids (missing 0, else Bucketize + 1).
+#[test]
+fn crosses_match_tensorflow_including_missing_values() {
+    assert_eq!(MISSING_TOKEN, fingerprint64(b""));
+    let t = transformer();
+    let spec = t.spec();
+    let first_cross = (spec.id_space - 3 * 65536) as i64;
+    let mut ids = vec![0; t.fields()];
+    let mut cross_ids = |ints: [&str; 13], tokens: [&str; 26]| {
+        t.transform(row(None, ints, tokens).as_bytes(), &mut ids)
+            .unwrap();
+        [
+            ids[39] - first_cross,
+            ids[40] - first_cross - 65536,
+            ids[41] - first_cross - 2 * 65536,
+        ]
+    };
+    // C1 x C2: both present, either missing, both missing.
+    let mut tokens = TOKENS;
+    assert_eq!(cross_ids(["1"; 13], tokens)[0], 44014);
+    tokens[1] = "";
+    assert_eq!(cross_ids(["1"; 13], tokens)[0], 19439);
+    tokens[0] = "";
+    assert_eq!(cross_ids(["1"; 13], tokens)[0], 51333);
+    tokens[1] = TOKENS[1];
+    assert_eq!(cross_ids(["1"; 13], tokens)[0], 15637);
+    // I1 x C6: I1 = 2 is bucket id 4 (boundaries 0, 1, 2 at or below it, plus one).
+    let mut ints = ["1"; 13];
+    ints[0] = "2";
+    assert_eq!(cross_ids(ints, TOKENS)[2], 16173);
+    // Both missing: bucket id 0 crossed with "".
+    ints[0] = "";
+    tokens = TOKENS;
+    tokens[5] = "";
+    assert_eq!(cross_ids(ints, tokens)[2], 35390);
+}
+
+/// What `tf.strings.to_number(s, tf.int64)` (TensorFlow 2.21) accepts and refuses: the same here,
+/// through both paths of the transform.
+#[test]
+fn integers_parse_as_tensorflow_parses_them() {
+    for (text, value) in [
+        ("+5", 5),
+        (" 5", 5),
+        ("5 ", 5),
+        ("007", 7),
+        ("-0", 0),
+        ("9223372036854775807", i64::MAX),
+        ("-9223372036854775808", i64::MIN),
+        ("123456789012345678", 123_456_789_012_345_678),
+        ("-1234567890123456789", -1_234_567_890_123_456_789),
+    ] {
+        assert_eq!(parse_i64(text.as_bytes()), Some(value), "{text:?}");
+    }
+    for text in [
+        "9223372036854775808",
+        "-9223372036854775809",
+        "99999999999999999999",
+        "0x10",
+        "1e3",
+        "+",
+        "-",
+        "+-5",
+        " ",
+        "5 5",
+    ] {
+        assert_eq!(parse_i64(text.as_bytes()), None, "{text:?}");
+    }
+    // A whole row: the largest value lands in the last bucket, as TensorFlow's Bucketize puts it.
+    let t = transformer();
+    let mut ints = ["1"; 13];
+    ints[2] = "9223372036854775807";
+    ints[3] = "+5";
+    let mut ids = vec![0; t.fields()];
+    t.transform(row(None, ints, TOKENS).as_bytes(), &mut ids)
+        .unwrap();
+    let size = t.spec().integer[0].size() as i64;
+    assert_eq!(ids[2], 2 * size + size - 1);
+    // 5: boundaries 0, 1, 2, 3, 4 at or below it, plus one.
+    assert_eq!(ids[3], 3 * size + 6);
+}
