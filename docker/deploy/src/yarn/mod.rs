@@ -95,6 +95,36 @@ pub struct ServiceArgs {
     pub poll_interval: String,
 }
 
+/// The service's own Kerberos identity, for a secured cluster.
+#[derive(Args, Debug, Clone, Default)]
+pub struct ServiceKerberosArgs {
+    /// Kerberos principal the service runs as on a secured (Kerberos) cluster, e.g.
+    /// spindle@EXAMPLE.COM (with --yarn-keytab). The service AM logs in with it (YARN
+    /// Services' kerberos_principal; `spindle yarn status` reaches the AM only then) and so
+    /// does every replica, which then renews its own tickets to read the repository instead
+    /// of relying on the delegation tokens YARN hands it at launch (they expire, 7 days by
+    /// default). Not the same as --principal, which is this command's own login.
+    #[arg(long, value_name = "NAME", requires = "yarn_keytab")]
+    pub yarn_principal: Option<String>,
+    /// Keytab of --yarn-principal, as a URI YARN can reach from every node: hdfs://nn:port/path
+    /// (localized for the AM and the replicas; keep it readable by its owner only) or
+    /// file:///path (present at that path on every node).
+    #[arg(long, value_name = "URI", requires = "yarn_principal")]
+    pub yarn_keytab: Option<String>,
+}
+
+impl ServiceKerberosArgs {
+    /// The validated identity, if one was given.
+    fn identity(&self) -> Result<Option<spec::ServiceKerberos>, UsageError> {
+        let (Some(principal), Some(keytab)) = (&self.yarn_principal, &self.yarn_keytab) else {
+            return Ok(None);
+        };
+        spec::ServiceKerberos::new(principal, keytab)
+            .map(Some)
+            .map_err(|e| UsageError(format!("{}: {}", e.field, e.message)))
+    }
+}
+
 /// `spindle yarn spec`.
 #[derive(Args, Debug)]
 pub struct SpecArgs {
@@ -108,6 +138,9 @@ pub struct SpecArgs {
     /// repository's NameNode).
     #[arg(long)]
     pub staging: Option<String>,
+    /// The service's Kerberos identity.
+    #[command(flatten)]
+    pub kerberos: ServiceKerberosArgs,
 }
 
 /// `spindle yarn deploy`.
@@ -127,6 +160,9 @@ pub struct DeployArgs {
     /// found means the replicas run on tract).
     #[arg(long)]
     pub ort_lib: Option<std::path::PathBuf>,
+    /// The service's Kerberos identity.
+    #[command(flatten)]
+    pub kerberos: ServiceKerberosArgs,
 }
 
 /// `spindle yarn flex`.
@@ -167,7 +203,10 @@ pub async fn run(command: YarnCommand) -> anyhow::Result<()> {
             });
             let ort = spindle_engine_ort::find_library().ok();
             let params = params(&args.service, artifact, ort.as_deref())?;
-            let spec = spec::build(&params);
+            let mut spec = spec::build(&params);
+            if let Some(kerberos) = args.kerberos.identity()? {
+                spec::add_kerberos(&mut spec, &kerberos);
+            }
             spec::validate(&spec).map_err(|e| UsageError(e.to_string()))?;
             println!("{}", serde_json::to_string_pretty(&spec)?);
             Ok(())
@@ -259,13 +298,24 @@ async fn deploy(args: DeployArgs) -> anyhow::Result<()> {
         None => spindle_engine_ort::find_library().ok(),
     };
     let params = params(&args.service, artifact.clone(), ort.as_deref())?;
-    let spec = spec::build(&params);
+    let mut spec = spec::build(&params);
+    let kerberos = args.kerberos.identity()?;
+    if let Some(kerberos) = &kerberos {
+        spec::add_kerberos(&mut spec, kerberos);
+    }
     spec::validate(&spec).map_err(|e| UsageError(e.to_string()))?;
 
     // Checks before anything is written: the RM serves the Services API, the name is free
     // (which also checks that calls carry a user: without one every call is "Null user"),
     // GPUs asked for can be scheduled, the repo exists.
     rm.version().await?;
+    if kerberos.is_none() && rm.negotiated() {
+        return Err(UsageError(format!(
+            "{}: this ResourceManager is secured with Kerberos (it asked for SPNEGO): give the service an identity with --yarn-principal NAME --yarn-keytab hdfs://.../NAME.keytab; without one its AM holds no keytab, `spindle yarn status` cannot reach it, and the replicas lose HDFS when their delegation tokens expire",
+            rm.base()
+        ))
+        .into());
+    }
     if rm.exists(&params.name).await? {
         return Err(UsageError(format!(
             "{}: service name '{}' is taken (choose another --name, or remove it with `spindle yarn destroy {} --rm {}`)",

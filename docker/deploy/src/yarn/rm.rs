@@ -383,6 +383,12 @@ impl ResourceManager {
         Ok((status, bytes))
     }
 
+    /// Whether this ResourceManager has asked for Kerberos: after a call, a secured one has
+    /// answered SPNEGO with its signed `hadoop.auth` cookie.
+    pub fn negotiated(&self) -> bool {
+        self.auth_cookie.lock().expect("cookie lock").is_some()
+    }
+
     /// The ResourceManager's host, without the port: its SPNEGO principal is HTTP/host.
     fn host(&self) -> &str {
         let authority = self.base.strip_prefix("http://").unwrap_or(&self.base);

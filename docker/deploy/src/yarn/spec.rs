@@ -122,6 +122,107 @@ pub fn build(params: &SpecParams) -> Value {
     spec
 }
 
+/// Where the replicas find the keytab when it is localized from HDFS (YARN links a STATIC file
+/// into the container's working directory under its `dest_file` name).
+pub const LOCALIZED_KEYTAB: &str = "spindle.keytab";
+
+/// The Kerberos identity of a service on a secured cluster (YARN Services' `kerberos_principal`):
+/// the service AM logs in with it, and so does every replica's `spindle serve` (`--keytab
+/// --principal`), so both renew their own tickets instead of living on the delegation tokens
+/// taken at submission, which expire (7 days by default).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServiceKerberos {
+    /// The principal, e.g. `spindle@EXAMPLE.COM`.
+    pub principal: String,
+    /// The keytab: `hdfs://...` (YARN localizes it for the AM and the replicas) or
+    /// `file:///...` (already on every node, at that path).
+    pub keytab: String,
+}
+
+impl ServiceKerberos {
+    /// Checks `--yarn-principal` and `--yarn-keytab` the way the Services API and the replicas'
+    /// launch command need them.
+    pub fn new(principal: &str, keytab: &str) -> Result<ServiceKerberos, SpecError> {
+        // The launch command passes both through bash (see `build`): no quotes, spaces or `$`.
+        let plain = |s: &str| {
+            s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "._-/@:+=%~".contains(c))
+        };
+        if principal.is_empty() || !plain(principal) {
+            return Err(fail(
+                "--yarn-principal",
+                format!(
+                    "'{principal}' is not a Kerberos principal: give NAME@REALM (letters, digits and . _ - / @), e.g. spindle@EXAMPLE.COM"
+                ),
+            ));
+        }
+        if principal.contains("_HOST") {
+            return Err(fail(
+                "--yarn-principal",
+                format!(
+                    "'{principal}': _HOST is not substituted in the replicas' login; give the principal whose key the keytab holds, e.g. spindle@EXAMPLE.COM"
+                ),
+            ));
+        }
+        let path = keytab
+            .strip_prefix("hdfs://")
+            .map(|rest| rest.split_once('/').map_or("", |(_, p)| p))
+            .or_else(|| keytab.strip_prefix("file://"));
+        match path {
+            Some(p) if !p.trim_matches('/').is_empty() && plain(keytab) => {}
+            _ => {
+                return Err(fail(
+                    "--yarn-keytab",
+                    format!(
+                        "'{keytab}' is not a keytab URI YARN can use: give hdfs://namenode:port/path/to.keytab (put it there with `hdfs dfs -put` and chmod 400) or file:///path/to.keytab (the same path on every node)"
+                    ),
+                ));
+            }
+        }
+        Ok(ServiceKerberos {
+            principal: principal.to_string(),
+            keytab: keytab.to_string(),
+        })
+    }
+
+    /// The keytab's path as the replicas see it.
+    fn replica_keytab(&self) -> &str {
+        self.keytab
+            .strip_prefix("file://")
+            .unwrap_or(LOCALIZED_KEYTAB)
+    }
+}
+
+/// Adds `kerberos` to a spec from [`build`]: the service's `kerberos_principal`, the keytab as
+/// a STATIC file of the component when it is on HDFS, and `--keytab --principal` on the
+/// replicas' command line.
+pub fn add_kerberos(spec: &mut Value, kerberos: &ServiceKerberos) {
+    spec["kerberos_principal"] = json!({
+        "principal_name": kerberos.principal,
+        "keytab": kerberos.keytab,
+    });
+    for component in spec["components"].as_array_mut().into_iter().flatten() {
+        if kerberos.keytab.starts_with("hdfs://") {
+            let files = &mut component["configuration"]["files"];
+            if !files.is_array() {
+                *files = json!([]);
+            }
+            files.as_array_mut().expect("an array").push(json!({
+                "type": "STATIC",
+                "src_file": kerberos.keytab,
+                "dest_file": LOCALIZED_KEYTAB,
+            }));
+        }
+        if let Some(launch) = component["launch_command"].as_str() {
+            component["launch_command"] = json!(format!(
+                "{launch} --keytab {} --principal {}",
+                kerberos.replica_keytab(),
+                kerberos.principal
+            ));
+        }
+    }
+}
+
 /// Checks a service or component name: lower-case letters, digits and `-`, starting with a
 /// letter, not ending with `-`, at most `max` characters (what YARN's Registry DNS accepts).
 pub fn check_name(field: &str, name: &str, max: usize) -> Result<(), SpecError> {
@@ -198,6 +299,18 @@ pub fn validate(spec: &Value) -> Result<(), SpecError> {
         && queue.as_str().is_none_or(str::is_empty)
     {
         return Err(fail("queue", "must be a non-empty queue name"));
+    }
+    if let Some(kerberos) = spec.get("kerberos_principal") {
+        let principal = kerberos["principal_name"].as_str().unwrap_or_default();
+        let keytab = kerberos["keytab"].as_str().unwrap_or_default();
+        ServiceKerberos::new(principal, keytab).map_err(|e| {
+            let field = if e.field == "--yarn-principal" {
+                "kerberos_principal.principal_name"
+            } else {
+                "kerberos_principal.keytab"
+            };
+            fail(field, e.message)
+        })?;
     }
     let components = spec["components"]
         .as_array()
@@ -384,4 +497,140 @@ fn validate_resource(field: &str, resource: &Value) -> Result<(), SpecError> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod kerberos_tests {
+    use super::*;
+
+    fn spec() -> Value {
+        build(&SpecParams {
+            name: "spindle-krb".into(),
+            replicas: 1,
+            repo: "hdfs://nn:8020/models".into(),
+            artifact: "hdfs://nn:8020/user/ann/.spindle/spindle-spindle-krb.tar.gz".into(),
+            queue: None,
+            node_partition: None,
+            gpus: 0,
+            cpus: 1,
+            memory_mb: 1024,
+            port: 8000,
+            poll_interval: "30s".into(),
+            ort_library: None,
+        })
+    }
+
+    /// The spec with `principal` and `keytab` added, checked valid.
+    fn spec_with(principal: &str, keytab: &str) -> Value {
+        let kerberos = ServiceKerberos::new(principal, keytab).unwrap();
+        let mut spec = spec();
+        add_kerberos(&mut spec, &kerberos);
+        validate(&spec).expect("valid");
+        spec
+    }
+
+    fn launch(spec: &Value) -> &str {
+        spec["components"][0]["launch_command"].as_str().unwrap()
+    }
+
+    #[test]
+    fn an_hdfs_keytab_is_localized_for_the_replicas_and_the_am() {
+        let spec = spec_with(
+            "spindle@EXAMPLE.COM",
+            "hdfs://nn:8020/user/ann/spindle.keytab",
+        );
+        assert_eq!(
+            spec["kerberos_principal"],
+            json!({"principal_name": "spindle@EXAMPLE.COM", "keytab": "hdfs://nn:8020/user/ann/spindle.keytab"})
+        );
+        assert_eq!(
+            spec["components"][0]["configuration"]["files"],
+            json!([{"type": "STATIC", "src_file": "hdfs://nn:8020/user/ann/spindle.keytab", "dest_file": "spindle.keytab"}])
+        );
+        assert!(
+            launch(&spec).ends_with(" --keytab spindle.keytab --principal spindle@EXAMPLE.COM"),
+            "{}",
+            launch(&spec)
+        );
+        // The environment the replicas had stays.
+        assert_eq!(
+            spec["components"][0]["configuration"]["env"][super::PORT_ENV],
+            "8000"
+        );
+    }
+
+    #[test]
+    fn a_file_keytab_is_read_where_it_lies_on_every_node() {
+        let spec = spec_with(
+            "spindle/worker@EXAMPLE.COM",
+            "file:///etc/security/keytabs/spindle.keytab",
+        );
+        assert!(
+            spec["components"][0]["configuration"]
+                .get("files")
+                .is_none()
+        );
+        assert!(
+            launch(&spec).ends_with(
+                " --keytab /etc/security/keytabs/spindle.keytab --principal spindle/worker@EXAMPLE.COM"
+            ),
+            "{}",
+            launch(&spec)
+        );
+    }
+
+    #[test]
+    fn bad_principals_and_keytabs_name_the_flag_and_the_fix() {
+        let keytab = "hdfs://nn:8020/k.keytab";
+        for principal in [
+            "",
+            "spin dle@EXAMPLE.COM",
+            "a\"b@R",
+            "x$y@R",
+            "spindle/_HOST@EXAMPLE.COM",
+        ] {
+            let e = ServiceKerberos::new(principal, keytab).unwrap_err();
+            assert_eq!(e.field, "--yarn-principal", "{principal}: {e}");
+            assert!(e.message.contains(&format!("'{principal}'")), "{e}");
+        }
+        for keytab in [
+            "/etc/spindle.keytab",
+            "spindle.keytab",
+            "hdfs://nn:8020",
+            "hdfs://nn:8020/",
+            "file://",
+            "s3://bucket/k.keytab",
+            "hdfs://nn/with space.keytab",
+        ] {
+            let e = ServiceKerberos::new("spindle@EXAMPLE.COM", keytab).unwrap_err();
+            assert_eq!(e.field, "--yarn-keytab", "{keytab}: {e}");
+            assert!(
+                e.message.contains(&format!("'{keytab}'")) && e.message.contains("hdfs://"),
+                "{e}"
+            );
+        }
+        // A spec edited by hand is checked the same way, naming its field.
+        let mut spec = spec();
+        spec["kerberos_principal"] = json!({"principal_name": "spindle@R", "keytab": "/k.keytab"});
+        let e = validate(&spec).unwrap_err();
+        assert_eq!(e.field, "kerberos_principal.keytab", "{e}");
+    }
+
+    /// The replicas' command, run through bash as YARN runs it, still passes the login intact.
+    #[test]
+    fn the_login_reaches_spindle_through_the_launch_script() {
+        let spec = spec_with("spindle@EXAMPLE.COM", "hdfs://nn:8020/k.keytab");
+        let command = launch(&spec).replace("exec lib/spindle serve", "echo");
+        let out = std::process::Command::new("bash")
+            .arg("-c")
+            .arg(format!("exec /bin/bash -c \"{command}\""))
+            .output()
+            .expect("bash");
+        let args = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            args.trim_end()
+                .ends_with("--keytab spindle.keytab --principal spindle@EXAMPLE.COM"),
+            "{args}"
+        );
+    }
 }
