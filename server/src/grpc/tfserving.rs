@@ -137,7 +137,10 @@ fn answered_spec(model: &LoadedModel, signature: &str) -> tfs::ModelSpec {
 }
 
 /// Parses a `PredictRequest` for `model` into the shared request.
-fn parse_predict(model: &LoadedModel, r: tfs::PredictRequest) -> Result<InferRequest, InferError> {
+pub fn parse_predict(
+    model: &LoadedModel,
+    r: tfs::PredictRequest,
+) -> Result<InferRequest, InferError> {
     let config = &model.config;
     let signature = r
         .model_spec

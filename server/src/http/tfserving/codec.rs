@@ -15,10 +15,7 @@ use spindle_core::error::InferError;
 use spindle_core::tensor::{Tensor, TensorData, element_count};
 
 /// Parses a predict body into the shared request; `true` when it used the columnar format.
-pub(super) fn parse_predict(
-    model: &LoadedModel,
-    body: &[u8],
-) -> Result<(InferRequest, bool), InferError> {
+pub fn parse_predict(model: &LoadedModel, body: &[u8]) -> Result<(InferRequest, bool), InferError> {
     let value: Value = serde_json::from_slice(body)
         .map_err(|e| InferError::invalid(format!("malformed JSON: {e}")))?;
     let Value::Object(mut top) = value else {
@@ -274,7 +271,7 @@ fn push_leaves(value: &Value, out: &mut TensorData, input: &str) -> Result<(), I
 }
 
 /// `predictions`: one entry per row; with one output its row value, otherwise an object.
-pub(super) struct Rows<'a>(pub(super) &'a [(&'a str, &'a Tensor)]);
+pub struct Rows<'a>(pub &'a [(&'a str, &'a Tensor)]);
 
 impl Serialize for Rows<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
@@ -307,7 +304,7 @@ impl Serialize for NamedRow<'_> {
 }
 
 /// `outputs`: the single output's whole value, or an object keyed by output name.
-pub(super) struct Columns<'a>(pub(super) &'a [(&'a str, &'a Tensor)]);
+pub struct Columns<'a>(pub &'a [(&'a str, &'a Tensor)]);
 
 impl Serialize for Columns<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {

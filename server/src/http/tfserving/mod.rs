@@ -12,7 +12,7 @@
 //! This module holds the routes and handlers; [`codec`] parses predict bodies and writes
 //! predictions.
 
-mod codec;
+pub mod codec;
 
 use codec::{Columns, Rows, parse_predict};
 
