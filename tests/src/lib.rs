@@ -55,6 +55,7 @@ pub fn serve_config(repo: &Path) -> ServeConfig {
         shutdown_grace: Duration::from_secs(5),
         grpc_max_message: 64 << 20,
         max_image_pixels: spindle_server::preprocess::DEFAULT_MAX_IMAGE_PIXELS,
+        decode: Default::default(),
         connections: Default::default(),
         security: Default::default(),
     }
@@ -219,4 +220,21 @@ pub async fn post_json(
         .expect(url);
     let status = response.status();
     (status, response.json().await.expect(url))
+}
+
+/// The message of a server's refusal with `status`, or a panic naming `what` and what came
+/// instead: the tests' one way to say "this call must fail with that code".
+pub fn refusal<T: std::fmt::Debug>(
+    result: Result<T, spindle_client::ClientError>,
+    status: u16,
+    what: &str,
+) -> String {
+    match result {
+        Err(spindle_client::ClientError::Server {
+            status: got,
+            message,
+            ..
+        }) if got == status => message,
+        other => panic!("{what}: expected a {status}, got {other:?}"),
+    }
 }

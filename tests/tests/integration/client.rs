@@ -1,9 +1,9 @@
 //! The Rust client library against real servers: HTTP and gRPC endpoints give the same answer,
 //! load spreads over replicas, a dead replica is retried past, and errors are not retried.
 
-use spindle_client::{Client, ClientError, InferRequest, RetryPolicy};
+use spindle_client::{Client, InferRequest, RetryPolicy};
 use spindle_core::{Tensor, TensorData};
-use spindle_tests::start_zoo;
+use spindle_tests::{refusal, start_zoo};
 use spindle_zoo::ZooModel;
 use std::time::Duration;
 
@@ -91,16 +91,8 @@ async fn a_dead_replica_is_retried_past_and_bad_requests_are_not_retried() {
         "images",
         Tensor::new(vec![1, 3], TensorData::F32(vec![0.0; 3])).unwrap(),
     );
-    match client.infer(&wrong).await {
-        Err(ClientError::Server {
-            status: 400,
-            message,
-            ..
-        }) => {
-            assert!(message.contains("input 'images'"), "{message}")
-        }
-        other => panic!("expected a 400, got {other:?}"),
-    }
+    let message = refusal(client.infer(&wrong).await, 400, "a wrong shape");
+    assert!(message.contains("input 'images'"), "{message}");
 
     let only_dead = Client::builder([format!("grpc://{dead}")])
         .retry(quick_retries())

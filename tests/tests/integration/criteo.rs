@@ -2,7 +2,7 @@
 //! probabilities over HTTP and gRPC; malformed rows are 400s naming the row and column; and batch
 //! scoring through servers writes the same parts as scoring in-process.
 
-use spindle_client::{Client, ClientError, InferRequest};
+use spindle_client::{Client, InferRequest};
 use spindle_core::{Tensor, TensorData};
 use spindle_criteo::generate::{GenerateConfig, generate};
 use spindle_criteo::shard::{Compression, expand_glob, open_shard};
@@ -10,7 +10,7 @@ use spindle_criteo::spec::FeatureSpec;
 use spindle_criteo::transform::Transformer;
 use spindle_score::ScoreJob;
 use spindle_score::backend::{LocalFactory, RemoteFactory};
-use spindle_tests::{TestServer, serve_config, start, zoo_repo};
+use spindle_tests::{TestServer, refusal, serve_config, start, zoo_repo};
 use spindle_zoo::ZooModel;
 use std::io::BufRead;
 use std::path::Path;
@@ -96,19 +96,11 @@ async fn raw_rows_and_ids_agree_over_http_and_grpc() {
         .unwrap();
     let request = InferRequest::new("criteo_ctr")
         .input("ids", Tensor::new(vec![3], TensorData::Bytes(bad)).unwrap());
-    match client.infer(&request).await {
-        Err(ClientError::Server {
-            status: 400,
-            message,
-            ..
-        }) => assert!(
-            message.contains("input 'ids'")
-                && message.contains("row 1")
-                && message.contains("column"),
-            "{message}"
-        ),
-        other => panic!("expected a 400, got {other:?}"),
-    }
+    let message = refusal(client.infer(&request).await, 400, "a malformed row");
+    assert!(
+        message.contains("input 'ids'") && message.contains("row 1") && message.contains("column"),
+        "{message}"
+    );
 
     // Ids sent already transformed must lie in their position's id space: one too large once
     // reached ONNX Runtime's Gather (a 500 for the whole batch), and a negative one was taken
@@ -130,19 +122,14 @@ async fn raw_rows_and_ids_agree_over_http_and_grpc() {
         ] {
             let client = Client::builder([url.clone()]).build().unwrap();
             let request = InferRequest::new("criteo_ctr").input("ids", tensor.clone());
-            match client.infer(&request).await {
-                Err(ClientError::Server {
-                    status: 400,
-                    message,
-                    ..
-                }) => assert!(
-                    message.contains("input 'ids'")
-                        && message.contains(&format!("id {id} at row {}", position / fields))
-                        && message.contains(&format!("position {}", position % fields)),
-                    "{url}, {what} id: {message}"
-                ),
-                other => panic!("{url}, {what} id: expected a 400, got {other:?}"),
-            }
+            let context = format!("{url}, {what} id");
+            let message = refusal(client.infer(&request).await, 400, &context);
+            assert!(
+                message.contains("input 'ids'")
+                    && message.contains(&format!("id {id} at row {}", position / fields))
+                    && message.contains(&format!("position {}", position % fields)),
+                "{context}: {message}"
+            );
         }
     }
     // The server is unharmed.
