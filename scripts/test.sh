@@ -66,6 +66,13 @@ if [ "${SPINDLE_SKIP_KERBEROS:-}" != 1 ]; then
   SPINDLE_HADOOP_DIR=$krb_state scripts/hadoop.sh start --kerberos >/dev/null 2>"$krb_log" &
   krb_start=$!
 fi
+# TensorFlow's virtual environment for the last suite (tests/conformance/tf/venv.sh: tensorflow-cpu,
+# tf2onnx, ~1.6 GB from PyPI, cached in .cache/) installs in the background while cargo builds, so
+# its download overlaps the compile instead of following the tests. The suite waits for it below,
+# and venv.sh installs whatever this did not finish.
+tf_venv_log=$(mktemp)
+tests/conformance/tf/venv.sh >/dev/null 2>"$tf_venv_log" &
+tf_venv_prep=$!
 docker_skip=""
 if [ "${SPINDLE_SKIP_DOCKER:-}" = 1 ]; then
   docker_skip="SPINDLE_SKIP_DOCKER=1"
@@ -115,7 +122,8 @@ cleanup() {
     rm -rf "$hdfs_state"
   fi
   [ -z "$docker_prep" ] || kill "$docker_prep" 2>/dev/null || true
-  rm -f "$log" "$docker_prep_log" "$SPINDLE_SKIP_LOG"
+  [ -z "$tf_venv_prep" ] || kill "$tf_venv_prep" 2>/dev/null || true
+  rm -f "$log" "$docker_prep_log" "$SPINDLE_SKIP_LOG" "$tf_venv_log"
 }
 trap cleanup EXIT
 cargo fmt --all --check
@@ -172,6 +180,12 @@ phase "conformance"
 # TensorFlow beside Spindle (tests/conformance/tf): TensorFlow reads what Spindle writes and the
 # other way round, imported TensorFlow models answer as TensorFlow does, TF Serving's own clients
 # work unchanged. Its virtual environment (tensorflow-cpu, tf2onnx, ~600 MB) is cached in .cache/.
+if ! wait "$tf_venv_prep"; then
+  echo "test: installing TensorFlow's environment in the background failed (run.sh tries again):" >&2
+  cat "$tf_venv_log" >&2
+fi
+tf_venv_prep=""
+phase "TensorFlow environment (waited for)"
 set +e
 tests/conformance/tf/run.sh 2>&1 | tee -a "$log"
 tf_conformance=${PIPESTATUS[0]}
