@@ -204,6 +204,103 @@ async fn a_request_past_its_deadline_is_answered_504_and_never_computed() {
     assert_eq!(probe.batches(), vec![vec![1.0], vec![2.0]]);
 }
 
+/// The `spindle_requests_total` samples of `metrics`, by outcome.
+fn outcomes(metrics: &Metrics) -> Vec<(String, f64)> {
+    metrics
+        .render()
+        .lines()
+        .filter(|l| l.starts_with("spindle_requests_total{"))
+        .filter_map(|l| {
+            let outcome = l.split("outcome=\"").nth(1)?.split('"').next()?;
+            Some((outcome.to_string(), l.rsplit(' ').next()?.parse().ok()?))
+        })
+        .collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_request_that_times_out_in_the_queue_is_counted_once() {
+    let probe = Probe::default();
+    let metrics = Metrics::new();
+    let batcher = Batcher::start(
+        "probe",
+        settings(4, 0, 16),
+        vec![Box::new(probe.clone())],
+        metrics.for_model("probe", 1),
+    );
+    probe.close();
+    let running = spawn_infer(&batcher, 1.0);
+    until_batches(&probe, 1).await;
+    let deadline = Instant::now() + Duration::from_millis(50);
+    let err = batcher
+        .infer(row(7.0), 1, Some(deadline))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind, ErrorKind::DeadlineExceeded);
+    // The worker finds the expired request when it takes the next batch.
+    probe.open();
+    running.await.unwrap().unwrap();
+    batcher.infer(row(2.0), 1, None).await.unwrap();
+    let mut counted = outcomes(&metrics);
+    counted.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(
+        counted,
+        [
+            ("deadline_exceeded".to_string(), 1.0),
+            ("success".to_string(), 2.0)
+        ],
+        "{}",
+        metrics.render()
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn requests_of_different_row_shapes_run_in_separate_batches() {
+    // A model whose second dimension is -1: rows of 1 and of 2 values may both come.
+    let probe = Probe::default();
+    let batcher = start(&probe, settings(8, 0, 16));
+    probe.close();
+    let running = spawn_infer(&batcher, 1.0);
+    until_batches(&probe, 1).await;
+    let spawn = |shape: Vec<usize>, values: Vec<f32>| {
+        let batcher = batcher.clone();
+        tokio::spawn(async move {
+            let input = Tensor::new(shape, TensorData::F32(values)).unwrap();
+            batcher.infer(vec![input], 1, None).await
+        })
+    };
+    let narrow = spawn(vec![1, 1], vec![5.0]);
+    settle().await;
+    let wide = spawn(vec![1, 2], vec![6.0, 7.0]);
+    settle().await;
+    let narrow_again = spawn(vec![1, 1], vec![8.0]);
+    settle().await;
+    probe.open();
+    running.await.unwrap().unwrap();
+    let answer = |out: InferOutput| {
+        let TensorData::F32(v) = &out.outputs[0].data else {
+            panic!("FP32 out")
+        };
+        (out.outputs[0].shape.clone(), v.clone())
+    };
+    assert_eq!(
+        answer(narrow.await.unwrap().unwrap()),
+        (vec![1, 1], vec![10.0])
+    );
+    assert_eq!(
+        answer(wide.await.unwrap().unwrap()),
+        (vec![1, 2], vec![12.0, 14.0])
+    );
+    assert_eq!(
+        answer(narrow_again.await.unwrap().unwrap()),
+        (vec![1, 1], vec![16.0])
+    );
+    // Queue order is kept: a request of another shape closes the batch before it.
+    assert_eq!(
+        probe.batches(),
+        vec![vec![1.0], vec![5.0], vec![6.0, 7.0], vec![8.0]]
+    );
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_request_whose_caller_went_away_is_skipped() {
     let probe = Probe::default();

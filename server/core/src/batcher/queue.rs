@@ -159,7 +159,15 @@ impl Shared {
             dispatched: now,
         };
         while let Some(front) = state.queue.front() {
-            let joins = batch.rows + front.rows <= limit && self.settings.max_batch_size > 0;
+            // Requests join along the batch axis only when every other dimension agrees: a
+            // model with -1 beyond the batch dimension takes requests of different shapes, and
+            // those run in batches of their own.
+            let joins = batch.rows + front.rows <= limit
+                && self.settings.max_batch_size > 0
+                && batch
+                    .items
+                    .first()
+                    .is_none_or(|first| same_row_shapes(&first.inputs, &front.inputs));
             if !batch.items.is_empty() && !joins {
                 break;
             }
@@ -173,13 +181,15 @@ impl Shared {
             } = state.queue.pop_front().expect("front exists");
             drop(_permit);
             state.queued_rows -= rows;
-            if reply.is_closed() {
-                // The caller went away (or gave up at its deadline): skip, do not compute.
-                self.metrics.count_request("cancelled");
+            if deadline.is_some_and(|d| d <= now) {
+                // Past its deadline: never computed. The caller counts it (deadline_exceeded)
+                // whether it gave up already or gets this answer, so it is not counted here.
+                let _ = reply.send(Err(deadline_error()));
                 continue;
             }
-            if deadline.is_some_and(|d| d <= now) {
-                let _ = reply.send(Err(deadline_error()));
+            if reply.is_closed() {
+                // The caller went away: skip, do not compute. Nobody else counts it.
+                self.metrics.count_request("cancelled");
                 continue;
             }
             self.metrics
@@ -195,6 +205,15 @@ impl Shared {
         }
         batch
     }
+}
+
+/// Whether two requests' inputs agree in every dimension but the first, so that their rows can
+/// be stacked.
+fn same_row_shapes(a: &[Tensor], b: &[Tensor]) -> bool {
+    a.len() == b.len()
+        && a.iter()
+            .zip(b)
+            .all(|(a, b)| a.shape.get(1..) == b.shape.get(1..) && a.dtype() == b.dtype())
 }
 
 /// Delay mode only: dispatches when the oldest request's delay runs out.
