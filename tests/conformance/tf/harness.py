@@ -131,22 +131,35 @@ def hdfs_put(local, url, dest):
             raise AssertionError(f"hdfs fs {' '.join(args)} failed:\n{proc.stderr[-2000:]}")
 
 
+def raw_contents(value):
+    """A numpy array in KServe v2's binary layout: little-endian elements, or for an object array
+    of bytes (BYTES) each element as a 4-byte little-endian length, then its bytes."""
+    import struct
+    import numpy as np
+    if value.dtype == object:
+        return b"".join(struct.pack("<I", len(v)) + v for v in value.flatten())
+    return np.ascontiguousarray(value).astype(value.dtype.newbyteorder("<")).tobytes()
+
+
 def http_v2_infer(http, model, inputs, binary=False):
     """KServe v2 over HTTP: `inputs` is [(name, numpy array)]; returns {output name: array}.
-    binary=True sends and asks for the binary extension (raw little-endian after the JSON)."""
+    binary=True sends and asks for the binary extension (raw little-endian after the JSON).
+    An object array of bytes goes as BYTES (raw Criteo rows, encoded images)."""
     import json
     import numpy as np
-    datatypes = {"float32": "FP32", "float64": "FP64", "int32": "INT32", "int64": "INT64"}
+    datatypes = {"float32": "FP32", "float64": "FP64", "int32": "INT32", "int64": "INT64",
+                 "object": "BYTES"}
     body = {"inputs": []}
     raw = b""
     for name, value in inputs:
         entry = {"name": name, "shape": list(value.shape), "datatype": datatypes[value.dtype.name]}
         if binary:
-            data = np.ascontiguousarray(value).astype(value.dtype.newbyteorder("<")).tobytes()
+            data = raw_contents(value)
             entry["parameters"] = {"binary_data_size": len(data)}
             raw += data
         else:
-            entry["data"] = value.flatten().tolist()
+            entry["data"] = [v.decode() if isinstance(v, bytes) else v
+                             for v in value.flatten().tolist()]
         body["inputs"].append(entry)
     if binary:
         body["parameters"] = {"binary_data_output": True}
@@ -240,10 +253,10 @@ def grpc_v2_infer(grpc_addr, model, inputs):
     request_type, response_type = _grpc_v2_messages()
     request = request_type(model_name=model)
     for name, value in inputs:
-        request.inputs.add(name=name, datatype={"float32": "FP32", "int64": "INT64"}[
-            value.dtype.name], shape=list(value.shape))
-        request.raw_input_contents.append(
-            np.ascontiguousarray(value).astype(value.dtype.newbyteorder("<")).tobytes())
+        request.inputs.add(name=name, datatype={"float32": "FP32", "int64": "INT64",
+                                                "object": "BYTES"}[value.dtype.name],
+                           shape=list(value.shape))
+        request.raw_input_contents.append(raw_contents(value))
     with grpc.insecure_channel(grpc_addr) as channel:
         call = channel.unary_unary("/inference.GRPCInferenceService/ModelInfer",
                                    request_serializer=request_type.SerializeToString,

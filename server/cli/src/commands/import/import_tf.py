@@ -66,7 +66,7 @@ def run(request):
     onnx_path = os.path.join(request["workdir"], "model.onnx")
     convert(model, inputs, outputs, request["opset"], onnx_path)
     batch = request["batch"]
-    feeds = random_batch(inputs, batch, request["seed"])
+    feeds = random_batch(inputs, batch, request["seed"], request.get("id_ranges"))
     results = model.run(feeds)
     import tensorflow as tf
     import tf2onnx
@@ -302,15 +302,21 @@ def convert(model, inputs, outputs, opset, onnx_path):
     onnx.save(proto, onnx_path)
 
 
-def random_batch(inputs, batch, seed):
-    """One batch of each input: floats uniform in [-1, 1], integers in [0, 10), booleans."""
+def random_batch(inputs, batch, seed, id_ranges=None):
+    """One batch of each input: floats uniform in [-1, 1], integers in [0, 10), booleans. With
+    id_ranges (--features: [{"start": a, "end": b}] per id position), the first input's column j
+    is drawn from its feature's ids [a, b) when the input is [None, len(id_ranges)]; Spindle
+    refuses any other shape after conversion."""
     import numpy as np
     rng = np.random.default_rng(seed)
     feeds = []
-    for spec in inputs:
+    for i, spec in enumerate(inputs):
         shape = [batch] + spec["shape"][1:]
         dtype = np.dtype(spec["dtype"])
-        if dtype.kind == "f":
+        if i == 0 and id_ranges and dtype.kind == "i" and shape[1:] == [len(id_ranges)]:
+            value = np.stack([rng.integers(r["start"], r["end"], batch) for r in id_ranges],
+                             axis=1).astype(dtype)
+        elif dtype.kind == "f":
             value = rng.uniform(-1.0, 1.0, shape).astype(dtype)
         elif dtype.kind == "b":
             value = rng.integers(0, 2, shape).astype(bool)

@@ -6,8 +6,10 @@
 //! random batch goes through TensorFlow), build `config.toml` from the signature and run the same
 //! batch through the engine Spindle will serve it with (`verify.rs`), and only when the outputs
 //! agree within the tolerance, publish the version atomically the way `spindle repo publish`
-//! does.
+//! does. With `--features` (`features.rs`), a Criteo model's row transform is published inside
+//! the version and its ids input takes raw TSV rows.
 
+mod features;
 mod python;
 mod source;
 mod verify;
@@ -74,6 +76,15 @@ pub struct TfImportArgs {
     /// was evaluated: cifar10_image or inception_image.
     #[arg(long, value_parser = parse_image_preprocess)]
     pub preprocess: Option<Preprocess>,
+    /// A features.toml (the Criteo row transform: integer bucket boundaries, hash buckets,
+    /// crosses; see docs/criteo.md) for a model exported as the graph after the id lookup. It is
+    /// published inside the version and the first input, which must be INT64 [None, F] with F
+    /// the ids per row the file makes, takes raw TSV rows too (preprocess = "criteo_rows"): the
+    /// server turns them into ids with this transform, which gives TensorFlow's own ids
+    /// (to_hash_bucket_fast, Bucketize + 1, sparse.cross_hashed; docs/tensorflow.md). The
+    /// verification batch draws each id from its feature's range.
+    #[arg(long, value_name = "FILE", conflicts_with = "preprocess")]
+    pub features: Option<PathBuf>,
     /// Class names, one per line, installed beside config.toml (for `--top K` answers).
     #[arg(long)]
     pub labels: Option<PathBuf>,
@@ -118,6 +129,11 @@ async fn import_tf(args: TfImportArgs) -> anyhow::Result<()> {
             args.max_batch_size
         );
     }
+    let features = args
+        .features
+        .as_deref()
+        .map(features::Features::read)
+        .transpose()?;
     let labels = args
         .labels
         .as_ref()
@@ -145,6 +161,7 @@ async fn import_tf(args: TfImportArgs) -> anyhow::Result<()> {
         opset: args.opset,
         batch: args.verify_batch,
         seed: 20261201,
+        id_ranges: features.as_ref().map(features::Features::id_ranges),
     };
     let python = python::interpreter(args.python.as_deref());
     eprintln!(
@@ -162,7 +179,10 @@ async fn import_tf(args: TfImportArgs) -> anyhow::Result<()> {
         converted.tf2onnx,
         converted.onnx.len()
     );
-    let config = verify::config(&args, &converted)?;
+    let mut config = verify::config(&args, &converted)?;
+    if let Some(features) = &features {
+        features.apply(&mut config)?;
+    }
     let checked = {
         let (config, converted, engine) = (config.clone(), converted.clone(), args.engine);
         tokio::task::spawn_blocking(move || verify::compare(engine, &config, &converted)).await??
@@ -183,13 +203,19 @@ async fn import_tf(args: TfImportArgs) -> anyhow::Result<()> {
         );
     }
     let repo = ModelRepository::connect(&args.repo, HDFS_RETRY)?;
+    // The row transform belongs to the version: the server reads it beside the model.
+    let version_files: Vec<(&str, &[u8])> = features
+        .iter()
+        .map(|f| (spindle_loader::FEATURES_FILE, f.text.as_bytes()))
+        .collect();
     let version = repo
-        .publish(
+        .publish_with(
             &args.model,
             &converted.onnx,
             args.version,
             Some(&config.to_toml()),
             labels.as_deref(),
+            &version_files,
         )
         .await?;
     eprintln!(

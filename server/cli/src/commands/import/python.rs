@@ -46,6 +46,8 @@ pub struct Request {
     pub batch: usize,
     /// Seed of the verification batch.
     pub seed: u64,
+    /// `--features`: each id position's range, for the first input's verification batch.
+    pub id_ranges: Option<Vec<std::ops::Range<i64>>>,
 }
 
 /// One input or output as the helper describes it.
