@@ -3,6 +3,7 @@
 //! async runtime, queue on the model's batcher, then shape the requested outputs (including
 //! Triton's classification extension).
 
+use crate::admission::{DecodeBudget, DecodeLimits};
 use crate::models::LoadedModel;
 use crate::preprocess;
 use spindle_core::config::{ModelConfig, TensorSpec};
@@ -13,16 +14,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// Server-wide request limits that are not per model.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct Limits {
     /// Decoded pixels allowed per image.
     pub max_image_pixels: u64,
+    /// The bytes image decoding may hold, server-wide and per request.
+    pub decode: DecodeBudget,
 }
 
 impl Default for Limits {
     fn default() -> Self {
         Limits {
             max_image_pixels: preprocess::DEFAULT_MAX_IMAGE_PIXELS,
+            decode: DecodeBudget::new(DecodeLimits::default()),
         }
     }
 }
@@ -213,25 +217,34 @@ pub async fn run(
     // max_batch_size is refused before its images are decoded or its tensors copied (30,000
     // empty image elements once made the decoder reserve 32 GB).
     check_batch_limit(config, &request.inputs)?;
-    if preprocess::needs_preparation(&config.inputs, &request.inputs) {
+    // Held until the answer: the images' tensors, counted in it, live until their batch ran.
+    let _decoding = if preprocess::needs_preparation(&config.inputs, &request.inputs) {
+        // Admission by memory: the images' headers say what decoding them will hold; that
+        // share of the server's budget is taken before anything is decoded.
+        let max_pixels = limits.max_image_pixels;
+        let cost = preprocess::decode_cost(&config.inputs, &request.inputs, max_pixels)?;
+        let what = match cost.images {
+            1 => format!("this request's image, {}", cost.largest),
+            n => format!("this request's {n} images (the largest {})", cost.largest),
+        };
+        let permit = limits.decode.take(cost.total(), &what).await?;
         let specs = config.inputs.clone();
         let features = model.features.clone();
         let mut inputs = std::mem::take(&mut request.inputs);
-        // Decoding is milliseconds of CPU per image: keep it off the async workers.
-        request.inputs = tokio::task::spawn_blocking(move || {
-            preprocess::prepare_inputs(
-                &specs,
-                &mut inputs,
-                limits.max_image_pixels,
-                features.as_deref(),
-            )
-            .map(|()| inputs)
+        // Decoding is milliseconds of CPU per image: keep it off the async workers. The permit
+        // goes along, so a caller that leaves mid-decode does not return the bytes early.
+        let (prepared, permit) = tokio::task::spawn_blocking(move || {
+            let prepared =
+                preprocess::prepare_inputs(&specs, &mut inputs, max_pixels, features.as_deref());
+            (prepared.map(|()| inputs), permit)
         })
         .await
-        .map_err(|e| {
-            InferError::new(ErrorKind::Internal, format!("preprocessing failed: {e}"))
-        })??;
-    }
+        .map_err(|e| InferError::new(ErrorKind::Internal, format!("preprocessing failed: {e}")))?;
+        request.inputs = prepared?;
+        permit
+    } else {
+        None
+    };
     for (spec, tensor) in config.inputs.iter().zip(&request.inputs) {
         spec.check(tensor).map_err(InferError::invalid)?;
     }

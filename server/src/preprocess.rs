@@ -7,7 +7,7 @@
 
 use fast_image_resize::images::{Image, ImageRef};
 use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
-use image::{ImageFormat, ImageReader, Limits, RgbImage};
+use image::{ImageDecoder, ImageFormat, ImageReader, Limits, RgbImage};
 use spindle_core::config::{Preprocess, TensorSpec};
 use spindle_core::error::InferError;
 use spindle_core::tensor::{Tensor, TensorData};
@@ -123,45 +123,157 @@ fn decode_images(
     .map_err(|e| InferError::invalid(format!("input '{name}': {e}")))
 }
 
+/// What decoding a request's images holds in memory at most, from their headers alone: every
+/// image's float tensor (which grows as the images are decoded one after another) plus the
+/// largest one image's decoding ([`ImageHeader::decode_bytes`]). Zero when nothing is an
+/// image. Images that are not JPEG or PNG, or over `max_pixels`, are refused here already,
+/// naming the element.
+pub fn decode_cost(
+    specs: &[TensorSpec],
+    inputs: &[Tensor],
+    max_pixels: u64,
+) -> Result<DecodeCost, InferError> {
+    let mut cost = DecodeCost::default();
+    for (spec, tensor) in specs.iter().zip(inputs) {
+        let (
+            Some(Preprocess::Cifar10Image | Preprocess::InceptionImage),
+            TensorData::Bytes(elements),
+        ) = (spec.preprocess, &tensor.data)
+        else {
+            continue;
+        };
+        let tensor_bytes = (spec.dims[1] as u64) * (spec.dims[2] as u64) * 3 * 4;
+        for (i, bytes) in elements.iter().enumerate() {
+            let header = ImageHeader::read(bytes, max_pixels).map_err(|why| {
+                InferError::invalid(format!("input '{}' element {i}: {why}", spec.name))
+            })?;
+            cost.images += 1;
+            cost.tensors += tensor_bytes;
+            let decode = header.decode_bytes();
+            if decode > cost.largest_decode {
+                cost.largest_decode = decode;
+                cost.largest = format!(
+                    "input '{}' element {i} ({}x{} {:?})",
+                    spec.name, header.width, header.height, header.format
+                );
+            }
+        }
+    }
+    Ok(cost)
+}
+
+/// The memory a request's images take to decode and prepare (see [`decode_cost`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DecodeCost {
+    /// Images in the request.
+    pub images: usize,
+    /// Bytes of the model's float tensors for all of them.
+    pub tensors: u64,
+    /// Bytes the largest image holds while it is decoded and converted.
+    pub largest_decode: u64,
+    /// Which element that is, and its declared size, for messages.
+    pub largest: String,
+}
+
+impl DecodeCost {
+    /// The bytes held at most: decoding is one image at a time, so only the largest image's
+    /// decode is added to the tensors.
+    pub fn total(&self) -> u64 {
+        self.tensors + self.largest_decode
+    }
+}
+
+/// An image's format, size and pixel layout as its header declares them, read without decoding.
+#[derive(Debug)]
+struct ImageHeader {
+    format: ImageFormat,
+    width: u32,
+    height: u32,
+    color: image::ColorType,
+}
+
+impl ImageHeader {
+    /// Reads and checks the header: JPEG or PNG, not over `max_pixels`, and for JPEG an
+    /// end-of-image marker present.
+    fn read(bytes: &[u8], max_pixels: u64) -> Result<ImageHeader, String> {
+        if bytes.is_empty() {
+            return Err("empty element; expected an encoded JPEG or PNG image".into());
+        }
+        let format = image::guess_format(bytes).map_err(|_| {
+            format!(
+                "not a JPEG or PNG image (starts with {:02x?})",
+                &bytes[..bytes.len().min(8)]
+            )
+        })?;
+        if !matches!(format, ImageFormat::Jpeg | ImageFormat::Png) {
+            return Err(format!(
+                "{format:?} images are not supported; send JPEG or PNG"
+            ));
+        }
+        let mut reader = ImageReader::with_format(Cursor::new(bytes), format);
+        let mut limits = Limits::default();
+        // Metadata chunks read with the header (PNG's iCCP, text) are held to what the image
+        // itself may take.
+        limits.max_alloc = Some(max_pixels.saturating_mul(4));
+        reader.limits(limits);
+        let decoder = reader
+            .into_decoder()
+            .map_err(|e| format!("corrupt or truncated {format:?}: {e}"))?;
+        let (width, height) = decoder.dimensions();
+        let color = decoder.color_type();
+        let pixels = u64::from(width) * u64::from(height);
+        if pixels > max_pixels {
+            return Err(format!(
+                "image is {width}x{height} = {pixels} pixels, over the server's cap of {max_pixels} (--max-image-pixels)"
+            ));
+        }
+        // A JPEG ends with its EOI marker (FF D9; encoders may pad after it). Decoders fill a
+        // cut file's missing rows with grey and succeed, so a truncated upload would be scored.
+        if format == ImageFormat::Jpeg && !bytes.windows(2).any(|w| w == [0xFF, 0xD9]) {
+            return Err(format!(
+                "truncated JPEG: {} bytes and no end-of-image marker (FF D9); send the whole file",
+                bytes.len()
+            ));
+        }
+        Ok(ImageHeader {
+            format,
+            width,
+            height,
+            color,
+        })
+    }
+
+    /// Bytes this image holds at most while it is decoded and turned into floats, each buffer
+    /// counted as if all were alive at once: the decoded pixels in the file's own layout (up
+    /// to 8 bytes per pixel for 16-bit RGBA PNGs), a JPEG decoder's coefficients (2 bytes per
+    /// sample for progressive files), the RGB8 copy when the file is not RGB8 already, and the
+    /// float copy preprocessing resizes from (12 bytes per pixel). A JPEG photo costs 21 bytes
+    /// per pixel: a 615x65000 one of 631 bytes, 840 MB.
+    fn decode_bytes(&self) -> u64 {
+        let pixels = u64::from(self.width) * u64::from(self.height);
+        let decoded = u64::from(self.color.bytes_per_pixel());
+        let coefficients = match self.format {
+            ImageFormat::Jpeg => u64::from(self.color.channel_count()) * 2,
+            _ => 0,
+        };
+        let rgb8 = if self.color == image::ColorType::Rgb8 {
+            0
+        } else {
+            3
+        };
+        pixels * (decoded + coefficients + rgb8 + 12) + (1 << 20)
+    }
+}
+
 /// Decodes one JPEG or PNG to RGB, refusing anything else and anything over the pixel cap
 /// before allocating for it.
 fn decode_one(bytes: &[u8], max_pixels: u64) -> Result<RgbImage, String> {
-    if bytes.is_empty() {
-        return Err("empty element; expected an encoded JPEG or PNG image".into());
-    }
-    let format = image::guess_format(bytes).map_err(|_| {
-        format!(
-            "not a JPEG or PNG image (starts with {:02x?})",
-            &bytes[..bytes.len().min(8)]
-        )
-    })?;
-    if !matches!(format, ImageFormat::Jpeg | ImageFormat::Png) {
-        return Err(format!(
-            "{format:?} images are not supported; send JPEG or PNG"
-        ));
-    }
-    let mut reader = ImageReader::with_format(Cursor::new(bytes), format);
-    let mut limits = Limits::default();
-    // RGBA at 4 bytes per pixel is the most a JPEG/PNG decode allocates per pixel here.
-    limits.max_alloc = Some(max_pixels.saturating_mul(4));
-    reader.limits(limits);
-    let (w, h) = reader
-        .into_dimensions()
-        .map_err(|e| format!("corrupt or truncated {format:?}: {e}"))?;
-    if u64::from(w) * u64::from(h) > max_pixels {
-        return Err(format!(
-            "image is {w}x{h} = {} pixels, over the server's cap of {max_pixels} (--max-image-pixels)",
-            u64::from(w) * u64::from(h)
-        ));
-    }
-    // A JPEG ends with its EOI marker (FF D9; encoders may pad after it). Decoders fill a cut
-    // file's missing rows with grey and succeed, so a truncated upload would be scored.
-    if format == ImageFormat::Jpeg && !bytes.windows(2).any(|w| w == [0xFF, 0xD9]) {
-        return Err(format!(
-            "truncated JPEG: {} bytes and no end-of-image marker (FF D9); send the whole file",
-            bytes.len()
-        ));
-    }
+    let ImageHeader {
+        format,
+        width: w,
+        height: h,
+        ..
+    } = ImageHeader::read(bytes, max_pixels)?;
     let mut reader = ImageReader::with_format(Cursor::new(bytes), format);
     let mut limits = Limits::default();
     // The decode may hold this image at up to 8 bytes per pixel (16-bit RGBA PNGs): allowed for

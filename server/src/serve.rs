@@ -43,6 +43,8 @@ pub struct ServeConfig {
     pub grpc_max_message: usize,
     /// Decoded pixels allowed per image input.
     pub max_image_pixels: u64,
+    /// The bytes image decoding may hold, server-wide and per request.
+    pub decode: crate::admission::DecodeLimits,
     /// Open HTTP connections, and how slowly clients may send.
     pub connections: crate::http::listener::ConnectionLimits,
     /// TLS and bearer tokens, on both front ends.
@@ -134,6 +136,7 @@ impl Server {
                 ready: Arc::new(AtomicBool::new(false)),
                 limits: Limits {
                     max_image_pixels: config.max_image_pixels,
+                    decode: crate::admission::DecodeBudget::new(config.decode),
                 },
                 repository: watcher,
             },
@@ -226,28 +229,58 @@ impl Server {
         };
         let grace = self.config.shutdown_grace;
         let hard_stop = {
-            let stop = stopped(stop_rx);
+            let stop = stopped(stop_rx.clone());
             async move {
                 stop.await;
                 tokio::time::sleep(grace).await;
             }
         };
-        // The HTTP listener has no failure of its own to report (a failed accept is logged and
-        // retried); gRPC's serve can fail, and its task can panic.
-        let both = async {
-            http.await;
-            match grpc {
-                Some(task) => task.await.context("gRPC server panicked")?,
-                None => Ok(()),
-            }
-        };
-        tokio::select! {
-            result = both => result?,
-            _ = hard_stop => tracing::warn!(?grace, "grace period over; exiting with requests still in flight"),
-        }
+        let stopping = move || *stop_rx.borrow();
+        supervise(http, grpc, stopping, hard_stop).await?;
         tracing::info!("server stopped");
         Ok(())
     }
+}
+
+/// Runs both front ends until both have ended after a stop, or until `hard_stop`. The HTTP
+/// listener has no failure of its own to report (a failed accept is logged and retried); gRPC's
+/// serve can fail, and its task can panic: either ends the server at once with that error, so a
+/// gRPC server that cannot serve fails `spindle serve` when it happens, not at the next stop.
+async fn supervise(
+    http: impl Future<Output = ()>,
+    grpc: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    stopping: impl Fn() -> bool,
+    hard_stop: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let mut grpc_done = grpc.is_none();
+    let grpc = async move {
+        match grpc {
+            Some(task) => match task.await {
+                Ok(result) => result.context("the gRPC server failed"),
+                Err(e) => Err(anyhow::Error::new(e).context("the gRPC server panicked")),
+            },
+            None => Ok(()),
+        }
+    };
+    tokio::pin!(http, grpc, hard_stop);
+    let mut http_done = false;
+    while !(http_done && grpc_done) {
+        tokio::select! {
+            () = &mut http, if !http_done => http_done = true,
+            result = &mut grpc, if !grpc_done => {
+                grpc_done = true;
+                result?;
+                if !stopping() {
+                    anyhow::bail!("the gRPC server stopped before it was told to");
+                }
+            }
+            () = &mut hard_stop => {
+                tracing::warn!("grace period over; exiting with requests still in flight");
+                break;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// A future that completes on SIGTERM or Ctrl-C (SIGINT). The handlers are installed when this
@@ -271,5 +304,53 @@ pub fn stop_signal() -> std::io::Result<impl Future<Output = ()> + Send + 'stati
         Ok(async move {
             let _ = tokio::signal::ctrl_c().await;
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_failing_grpc_server_ends_serving_at_once() {
+        let grpc = tokio::spawn(async { anyhow::bail!("address family not supported") });
+        // HTTP would serve for ever, and no stop comes.
+        let served = tokio::time::timeout(
+            Duration::from_secs(5),
+            supervise(
+                std::future::pending(),
+                Some(grpc),
+                || false,
+                std::future::pending(),
+            ),
+        )
+        .await
+        .expect("the failure ends serving without a stop");
+        let message = format!("{:#}", served.unwrap_err());
+        assert!(
+            message.contains("the gRPC server failed")
+                && message.contains("address family not supported"),
+            "{message}"
+        );
+    }
+
+    #[tokio::test]
+    async fn front_ends_that_end_after_a_stop_end_serving_cleanly() {
+        let grpc = tokio::spawn(async { Ok(()) });
+        supervise(async {}, Some(grpc), || true, std::future::pending())
+            .await
+            .unwrap();
+        supervise(async {}, None, || false, std::future::pending())
+            .await
+            .unwrap();
+        // A gRPC server that returns without a stop is a failure too.
+        let grpc = tokio::spawn(async { Ok(()) });
+        let early = supervise(
+            std::future::pending(),
+            Some(grpc),
+            || false,
+            std::future::pending(),
+        );
+        assert!(early.await.is_err());
     }
 }

@@ -129,7 +129,7 @@ impl GrpcInferenceService for InferenceService {
             .map_err(status)?;
         let parsed = codec::parse_request(&model.config, r).map_err(status)?;
         let id = parsed.id.clone();
-        let answer = infer::run(&model, parsed, self.state.limits)
+        let answer = infer::run(&model, parsed, self.state.limits.clone())
             .await
             .map_err(status)?;
         // The same timings the HTTP front end sends as headers, for load generators.

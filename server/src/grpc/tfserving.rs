@@ -290,7 +290,7 @@ impl PredictionService for TfPrediction {
         let r = request.into_inner();
         let model = lookup(&self.state, r.model_spec.as_ref()).map_err(status)?;
         let parsed = parse_predict(&model, r).map_err(status)?;
-        let answer = infer::run(&model, parsed, self.state.limits)
+        let answer = infer::run(&model, parsed, self.state.limits.clone())
             .await
             .map_err(status)?;
         let outputs = answer

@@ -1,6 +1,6 @@
 //! KServe v2 routes: health, metadata, readiness and inference.
 
-use super::codec::{encode_response, parse_request};
+use super::codec::{encode_response, parse_off_runtime, parse_request};
 use super::error::ApiError;
 use crate::infer;
 use crate::models::LoadedModel;
@@ -180,11 +180,14 @@ async fn run_infer(
                 })?,
         ),
     };
-    let mut request = parse_request(&loaded.config, &body, header_len)?;
-    drop(body);
+    let model = loaded.clone();
+    let mut request = parse_off_runtime(body, move |body| {
+        parse_request(&model.config, body, header_len)
+    })
+    .await?;
     // The pipeline never reads the id: take it rather than clone it for the response.
     let id = request.id.take();
-    let answer = infer::run(&loaded, request, state.limits).await?;
+    let answer = infer::run(&loaded, request, state.limits.clone()).await?;
     let encoded = encode_response(&loaded.config, loaded.version, id.as_deref(), &answer);
     let mut response = encoded.body.into_response();
     let headers = response.headers_mut();

@@ -54,6 +54,19 @@ pub struct ServeArgs {
     /// against decompression bombs.
     #[arg(long, default_value_t = spindle_server::preprocess::DEFAULT_MAX_IMAGE_PIXELS)]
     pub max_image_pixels: u64,
+    /// Memory that image decoding may hold at once, all requests together, e.g. 1GiB. Each
+    /// request's share is known from its images' headers before any is decoded: about 21
+    /// bytes per pixel of a JPEG photo (decoded pixels, decoder state, the float copy) plus
+    /// the model's input tensors. A request that finds the budget spent waits up to 1 s, then
+    /// gets 429 with Retry-After (gRPC: RESOURCE_EXHAUSTED). This bounds what images can add to
+    /// the server's memory, whatever they declare.
+    #[arg(long, default_value = "1GiB", value_parser = parse_bytes)]
+    pub max_decode_bytes: usize,
+    /// Memory that one request's images may take to decode (same count as --max-decode-bytes);
+    /// a request over it gets 413 (gRPC: RESOURCE_EXHAUSTED) before anything is decoded. The
+    /// default 512MiB fits one 24-megapixel JPEG; raise it with --max-image-pixels.
+    #[arg(long, default_value = "512MiB", value_parser = parse_bytes)]
+    pub max_request_decode_bytes: usize,
     /// Engine: auto (ONNX Runtime when its library loads, else tract), ort, or tract.
     #[arg(long, default_value = "auto", value_parser = parse_engine)]
     pub engine: EngineChoice,
@@ -168,6 +181,13 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     if args.max_inflight == 0 {
         return Err(UsageError("--max-inflight must be at least 1".into()).into());
     }
+    if args.max_request_decode_bytes > args.max_decode_bytes {
+        return Err(UsageError(format!(
+            "--max-request-decode-bytes ({}) is over --max-decode-bytes ({}): no request that large could ever be served",
+            args.max_request_decode_bytes, args.max_decode_bytes
+        ))
+        .into());
+    }
     // Checked here too so that a bad certificate or key exits with the usage code (64).
     if let Some(files) = &security.tls {
         ServerTls::load(files).map_err(|e| UsageError(e.to_string()))?;
@@ -183,6 +203,11 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         shutdown_grace: args.shutdown_grace,
         grpc_max_message: args.grpc_max_message,
         max_image_pixels: args.max_image_pixels,
+        decode: spindle_server::admission::DecodeLimits {
+            max_bytes: args.max_decode_bytes as u64,
+            max_request_bytes: args.max_request_decode_bytes as u64,
+            ..Default::default()
+        },
         connections: ConnectionLimits {
             max_connections: args.max_connections,
             header_timeout: args.header_timeout,

@@ -94,9 +94,10 @@ async fn run_predict(
     let body = body.map_err(super::v2::body_error)?;
     state.check_ready()?;
     let loaded = state.models.lookup(model, version)?;
-    let (request, columnar) = parse_predict(&loaded, &body)?;
-    drop(body);
-    let answer = infer::run(&loaded, request, state.limits).await?;
+    let model = loaded.clone();
+    let (request, columnar) =
+        super::codec::parse_off_runtime(body, move |body| parse_predict(&model, body)).await?;
+    let answer = infer::run(&loaded, request, state.limits.clone()).await?;
     let outputs: Vec<(&str, &Tensor)> = answer
         .outputs
         .iter()
