@@ -4,7 +4,9 @@
 #
 #   ZooKeeper (the YARN service registry), NameNode, one DataNode, ResourceManager (CapacityScheduler,
 #   exclusive node labels CPU and GPU, queues default, CPU_Q, GPU_Q, the YARN Services REST API),
-#   NodeManager 1 on 127.0.0.2 (label CPU) and NodeManager 2 on 127.0.0.3 (label GPU).
+#   NodeManager 1 on 127.0.0.2 (label CPU), NodeManager 2 on 127.0.0.3 (label GPU) and
+#   NodeManager 3 on 127.0.0.4 (label CPU): the CPU partition has two nodes, so two replicas of
+#   one service can run under anti-affinity.
 #
 # The jars come from Maven Central through tests/hadoop/pom.xml (mvn dependency:copy-dependencies)
 # and are kept in a cache outside the repository.
@@ -16,6 +18,7 @@
 #   scripts/hadoop.sh start --kerberos      the same cluster secured with Kerberos (see "Kerberos" below);
 #                                           prints also KRB5_CONFIG, HADOOP_CONF_DIR, SPINDLE_KEYTAB
 #                                           and SPINDLE_PRINCIPAL (the user's keytab and principal)
+#                                           SPINDLE_HADOOP3_DIR=STATE (the state dir, for the verbs below)
 #   scripts/hadoop.sh env                   print those lines again
 #   scripts/hadoop.sh stop                  stop every daemon (and container) of this state dir
 #   scripts/hadoop.sh status                which daemons run, and the addresses
@@ -24,7 +27,7 @@
 #   scripts/hadoop.sh restart-datanode      kill-datanode + start-datanode
 #   scripts/hadoop.sh stop-namenode | start-namenode | restart-namenode
 #                                           start waits until the NameNode has left safe mode
-#   scripts/hadoop.sh kill-nodemanager N    SIGKILL NodeManager N (1 = CPU, 2 = GPU) and its containers
+#   scripts/hadoop.sh kill-nodemanager N    SIGKILL NodeManager N (1 = CPU, 2 = GPU, 3 = CPU) and its containers
 #   scripts/hadoop.sh stop-nodemanager N    stop NodeManager N gracefully (it stops its containers)
 #   scripts/hadoop.sh start-nodemanager N   start it again (waits until RUNNING with its label)
 #   scripts/hadoop.sh yarn ARGS...          rmadmin | app | application | applicationattempt |
@@ -42,9 +45,11 @@
 # Kerberos (start --kerberos): a KDC (Hadoop's MiniKdc, i.e. Apache Kerby, from
 # tests/hadoop/kdc/pom.xml) on 127.0.0.1, realm EXAMPLE.COM; one keytab for the daemons
 # (hdfs/, yarn/ and HTTP/ for localhost, 127.0.0.1-3 and the host name) and one for the user
-# ($SPINDLE_HADOOP_USER@EXAMPLE.COM). RPC needs Kerberos, block access tokens are on, the
-# DataNode speaks SASL on its data port (dfs.data.transfer.protection=authentication), and the
-# ResourceManager's and NodeManagers' web APIs need SPNEGO. The script's own CLIs and curl
+# ($SPINDLE_HADOOP_USER@EXAMPLE.COM, and $SPINDLE_HADOOP_USER/localhost@EXAMPLE.COM: YARN
+# Services wants a service's own principal in the NAME/HOST form). RPC needs Kerberos, block
+# access tokens are on, the DataNode speaks SASL on its data port
+# (dfs.data.transfer.protection=authentication), and the ResourceManager's and NodeManagers'
+# web APIs need SPNEGO. The script's own CLIs and curl
 # use a ticket cache kinit fills from the user's keytab: MIT's kinit/klist (Debian: krb5-user).
 #   SPINDLE_KRB_TICKET_SECONDS  the KDC's longest ticket lifetime (default 86400)
 set -euo pipefail
@@ -57,8 +62,8 @@ STATE=${SPINDLE_HADOOP_DIR:-/tmp/spindle-hadoop}
 HUSER=${SPINDLE_HADOOP_USER:-${USER:-$(id -un)}}
 JAVA=${JAVA:-java}
 # NodeManager N listens on NM_IPS[N-1] and carries label NM_LABELS[N-1].
-NM_IPS=(127.0.0.2 127.0.0.3)
-NM_LABELS=(CPU GPU)
+NM_IPS=(127.0.0.2 127.0.0.3 127.0.0.4)
+NM_LABELS=(CPU GPU CPU)
 REALM=EXAMPLE.COM
 KRB=$STATE/krb
 # A cluster started with --kerberos leaves its krb5.conf; every later verb (env, restart-*, fs)
@@ -181,7 +186,7 @@ start_kdc() {
     echo "=== start $(date -Is)" >>"$STATE/logs/kdc.log"
     setsid nohup "$JAVA" -Xmx128m "${BASE_OPTS[@]}" -cp "$HADOOP_HOME/kdc-jars/*" \
         "$ROOT/tests/hadoop/kdc/SpindleKdc.java" "$KRB" "${SPINDLE_KRB_TICKET_SECONDS:-86400}" \
-        "$KRB/service.keytab=$(IFS=,; echo "${svc[*]}")" "$KRB/user.keytab=$HUSER" \
+        "$KRB/service.keytab=$(IFS=,; echo "${svc[*]}")" "$KRB/user.keytab=$HUSER,$HUSER/localhost" \
         >>"$STATE/logs/kdc.log" 2>&1 </dev/null &
     echo $! >"$STATE/kdc.pid"
     local i
@@ -616,6 +621,7 @@ env_lines() {
     [ -f "$STATE/ports/nn" ] || die "no cluster in $STATE; run '$0 start' first"
     echo "SPINDLE_HDFS_URL=hdfs://127.0.0.1:$(port nn)"
     echo "SPINDLE_YARN_RM=$(rm_url)"
+    echo "SPINDLE_HADOOP3_DIR=$STATE"
     if [ "$KERBEROS" = 1 ]; then
         echo "KRB5_CONFIG=$KRB/krb5.conf"
         echo "HADOOP_CONF_DIR=$STATE/conf"
@@ -643,7 +649,7 @@ start() {
     # A failed start stops what it started and keeps the logs.
     trap 'stop_all quiet; log "start failed; logs kept in $STATE/logs"' EXIT
     local name
-    for name in nn nn-http zk rm rm-scheduler rm-tracker rm-admin rm-web dn dn-http dn-ipc nm1 nm1-web nm2 nm2-web; do
+    for name in nn nn-http zk rm rm-scheduler rm-tracker rm-admin rm-web dn dn-http dn-ipc nm1 nm1-web nm2 nm2-web nm3 nm3-web; do
         free_port >"$STATE/ports/$name"
     done
     [ "$KERBEROS" = 1 ] && start_kdc
@@ -660,19 +666,25 @@ start() {
     # Labels first, so each NodeManager registers straight into its partition.
     cli org.apache.hadoop.yarn.client.cli.RMAdminCLI -addToClusterNodeLabels "CPU(exclusive=true),GPU(exclusive=true)" \
         >>"$STATE/logs/rmadmin.log" 2>&1 || die "rmadmin -addToClusterNodeLabels failed; see $STATE/logs/rmadmin.log"
-    cli org.apache.hadoop.yarn.client.cli.RMAdminCLI -replaceLabelsOnNode "${NM_IPS[0]}=CPU ${NM_IPS[1]}=GPU" \
+    cli org.apache.hadoop.yarn.client.cli.RMAdminCLI -replaceLabelsOnNode "${NM_IPS[0]}=CPU ${NM_IPS[1]}=GPU ${NM_IPS[2]}=CPU" \
         >>"$STATE/logs/rmadmin.log" 2>&1 || die "rmadmin -replaceLabelsOnNode failed; see $STATE/logs/rmadmin.log"
-    log "labels added (${NM_IPS[0]}=CPU ${NM_IPS[1]}=GPU) at $((SECONDS - t0)) s"
+    log "labels added (${NM_IPS[0]}=CPU ${NM_IPS[1]}=GPU ${NM_IPS[2]}=CPU) at $((SECONDS - t0)) s"
     wait_port namenode "$STATE/namenode.pid" 127.0.0.1 "$(port nn)" 90
     start_datanode
     start_nodemanager_jvm 1
     # The secured cluster is kept small (it shares two cores with the plain one): NodeManager 1 only.
-    [ "$KERBEROS" = 1 ] || start_nodemanager_jvm 2
+    if [ "$KERBEROS" != 1 ]; then
+        start_nodemanager_jvm 2
+        start_nodemanager_jvm 3
+    fi
     wait_port zookeeper "$STATE/zk.pid" 127.0.0.1 "$(port zk)" 30
     wait_hdfs 1
     log "HDFS out of safe mode at $((SECONDS - t0)) s"
     wait_nodemanager 1
-    [ "$KERBEROS" = 1 ] || wait_nodemanager 2
+    if [ "$KERBEROS" != 1 ]; then
+        wait_nodemanager 2
+        wait_nodemanager 3
+    fi
     labels_ok || die "the ResourceManager does not list CPU and GPU as exclusive labels; see $STATE/logs/rmadmin.log"
     local i
     for i in $(seq 1 300); do
@@ -740,9 +752,10 @@ stop_pids() {
 stop_all() {
     [ -d "$STATE" ] || return 0
     # NodeManagers first: stopping, they stop their containers (the service AMs among them).
-    stop_pids "$STATE/nm1/pid" "$STATE/nm2/pid"
+    stop_pids "$STATE/nm1/pid" "$STATE/nm2/pid" "$STATE/nm3/pid"
     kill_containers 1
     kill_containers 2
+    kill_containers 3
     stop_pids "$STATE/resourcemanager.pid" "$STATE/datanode.pid" "$STATE/namenode.pid" "$STATE/zk.pid" "$STATE/kdc.pid"
     [ "${1:-}" = quiet ] || log "stopped the cluster in $STATE (logs kept in $STATE/logs)"
 }
@@ -752,9 +765,9 @@ status() {
         echo "no cluster in $STATE"
         return 1
     }
-    local up=1 name f n daemons nms=(1 2)
+    local up=1 name f n daemons nms=(1 2 3)
     daemons=(zookeeper:zk.pid namenode:namenode.pid datanode:datanode.pid
-        resourcemanager:resourcemanager.pid nodemanager1:nm1/pid nodemanager2:nm2/pid)
+        resourcemanager:resourcemanager.pid nodemanager1:nm1/pid nodemanager2:nm2/pid nodemanager3:nm3/pid)
     # The secured cluster has its KDC and NodeManager 1 only.
     if [ "$KERBEROS" = 1 ]; then
         daemons=(kdc:kdc.pid "${daemons[@]:0:5}")
@@ -780,8 +793,8 @@ status() {
 
 nm_arg() {
     case ${1:-} in
-        1 | 2) echo "$1" ;;
-        *) die "expected a NodeManager number: 1 (CPU, ${NM_IPS[0]}) or 2 (GPU, ${NM_IPS[1]})" ;;
+        1 | 2 | 3) echo "$1" ;;
+        *) die "expected a NodeManager number: 1 (CPU, ${NM_IPS[0]}), 2 (GPU, ${NM_IPS[1]}) or 3 (CPU, ${NM_IPS[2]})" ;;
     esac
 }
 

@@ -1,14 +1,21 @@
 //! Fixtures for tests against the real Hadoop 3 cluster of `scripts/hadoop.sh` (ZooKeeper,
-//! NameNode, DataNode, ResourceManager, NodeManagers on 127.0.0.2 = label CPU and 127.0.0.3 =
-//! label GPU). `scripts/test.sh` starts one and exports its addresses as
+//! NameNode, DataNode, ResourceManager, NodeManagers on 127.0.0.2 and 127.0.0.4 = label CPU
+//! and 127.0.0.3 = label GPU). `scripts/test.sh` starts one and exports its addresses as
 //! `SPINDLE_HADOOP3_HDFS_URL` and `SPINDLE_YARN_RM`; without them a test fails, unless
 //! `SPINDLE_SKIP_HADOOP3=1` says to skip it on purpose.
+//!
+//! Tests share the cluster. One that stops its daemons (the NameNode, a DataNode) first takes
+//! [`Hadoop3::exclusive`], which waits until no other test holds the cluster and keeps new
+//! ones out until it is done.
 
 use std::process::Command;
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-/// The NodeManager of partition `CPU`.
+/// The first NodeManager of partition `CPU`.
 pub const CPU_NODE: &str = "127.0.0.2";
+/// The second NodeManager of partition `CPU` (two replicas under anti-affinity need two).
+pub const CPU_NODE_2: &str = "127.0.0.4";
 /// The NodeManager of partition `GPU`.
 pub const GPU_NODE: &str = "127.0.0.3";
 
@@ -21,11 +28,134 @@ pub struct Hadoop3 {
     pub rm: String,
     /// The `user.name` calls are made as.
     pub user: String,
+    /// This test's share of the cluster, released when the last clone goes.
+    _use: Option<Arc<SharedUse>>,
+}
+
+/// Who uses the cluster: tests sharing it, and whether one has it to itself.
+struct Users {
+    sharing: usize,
+    exclusive: bool,
+    exclusive_waiting: usize,
+}
+
+static USERS: Mutex<Users> = Mutex::new(Users {
+    sharing: 0,
+    exclusive: false,
+    exclusive_waiting: 0,
+});
+static USERS_CHANGED: Condvar = Condvar::new();
+
+fn users() -> std::sync::MutexGuard<'static, Users> {
+    USERS.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// A test's shared use of the cluster (see [`cluster`]).
+#[derive(Debug)]
+struct SharedUse;
+
+impl SharedUse {
+    /// Waits while a test has (or waits for) the cluster to itself: a waiting one goes
+    /// first, so a stream of sharing tests cannot starve it.
+    fn take() -> SharedUse {
+        let mut u = users();
+        while u.exclusive || u.exclusive_waiting > 0 {
+            u = USERS_CHANGED
+                .wait(u)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+        u.sharing += 1;
+        SharedUse
+    }
+}
+
+impl Drop for SharedUse {
+    fn drop(&mut self) {
+        users().sharing -= 1;
+        USERS_CHANGED.notify_all();
+    }
+}
+
+/// The cluster to one test alone, until dropped (see [`Hadoop3::exclusive`]).
+pub struct Exclusive(());
+
+impl Drop for Exclusive {
+    fn drop(&mut self) {
+        users().exclusive = false;
+        USERS_CHANGED.notify_all();
+    }
+}
+
+impl Hadoop3 {
+    /// Waits until no other test uses the cluster, then keeps the others out until the
+    /// guard is dropped: for a test that stops or kills the cluster's daemons with
+    /// [`Hadoop3::script`]. `None` (a recorded skip) when `SPINDLE_HADOOP3_DIR` does not name
+    /// the cluster's state directory (the line `scripts/hadoop.sh start` prints), which the
+    /// daemon verbs need. Only for a handle from [`cluster_to_disrupt`], which holds no
+    /// shared use (it would wait for itself).
+    pub fn exclusive(&self) -> Option<Exclusive> {
+        assert!(
+            self._use.is_none(),
+            "Hadoop3::exclusive needs the handle of hadoop3::cluster_to_disrupt()"
+        );
+        if state_dir().is_none() {
+            spindle_core::skip::record(
+                "stopping the Hadoop 3 cluster's daemons needs its state directory in SPINDLE_HADOOP3_DIR (the SPINDLE_HADOOP3_DIR line `scripts/hadoop.sh start` prints)",
+            );
+            return None;
+        }
+        let mut u = users();
+        u.exclusive_waiting += 1;
+        while u.exclusive || u.sharing > 0 {
+            u = USERS_CHANGED
+                .wait(u)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+        u.exclusive_waiting -= 1;
+        u.exclusive = true;
+        Some(Exclusive(()))
+    }
+
+    /// Runs `scripts/hadoop.sh ARGS` on this cluster (its state directory from
+    /// `SPINDLE_HADOOP3_DIR`) and returns stdout; panics when it fails.
+    pub fn script(&self, args: &[&str]) -> String {
+        let dir = state_dir().expect("checked by Hadoop3::exclusive");
+        let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/hadoop.sh");
+        let out = Command::new(&script)
+            .args(args)
+            .env("SPINDLE_HADOOP_DIR", dir)
+            .output()
+            .expect("running scripts/hadoop.sh");
+        assert!(
+            out.status.success(),
+            "scripts/hadoop.sh {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+fn state_dir() -> Option<std::ffi::OsString> {
+    std::env::var_os("SPINDLE_HADOOP3_DIR").filter(|d| !d.is_empty())
+}
+
+/// [`cluster`] for a test that will stop or kill its daemons: the handle does not share the
+/// cluster, so the test may later take it alone with [`Hadoop3::exclusive`].
+pub fn cluster_to_disrupt() -> Option<Hadoop3> {
+    from_env()
 }
 
 /// The cluster from the environment, or `None` when Hadoop 3 tests are skipped on purpose.
 /// Panics when it is simply missing: a test of the real cluster must never pass without it.
+/// The handle (and its clones) shares the cluster with other tests; a test that wants it
+/// alone waits until every handle is dropped.
 pub fn cluster() -> Option<Hadoop3> {
+    let mut cluster = from_env()?;
+    cluster._use = Some(Arc::new(SharedUse::take()));
+    Some(cluster)
+}
+
+fn from_env() -> Option<Hadoop3> {
     if std::env::var("SPINDLE_SKIP_HADOOP3").as_deref() == Ok("1") {
         spindle_core::skip::record("needs the Hadoop 3 cluster, and SPINDLE_SKIP_HADOOP3=1");
         return None;
@@ -44,7 +174,12 @@ pub fn cluster() -> Option<Hadoop3> {
         .filter_map(|v| std::env::var(v).ok())
         .find(|u| !u.is_empty())
         .unwrap_or_else(|| "spindle".into());
-    Some(Hadoop3 { hdfs, rm, user })
+    Some(Hadoop3 {
+        hdfs,
+        rm,
+        user,
+        _use: None,
+    })
 }
 
 /// A service name no other test or run uses: `PREFIX-` and 6 digits of the clock.
