@@ -269,6 +269,10 @@ kerberos_settings() {
         "hadoop.http.authentication.kerberos.principal=*"
         "hadoop.http.authentication.kerberos.keytab=$keytab"
         "hadoop.http.authentication.simple.anonymous.allowed=false"
+        # A container (a replica logging in from its keytab) finds the realm's KDC through the
+        # NodeManager's KRB5_CONFIG, as it would through /etc/krb5.conf on a real node; the rest
+        # is YARN's default list.
+        "yarn.nodemanager.env-whitelist=JAVA_HOME,HADOOP_COMMON_HOME,HADOOP_HDFS_HOME,HADOOP_CONF_DIR,CLASSPATH_PREPEND_DISTCACHE,HADOOP_YARN_HOME,HADOOP_HOME,PATH,LANG,TZ,KRB5_CONFIG"
     )
 }
 
@@ -494,6 +498,8 @@ start_nodemanager_jvm() {
     local n=$1 dir=$STATE/nm$1
     alive "$dir/pid" && return
     write_nm_conf "$n"
+    # Its containers inherit the realm's krb5.conf (yarn.nodemanager.env-whitelist, Kerberos only).
+    [ "$KERBEROS" = 1 ] && export KRB5_CONFIG=$KRB/krb5.conf
     # HADOOP_CONF_DIR and JAVA_HOME are in yarn.nodemanager.env-whitelist: containers (the service
     # AM among them) inherit them and so read the shared client configuration.
     HADOOP_CONF_DIR=$STATE/conf JAVA_HOME=$(java_home) MALLOC_ARENA_MAX=4 \

@@ -98,8 +98,9 @@ pub struct ServiceArgs {
 /// The service's own Kerberos identity, for a secured cluster.
 #[derive(Args, Debug, Clone, Default)]
 pub struct ServiceKerberosArgs {
-    /// Kerberos principal the service runs as on a secured (Kerberos) cluster, e.g.
-    /// spindle@EXAMPLE.COM (with --yarn-keytab). The service AM logs in with it (YARN
+    /// Kerberos principal the service runs as on a secured (Kerberos) cluster, in the
+    /// NAME/HOST@REALM form YARN Services requires, e.g. spindle/gateway.example.com@EXAMPLE.COM
+    /// (with --yarn-keytab; _HOST is not accepted). The service AM logs in with it (YARN
     /// Services' kerberos_principal; `spindle yarn status` reaches the AM only then) and so
     /// does every replica, which then renews its own tickets to read the repository instead
     /// of relying on the delegation tokens YARN hands it at launch (they expire, 7 days by

@@ -132,7 +132,7 @@ pub const LOCALIZED_KEYTAB: &str = "spindle.keytab";
 /// taken at submission, which expire (7 days by default).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ServiceKerberos {
-    /// The principal, e.g. `spindle@EXAMPLE.COM`.
+    /// The principal, `NAME/HOST@REALM`, e.g. `spindle/gateway.example.com@EXAMPLE.COM`.
     pub principal: String,
     /// The keytab: `hdfs://...` (YARN localizes it for the AM and the replicas) or
     /// `file:///...` (already on every node, at that path).
@@ -152,7 +152,22 @@ impl ServiceKerberos {
             return Err(fail(
                 "--yarn-principal",
                 format!(
-                    "'{principal}' is not a Kerberos principal: give NAME@REALM (letters, digits and . _ - / @), e.g. spindle@EXAMPLE.COM"
+                    "'{principal}' is not a Kerberos principal: give NAME/HOST@REALM (letters, digits and . _ - / @), e.g. spindle/gateway.example.com@EXAMPLE.COM"
+                ),
+            ));
+        }
+        // Hadoop 3.4's Services API refuses, on a secured cluster, a service principal
+        // without an instance ("does not contain a hostname").
+        let instance = principal
+            .split('@')
+            .next()
+            .and_then(|name| name.split_once('/'))
+            .is_some_and(|(user, host)| !user.is_empty() && !host.is_empty());
+        if !instance {
+            return Err(fail(
+                "--yarn-principal",
+                format!(
+                    "'{principal}' has no host part: YARN Services wants a service principal of the form NAME/HOST@REALM (e.g. spindle/gateway.example.com@EXAMPLE.COM), whose key the keytab holds"
                 ),
             ));
         }
@@ -160,7 +175,7 @@ impl ServiceKerberos {
             return Err(fail(
                 "--yarn-principal",
                 format!(
-                    "'{principal}': _HOST is not substituted in the replicas' login; give the principal whose key the keytab holds, e.g. spindle@EXAMPLE.COM"
+                    "'{principal}': _HOST is not substituted in the replicas' login; give the principal whose key the keytab holds, e.g. spindle/gateway.example.com@EXAMPLE.COM"
                 ),
             ));
         }
@@ -536,19 +551,19 @@ mod kerberos_tests {
     #[test]
     fn an_hdfs_keytab_is_localized_for_the_replicas_and_the_am() {
         let spec = spec_with(
-            "spindle@EXAMPLE.COM",
+            "spindle/gw@EXAMPLE.COM",
             "hdfs://nn:8020/user/ann/spindle.keytab",
         );
         assert_eq!(
             spec["kerberos_principal"],
-            json!({"principal_name": "spindle@EXAMPLE.COM", "keytab": "hdfs://nn:8020/user/ann/spindle.keytab"})
+            json!({"principal_name": "spindle/gw@EXAMPLE.COM", "keytab": "hdfs://nn:8020/user/ann/spindle.keytab"})
         );
         assert_eq!(
             spec["components"][0]["configuration"]["files"],
             json!([{"type": "STATIC", "src_file": "hdfs://nn:8020/user/ann/spindle.keytab", "dest_file": "spindle.keytab"}])
         );
         assert!(
-            launch(&spec).ends_with(" --keytab spindle.keytab --principal spindle@EXAMPLE.COM"),
+            launch(&spec).ends_with(" --keytab spindle.keytab --principal spindle/gw@EXAMPLE.COM"),
             "{}",
             launch(&spec)
         );
@@ -587,6 +602,9 @@ mod kerberos_tests {
             "spin dle@EXAMPLE.COM",
             "a\"b@R",
             "x$y@R",
+            "spindle@EXAMPLE.COM",
+            "/gw@EXAMPLE.COM",
+            "spindle/@EXAMPLE.COM",
             "spindle/_HOST@EXAMPLE.COM",
         ] {
             let e = ServiceKerberos::new(principal, keytab).unwrap_err();
@@ -602,7 +620,7 @@ mod kerberos_tests {
             "s3://bucket/k.keytab",
             "hdfs://nn/with space.keytab",
         ] {
-            let e = ServiceKerberos::new("spindle@EXAMPLE.COM", keytab).unwrap_err();
+            let e = ServiceKerberos::new("spindle/gw@EXAMPLE.COM", keytab).unwrap_err();
             assert_eq!(e.field, "--yarn-keytab", "{keytab}: {e}");
             assert!(
                 e.message.contains(&format!("'{keytab}'")) && e.message.contains("hdfs://"),
@@ -611,7 +629,8 @@ mod kerberos_tests {
         }
         // A spec edited by hand is checked the same way, naming its field.
         let mut spec = spec();
-        spec["kerberos_principal"] = json!({"principal_name": "spindle@R", "keytab": "/k.keytab"});
+        spec["kerberos_principal"] =
+            json!({"principal_name": "spindle/gw@R", "keytab": "/k.keytab"});
         let e = validate(&spec).unwrap_err();
         assert_eq!(e.field, "kerberos_principal.keytab", "{e}");
     }
@@ -619,7 +638,7 @@ mod kerberos_tests {
     /// The replicas' command, run through bash as YARN runs it, still passes the login intact.
     #[test]
     fn the_login_reaches_spindle_through_the_launch_script() {
-        let spec = spec_with("spindle@EXAMPLE.COM", "hdfs://nn:8020/k.keytab");
+        let spec = spec_with("spindle/gw@EXAMPLE.COM", "hdfs://nn:8020/k.keytab");
         let command = launch(&spec).replace("exec lib/spindle serve", "echo");
         let out = std::process::Command::new("bash")
             .arg("-c")
@@ -629,7 +648,7 @@ mod kerberos_tests {
         let args = String::from_utf8_lossy(&out.stdout);
         assert!(
             args.trim_end()
-                .ends_with("--keytab spindle.keytab --principal spindle@EXAMPLE.COM"),
+                .ends_with("--keytab spindle.keytab --principal spindle/gw@EXAMPLE.COM"),
             "{args}"
         );
     }
