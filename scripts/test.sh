@@ -151,7 +151,10 @@ if [ -n "$hadoop_start" ]; then
   await_cluster "$pid" "Hadoop 3 cluster" SPINDLE_SKIP_HADOOP3 "$hadoop_log"
   SPINDLE_HADOOP3_HDFS_URL=$(sed -n 's/^SPINDLE_HDFS_URL=//p' "$hadoop_env")
   SPINDLE_YARN_RM=$(sed -n 's/^SPINDLE_YARN_RM=//p' "$hadoop_env")
-  export SPINDLE_HADOOP3_HDFS_URL SPINDLE_YARN_RM
+  # The state dir lets the tests that stop and restart HDFS daemons (yarn_cluster.rs) use the
+  # cluster's own verbs (scripts/hadoop.sh kill-datanode, restart-namenode, ...).
+  SPINDLE_HADOOP3_DIR=$hadoop_state
+  export SPINDLE_HADOOP3_HDFS_URL SPINDLE_YARN_RM SPINDLE_HADOOP3_DIR
   echo "test: Hadoop 3 at $SPINDLE_HADOOP3_HDFS_URL, ResourceManager at $SPINDLE_YARN_RM" >&2
 fi
 if [ -n "$krb_start" ]; then
