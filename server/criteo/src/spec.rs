@@ -116,7 +116,7 @@ impl IntegerFeature {
 impl CategoricalFeature {
     /// Ids this feature uses: the hash buckets and one for missing.
     pub fn size(&self) -> u64 {
-        self.hash_buckets + 1
+        self.hash_buckets.saturating_add(1)
     }
 }
 
@@ -141,10 +141,15 @@ impl FeatureSpec {
 
     /// The sum of every feature's size: what `id_space` must be.
     pub fn required_id_space(&self) -> u64 {
-        let ints: u64 = self.integer.iter().map(IntegerFeature::size).sum();
-        let cats: u64 = self.categorical.iter().map(CategoricalFeature::size).sum();
-        let crosses: u64 = self.cross.iter().map(|c| c.hash_buckets).sum();
-        ints + cats + crosses
+        // Saturating: two hash_buckets near 2^63 overflowed the sum (found by fuzzing), which
+        // panicked in debug builds and in release wrapped to a small id_space that a file could
+        // match and pass validation with. A saturated sum fails the 2^63 check instead.
+        self.integer
+            .iter()
+            .map(IntegerFeature::size)
+            .chain(self.categorical.iter().map(CategoricalFeature::size))
+            .chain(self.cross.iter().map(|c| c.hash_buckets))
+            .fold(0, u64::saturating_add)
     }
 
     /// Resolves a feature name used in a cross.
@@ -357,6 +362,33 @@ mod tests {
             e.contains("categorical[1].name") && e.contains("twice"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn hash_buckets_whose_sum_overflows_are_refused_not_wrapped() {
+        let huge = i64::MAX as u64;
+        let mut spec = FeatureSpec::criteo_default();
+        spec.categorical[0].hash_buckets = huge;
+        spec.categorical[1].hash_buckets = huge;
+        // The id_space that the wrapped sum used to ask for, and so accepted.
+        spec.id_space = spec
+            .integer
+            .iter()
+            .map(|f| f.boundaries.len() as u64 + 2)
+            .chain(
+                spec.categorical
+                    .iter()
+                    .map(|c| c.hash_buckets.wrapping_add(1)),
+            )
+            .chain(spec.cross.iter().map(|c| c.hash_buckets))
+            .fold(0, u64::wrapping_add);
+        let e = spec.validate().unwrap_err().to_string();
+        assert!(e.contains("id_space") && e.contains("2^63"), "{e}");
+        // The same file as an operator would write it.
+        let e = FeatureSpec::from_toml(&spec.to_toml())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("2^63"), "{e}");
     }
 
     #[test]
