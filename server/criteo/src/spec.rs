@@ -141,7 +141,7 @@ impl FeatureSpec {
 
     /// The sum of every feature's size: what `id_space` must be.
     pub fn required_id_space(&self) -> u64 {
-        // Saturating: two hash_buckets near 2^63 overflowed the sum (found by fuzzing), which
+        // Saturating: two hash_buckets near 2^63 overflowed the sum (found writing the fuzz target), which
         // panicked in debug builds and in release wrapped to a small id_space that a file could
         // match and pass validation with. A saturated sum fails the 2^63 check instead.
         self.integer
