@@ -14,6 +14,7 @@ mod loadtest_samples;
 mod protocols;
 mod replicas;
 mod score_images;
+mod score_yarn;
 mod tfserving_grpc;
 mod tls;
 mod yarn;

@@ -31,7 +31,8 @@ fn job(pattern: &str, format: InputFormat, output: &Path, top: usize) -> ImageJo
     ImageJob {
         shards: expand(pattern, &Io::new().unwrap()).unwrap(),
         format,
-        output: output.to_path_buf(),
+        output: output.display().to_string(),
+        share: spindle_score::images::output::Share::ALL,
         batch: 8,
         workers: 2,
         engines: 1,

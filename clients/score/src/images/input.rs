@@ -42,7 +42,7 @@ impl Io {
         })
     }
 
-    fn block_on<T>(&self, future: impl std::future::Future<Output = T>) -> T {
+    pub(crate) fn block_on<T>(&self, future: impl std::future::Future<Output = T>) -> T {
         self.handle.block_on(future)
     }
 }

@@ -1,6 +1,7 @@
-//! The image-scoring job: shards in, one TSV part per shard out, written under a hidden
-//! temporary name and renamed when the shard is complete, `_SUCCESS` when every shard is, so a
-//! rerun scores only what is missing.
+//! The image-scoring job: shards in, one TSV part per shard out (a local directory or HDFS),
+//! written under a hidden temporary name and renamed when the shard is complete, `_SUCCESS`
+//! when every shard is, so a rerun scores only what is missing. An executor of a YARN job
+//! scores only its [`Share`] of the shards and leaves `_SUCCESS` to the job.
 //!
 //! Threads: `workers` preparing threads each take whole shards, read their records, and turn
 //! batches of them into the model's input ([`ImageModel::prepare`]: in-process, decoding and
@@ -15,21 +16,20 @@
 
 use super::backend::{Classifier, ClassifyError, ImageModel};
 use super::input::{Io, Shard};
+use super::output::{Output, Share};
 use super::{InputFormat, Record, RecordProblem};
 use crate::Progress;
 use anyhow::Context;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use spindle_core::Tensor;
 use std::collections::BTreeMap;
-use std::io::Write;
-use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 /// Problems listed by name in the summary, per kind.
-const EXAMPLES: usize = 5;
+pub(crate) const EXAMPLES: usize = 5;
 
 /// What an image job does.
 pub struct ImageJob {
@@ -37,8 +37,11 @@ pub struct ImageJob {
     pub shards: Vec<Shard>,
     /// Their format.
     pub format: InputFormat,
-    /// Output directory (local).
-    pub output: PathBuf,
+    /// Output directory: a local path or `hdfs://...`.
+    pub output: String,
+    /// Which of the shards this process scores ([`Share::ALL`] unless it is one executor of
+    /// several; then it writes no `_SUCCESS`).
+    pub share: Share,
     /// Images per classifier call (at most the model's `max_batch_size`).
     pub batch: usize,
     /// Preparing threads (shards read and prepared at once).
@@ -52,7 +55,7 @@ pub struct ImageJob {
 }
 
 /// Bad records of one kind.
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct ErrorCount {
     /// How many.
     pub count: u64,
@@ -61,7 +64,7 @@ pub struct ErrorCount {
 }
 
 /// The result of an image job, printed and optionally written as JSON.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ImageSummary {
     /// Where it ran.
     pub backend: String,
@@ -123,31 +126,48 @@ impl ImageJob {
         if self.batch == 0 || self.top == 0 {
             anyhow::bail!("the batch and --top must be at least 1");
         }
-        std::fs::create_dir_all(&self.output)
-            .with_context(|| format!("creating {}", self.output.display()))?;
-        let common = common_prefix(&self.shards);
-        let pending: Vec<(&Shard, PathBuf)> = self
-            .shards
-            .iter()
-            .map(|s| (s, self.output.join(part_name(&common, s))))
-            .filter(|(_, part)| !part.is_file())
-            .collect();
-        let skipped = self.shards.len() - pending.len();
+        let output = Output::open(&self.output, io)?;
+        // Part names come from every shard, so each executor names its share's parts as a
+        // single process would.
+        let mut mine = 0;
+        let mut pending: Vec<(&Shard, String)> = Vec::new();
+        let parts = part_names(&self.shards);
+        for (position, (shard, part)) in self.shards.iter().zip(parts).enumerate() {
+            if !self.share.takes(position) {
+                continue;
+            }
+            mine += 1;
+            if !output.has(&part)? {
+                pending.push((shard, part));
+            }
+        }
+        let skipped = mine - pending.len();
+        if !pending.is_empty() && !self.share.is_partial() {
+            // A marker left from before a part went missing would vouch for this run.
+            output.remove(crate::SUCCESS)?;
+        }
         let shared = Shared::default();
         progress.start(pending.len() as u64);
         if !pending.is_empty() {
             let classifiers = model.classifiers(self.engines.max(1))?;
-            self.score_all(model, io, &pending, classifiers, &shared, progress, started);
+            self.score_all(
+                model,
+                io,
+                &output,
+                &pending,
+                classifiers,
+                &shared,
+                progress,
+                started,
+            );
         }
         progress.finish();
 
         let stopped = shared.stop.load(Ordering::Relaxed);
         let failed = shared.failed.into_inner().expect("threads joined");
         let complete = failed.is_empty() && !stopped;
-        if complete {
-            let marker = self.output.join(crate::SUCCESS);
-            std::fs::write(&marker, b"")
-                .with_context(|| format!("writing {}", marker.display()))?;
+        if complete && !self.share.is_partial() {
+            output.write(crate::SUCCESS, b"")?;
         }
         let records = shared.records.load(Ordering::Relaxed);
         let labelled = shared.labelled.load(Ordering::Relaxed);
@@ -181,7 +201,8 @@ impl ImageJob {
         &self,
         model: &dyn ImageModel,
         io: &Io,
-        pending: &[(&Shard, PathBuf)],
+        output: &Output,
+        pending: &[(&Shard, String)],
         classifiers: Vec<Box<dyn Classifier>>,
         shared: &Shared,
         progress: &dyn Progress,
@@ -220,7 +241,7 @@ impl ImageJob {
                             shared,
                             queue: &queue,
                         };
-                        match writer.score_into(part, io) {
+                        match writer.score_into(part, io, output) {
                             Ok(true) => {
                                 shared.scored.fetch_add(1, Ordering::Relaxed);
                             }
@@ -259,36 +280,18 @@ struct InFlight {
 }
 
 impl ShardScorer<'_> {
-    /// Scores the shard into `part` (through a temporary file renamed at the end); `Ok(false)`
-    /// when the job was stopped meanwhile.
-    fn score_into(&self, part: &Path, io: &Io) -> anyhow::Result<bool> {
-        let dir = part.parent().expect("parts live in the output directory");
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        let name = part.file_name().and_then(|n| n.to_str()).unwrap_or("part");
-        let temporary = dir.join(format!(".{name}.tmp"));
-        let result = self.write_part(&temporary, io).and_then(|finished| {
-            if finished {
-                std::fs::rename(&temporary, part)
-                    .with_context(|| format!("renaming {} into place", temporary.display()))?;
-            }
-            Ok(finished)
-        });
-        if !part.is_file() {
-            let _ = std::fs::remove_file(&temporary);
+    /// Scores the shard into the part `part` of `output` (published whole at the end, see
+    /// [`Output::publish`]); `Ok(false)` when the job was stopped meanwhile.
+    fn score_into(&self, part: &str, io: &Io, output: &Output) -> anyhow::Result<bool> {
+        match self.write_part(io)? {
+            Some(bytes) => output.publish(part, &bytes).map(|()| true),
+            None => Ok(false),
         }
-        result
     }
 
-    /// Writes the part; `Ok(false)` when the job was stopped meanwhile.
-    fn write_part(&self, temporary: &Path, io: &Io) -> anyhow::Result<bool> {
-        let file = std::fs::File::create(temporary)
-            .with_context(|| format!("creating {}", temporary.display()))?;
-        let mut out = PartWriter::new(
-            file,
-            self.job,
-            self.model,
-            self.job.format != InputFormat::Files,
-        )?;
+    /// The part's bytes; `None` when the job was stopped meanwhile.
+    fn write_part(&self, io: &Io) -> anyhow::Result<Option<Vec<u8>>> {
+        let mut out = PartWriter::new(self.job, self.model, self.job.format != InputFormat::Files);
         let batch_size = match self.model.max_batch() {
             0 => self.job.batch,
             max => self.job.batch.min(max),
@@ -314,7 +317,7 @@ impl ShardScorer<'_> {
             return Err(e);
         }
         if self.shared.stop.load(Ordering::Relaxed) {
-            return Ok(false);
+            return Ok(None);
         }
         if !batch.is_empty() {
             self.pipeline(batch, &mut in_flight, &mut out)?;
@@ -322,8 +325,7 @@ impl ShardScorer<'_> {
         if let Some(last) = in_flight.take() {
             self.finish(last, &mut out)?;
         }
-        out.close(temporary)?;
-        Ok(true)
+        Ok(Some(out.out))
     }
 
     /// Prepares `records` while the previous batch is classified, then writes the previous
@@ -434,9 +436,10 @@ impl ShardScorer<'_> {
     }
 }
 
-/// One TSV part being written.
+/// One TSV part being written, in memory: a part is a line per image, small beside the shard
+/// it comes from, and is published whole.
 struct PartWriter<'a> {
-    out: std::io::BufWriter<std::fs::File>,
+    out: Vec<u8>,
     labels: Option<&'a [String]>,
     classes: usize,
     top: usize,
@@ -448,12 +451,7 @@ struct PartWriter<'a> {
 impl<'a> PartWriter<'a> {
     /// Starts a part with its header: `record`, `label` (and `label_name`) when the input has
     /// labels, then `top1` (`top1_name`) `p1` ... up to `--top`.
-    fn new(
-        file: std::fs::File,
-        job: &ImageJob,
-        model: &'a dyn ImageModel,
-        label_column: bool,
-    ) -> anyhow::Result<PartWriter<'a>> {
+    fn new(job: &ImageJob, model: &'a dyn ImageModel, label_column: bool) -> PartWriter<'a> {
         let labels = model.labels();
         let classes = model.classes();
         let mut header = String::from("record");
@@ -472,17 +470,15 @@ impl<'a> PartWriter<'a> {
             header.push_str(&format!("\tp{k}"));
         }
         header.push('\n');
-        let mut out = std::io::BufWriter::with_capacity(1 << 16, file);
-        out.write_all(header.as_bytes())?;
-        Ok(PartWriter {
-            out,
+        PartWriter {
+            out: header.into_bytes(),
             labels,
             classes,
             top,
             label_column,
             line: String::new(),
             order: Vec::new(),
-        })
+        }
     }
 
     /// The name of `class` (empty without `labels.txt`); tied to the labels, not to `self`,
@@ -534,7 +530,7 @@ impl<'a> PartWriter<'a> {
                 write!(self.line, "\t{:.6}", row[class]).expect("to a String");
             }
             self.line.push('\n');
-            self.out.write_all(self.line.as_bytes())?;
+            self.out.extend_from_slice(self.line.as_bytes());
             if let Some(label) = record.label {
                 labelled += 1;
                 let hit = |n: usize| {
@@ -551,15 +547,13 @@ impl<'a> PartWriter<'a> {
         shared.top5.fetch_add(top5, Ordering::Relaxed);
         Ok(())
     }
+}
 
-    /// Syncs the part to disk.
-    fn close(self, temporary: &Path) -> anyhow::Result<()> {
-        self.out
-            .into_inner()
-            .map_err(|e| e.into_error())?
-            .sync_all()
-            .with_context(|| format!("writing {}", temporary.display()))
-    }
+/// The part each shard is scored into, in order: its path below the directory all the shards
+/// share, without `.gz`, plus `.tsv`.
+pub fn part_names(shards: &[Shard]) -> Vec<String> {
+    let common = common_prefix(shards);
+    shards.iter().map(|s| part_name(&common, s)).collect()
 }
 
 /// The directory part of the shards' paths that they all share (up to a `/`).
@@ -577,10 +571,10 @@ fn common_prefix(shards: &[Shard]) -> String {
 }
 
 /// The part of a shard: its path below the common prefix, without `.gz`, plus `.tsv`.
-fn part_name(common: &str, shard: &Shard) -> PathBuf {
+fn part_name(common: &str, shard: &Shard) -> String {
     let relative = shard.display[common.len()..].trim_end_matches('/');
     let relative = relative.strip_suffix(".gz").unwrap_or(relative);
-    PathBuf::from(format!("{relative}.tsv"))
+    format!("{relative}.tsv")
 }
 
 #[cfg(test)]

@@ -99,7 +99,8 @@ fn scores_every_good_record_reports_bad_ones_and_resumes() {
     let job = ImageJob {
         shards: expand(&format!("{}/*.tfrecord", input.display()), &io).unwrap(),
         format: InputFormat::TfRecord,
-        output: dir.path().join("out"),
+        output: dir.path().join("out").display().to_string(),
+        share: crate::images::output::Share::ALL,
         batch: 100,
         workers: 2,
         engines: 1,
@@ -163,7 +164,8 @@ fn too_many_bad_records_stop_the_job_without_success() {
     let job = ImageJob {
         shards: expand(&format!("{}/s.tfrecord", dir.path().display()), &io).unwrap(),
         format: InputFormat::TfRecord,
-        output: dir.path().join("out"),
+        output: dir.path().join("out").display().to_string(),
+        share: crate::images::output::Share::ALL,
         batch: 2,
         workers: 1,
         engines: 1,

@@ -8,6 +8,8 @@
 //! - [`synth`]: synthetic datasets in both formats, for tests and benchmarks.
 //! - [`backend`]: where batches of images are classified (in-process or through servers).
 //! - [`job`]: the job: one TSV part per shard, `_SUCCESS`, summary with precision@1/recall@5.
+//! - [`output`]: the output directory (local or HDFS), parts renamed into place, executor
+//!   shares and their summaries.
 //!
 //! Every record becomes an encoded image (CIFAR-10's raw planes as a lossless PNG) so that one
 //! code path prepares it: the serving library's `preprocess::prepare_inputs`, the code the
@@ -18,6 +20,7 @@ pub mod cifar;
 pub mod example;
 pub mod input;
 pub mod job;
+pub mod output;
 pub mod synth;
 pub mod tfrecord;
 

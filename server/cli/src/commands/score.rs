@@ -1,6 +1,11 @@
 //! `spindle score`: batch-scores raw Criteo shards or image datasets with the batch-scoring
 //! client (`spindle-score`), in-process or through running servers, and prints its summary.
-//! The input's format decides which: `--format`, or judged from the first shard.
+//! The input's format decides which: `--format`, or judged from the first shard. Images can
+//! also be scored as a YARN job (`--yarn`, in [`score_yarn`]): executors in containers, each
+//! running this command on its share of the shards (`--executor I/N`).
+
+#[path = "score_yarn.rs"]
+mod score_yarn;
 
 use crate::progress::progress_bar;
 use anyhow::Context;
@@ -11,6 +16,7 @@ use spindle_score::images::InputFormat;
 use spindle_score::images::backend::{ImageModel, LocalImages, RemoteImages};
 use spindle_score::images::input::{Io, expand};
 use spindle_score::images::job::{ImageJob, ImageSummary};
+use spindle_score::images::output::{Output, Share, executor_summary};
 use spindle_score::{Progress, ScoreSummary};
 use std::path::PathBuf;
 
@@ -35,13 +41,14 @@ pub struct ScoreArgs {
     /// Images: classes written per record (top1, p1, ... topK, pK).
     #[arg(long, default_value_t = 1)]
     pub top: usize,
-    /// Output directory: one part per input shard, then _SUCCESS.
+    /// Output directory: one part per input shard, then _SUCCESS. Images: a local directory
+    /// or hdfs://namenode:port/path (parts are written under a temporary name and renamed).
     #[arg(long)]
-    pub output: PathBuf,
+    pub output: String,
     /// Run the model in-process (needs --repo).
-    #[arg(long, requires = "repo", conflicts_with_all = ["server", "yarn_service"])]
+    #[arg(long, requires = "repo", conflicts_with_all = ["server", "yarn_service", "yarn"])]
     pub local: bool,
-    /// Model repository (a directory or hdfs:// URL), for --local.
+    /// Model repository (a directory or hdfs:// URL), for --local and --yarn.
     #[arg(long)]
     pub repo: Option<String>,
     /// Score through running servers instead, comma separated (http://HOST:PORT or
@@ -81,6 +88,14 @@ pub struct ScoreArgs {
     /// No progress bar.
     #[arg(long)]
     pub quiet: bool,
+    /// Score only executor I of N's share of the shards (those at positions I, I+N, ... of
+    /// the sorted list), write this executor's summary to OUTPUT/_summary/executor-I.json and
+    /// no _SUCCESS: what each container of a --yarn job runs.
+    #[arg(long, value_name = "I/N", conflicts_with = "yarn")]
+    pub executor: Option<Share>,
+    /// The YARN job.
+    #[command(flatten)]
+    pub yarn_job: score_yarn::YarnJobArgs,
 }
 
 /// Runs `spindle score`; an incomplete job is an error after the summary is printed.
@@ -93,7 +108,22 @@ pub fn run(mut args: ScoreArgs) -> anyhow::Result<()> {
     if let Some(service) = &args.yarn_service {
         args.server = resolve_service(service)?;
     }
-    let format = match args.format.as_str() {
+    let format = detect_format(&args)?;
+    match (format, &args.yarn_job.yarn) {
+        (Some(format), Some(_)) => score_yarn::run(&args, format),
+        (Some(format), None) => run_images(&args, format),
+        (None, Some(_)) => Err(UsageError(
+            "--yarn scores images (cifar10, tfrecord, files, list); Criteo rows are scored with --local or --server".into(),
+        )
+        .into()),
+        (None, None) => run_criteo(&args),
+    }
+}
+
+/// The image format of `--input` (`--format`, or judged from its first shard); `None` for
+/// Criteo rows.
+fn detect_format(args: &ScoreArgs) -> anyhow::Result<Option<InputFormat>> {
+    Ok(match args.format.as_str() {
         "criteo" => None,
         "auto" => {
             let io = Io::new()?;
@@ -106,11 +136,7 @@ pub fn run(mut args: ScoreArgs) -> anyhow::Result<()> {
                 .parse::<InputFormat>()
                 .map_err(|e| UsageError(format!("--format: {e}; or criteo, or auto")))?,
         ),
-    };
-    match format {
-        Some(format) => run_images(&args, format),
-        None => run_criteo(&args),
-    }
+    })
 }
 
 /// The READY replicas of `RM/NAME`.
@@ -143,10 +169,18 @@ fn run_criteo(args: &ScoreArgs) -> anyhow::Result<()> {
             )?),
             _ => return Err(where_to_score()),
         };
+    if spindle_loader::is_hdfs(&args.output) || args.executor.is_some() {
+        return Err(UsageError(format!(
+            "--output {}{}: Criteo rows are scored into a local directory by one process; HDFS output and --executor are for images",
+            args.output,
+            args.executor.map_or(String::new(), |s| format!(" --executor {s}"))
+        ))
+        .into());
+    }
     let inputs = expand_glob(&args.input).map_err(|e| UsageError(format!("--input: {e}")))?;
     let job = spindle_score::ScoreJob {
         inputs,
-        output: args.output.clone(),
+        output: PathBuf::from(&args.output),
         batch: args.batch.unwrap_or(4096),
         workers: args.jobs.unwrap_or_else(spindle_server::available_cores),
         max_errors: args.max_errors,
@@ -189,11 +223,14 @@ fn outcome(args: &ScoreArgs, stopped: bool, failed: usize, bad: &str) -> anyhow:
 
 fn write_summary(args: &ScoreArgs, summary: &impl serde::Serialize) -> anyhow::Result<()> {
     if let Some(path) = &args.summary {
-        let json = serde_json::to_string_pretty(summary).expect("the summary serialises");
-        std::fs::write(path, json + "\n")
+        std::fs::write(path, summary_json(summary))
             .with_context(|| format!("writing --summary {}", path.display()))?;
     }
     Ok(())
+}
+
+fn summary_json(summary: &impl serde::Serialize) -> String {
+    serde_json::to_string_pretty(summary).expect("the summary serialises") + "\n"
 }
 
 fn run_images(args: &ScoreArgs, format: InputFormat) -> anyhow::Result<()> {
@@ -219,6 +256,7 @@ fn run_images(args: &ScoreArgs, format: InputFormat) -> anyhow::Result<()> {
         shards,
         format,
         output: args.output.clone(),
+        share: args.executor.unwrap_or(Share::ALL),
         // The model's own max_batch_size caps it; without one, 64 images a call.
         batch: match (args.batch, model.max_batch()) {
             (Some(given), _) => given,
@@ -241,6 +279,14 @@ fn run_images(args: &ScoreArgs, format: InputFormat) -> anyhow::Result<()> {
     let summary = job.run(model.as_ref(), &io, &bar)?;
     print_image_summary(&summary);
     write_summary(args, &summary)?;
+    if let Some(share) = args.executor {
+        // Written before the outcome, so a failed executor still reports what it did; renamed
+        // into place, so the job never reads it half-written.
+        Output::open(&args.output, &io)?.publish(
+            &executor_summary(share.index),
+            summary_json(&summary).as_bytes(),
+        )?;
+    }
     outcome(
         args,
         summary.stopped_on_errors,
