@@ -30,6 +30,8 @@ pub struct LevelSettings {
     pub max_requests: Option<u64>,
     /// Per-request timeout.
     pub timeout: Duration,
+    /// Threads the closed-loop workers run on, each with a single-threaded runtime.
+    pub threads: usize,
     /// Inferences per request.
     pub rows: usize,
     /// Print a line per window.
@@ -59,29 +61,43 @@ pub async fn run_level(
     let slots: Vec<Arc<Mutex<Tally>>> = (0..concurrency)
         .map(|_| Arc::new(Mutex::new(Tally::new(settings.timeout))))
         .collect();
-    let mut handles = Vec::with_capacity(concurrency);
+    // Workers are dealt round-robin to `threads` threads, each with its own single-threaded
+    // runtime: a worker, its connection's I/O task and their wake-ups stay on one thread, with
+    // no work-stealing scheduler between them (as wrk's event loop per thread).
+    let threads = settings.threads.clamp(1, concurrency);
+    let mut groups: Vec<Vec<Worker>> = (0..threads).map(|_| Vec::new()).collect();
     for (index, slot) in slots.iter().enumerate() {
-        let worker = Worker {
+        groups[index % threads].push(Worker {
             exchange: targets.exchange(index, settings.timeout),
             control: control.clone(),
             tally: slot.clone(),
-        };
-        // Every worker holds a sender; the channel closes when the last one has finished.
+        });
+    }
+    let mut started = Vec::with_capacity(threads);
+    for (index, group) in groups.into_iter().enumerate() {
+        // Every thread holds a sender; the channel closes when the last one has finished.
         let done = done_tx.clone();
-        handles.push(tokio::spawn(async move {
-            worker.run().await;
-            drop(done);
-        }));
+        let thread = std::thread::Builder::new()
+            .name(format!("loadtest-{index}"))
+            .spawn(move || run_workers(group, done));
+        match thread {
+            Ok(handle) => started.push(handle),
+            Err(e) => {
+                // Without its thread a group sends nothing; the others still measure.
+                println!("  concurrency {concurrency}: cannot start load thread {index}: {e}");
+            }
+        }
     }
     drop(done_tx);
 
     let label = format!("concurrency {concurrency}");
     let measured = measure(&label, slots, &mut done_rx, settings).await;
     control.stop();
-    for handle in handles {
-        // Workers finish their request in flight (bounded by the timeout); a panic is already
-        // reported by tokio and must not hide the other levels' results.
-        let _ = handle.await;
+    // Workers finish their request in flight (bounded by the timeout); the channel closes when
+    // every thread is done. A panic is already reported and must not hide the other levels.
+    while done_rx.recv().await.is_some() {}
+    for handle in started {
+        let _ = handle.join();
     }
     LevelResult::new(
         Load::Concurrency(concurrency),
@@ -91,6 +107,32 @@ pub async fn run_level(
         measured.stable,
         measured.server,
     )
+}
+
+/// Runs `workers` to the end on a single-threaded runtime of this thread, then drops `done`.
+fn run_workers(workers: Vec<Worker>, done: mpsc::Sender<()>) {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            println!("  cannot build a load thread's runtime: {e}");
+            return;
+        }
+    };
+    runtime.block_on(async move {
+        let tasks: Vec<_> = workers
+            .into_iter()
+            .map(|worker| tokio::spawn(worker.run()))
+            .collect();
+        for task in tasks {
+            let _ = task.await;
+        }
+    });
+    // The connections' I/O tasks end with the runtime, before the level is reported finished.
+    drop(runtime);
+    drop(done);
 }
 
 impl Targets {

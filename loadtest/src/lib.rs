@@ -14,12 +14,14 @@
 //!   as [`element`] defines them; or [`samples`]: real images, Criteo rows or JSON tensors
 //!   from `--input-data`, checked against the model's metadata and configuration. Either way
 //!   the result is [`inputs`]: each request's tensors as little-endian bytes.
-//! - [`payload`]: the HTTP request body, encoded once (binary tensor extension, JSON, or TF
-//!   Serving rows) and shared by every request as `Bytes`; [`grpc`] prepares `ModelInfer`
+//! - [`payload`]: the HTTP request, encoded once (binary tensor extension, JSON, or TF
+//!   Serving rows; request line and headers included) and shared by every request as `Bytes`; [`grpc`] prepares `ModelInfer`
 //!   messages and fetches metadata over gRPC.
 //! - [`level`]: one concurrency level: spawns the workers, warms up, measures windows until three
 //!   agree on throughput (or `--max-windows`, or `--max-requests`).
-//! - [`worker`]: a closed loop on one connection: send, read, classify, record, repeat.
+//! - [`worker`]: a closed loop on one connection: send, read, classify, record, repeat; HTTP
+//!   requests go through [`http1`], a lean client that writes each pre-encoded request in one
+//!   buffer and reads the answer into a reused one.
 //! - [`tally`]: per-worker counts, error classes and the latency histogram, merged per window.
 //! - [`open_loop`]: one `--rate` level: a dispatcher thread sends on schedule (constant or
 //!   Poisson gaps from [`rates`]) within `--max-in-flight`, counting late requests.
@@ -28,18 +30,21 @@
 //! - [`report`]: [`Report`] and [`LevelResult`], the console table, CSV and JSON output;
 //!   [`chart`] draws throughput and latency against the levels as SVG.
 //!
-//! Workers run on the caller's tokio runtime; each owns its connection and its tally, so the
-//! only shared state on the hot path is a stop flag and the optional request budget.
+//! Closed-loop workers run on `--threads` threads of their own, each a single-threaded tokio
+//! runtime (the caller's runtime only coordinates); each worker owns its connection and its
+//! tally, so the only shared state on the hot path is a stop flag and the optional request
+//! budget.
 //!
 //! Imports point one way, so each module can be read (and tested) knowing only those above it.
 //! Each line uses only lines above it; the first imports nothing from the crate:
 //!
-//! 1. [`options`], [`element`], [`tally`], [`target`], `range` (the level-list syntax).
+//! 1. [`options`], [`element`], [`tally`], [`target`], [`http1`], `range` (the level-list
+//!    syntax).
 //! 2. [`concurrency`], [`rates`] (range); [`inputs`] (element); [`metadata`] (target).
-//! 3. [`args`] (options, concurrency, rates); [`tensors`]; [`payload`]; [`grpc`] (inputs,
+//! 3. [`args`] (options, concurrency, rates); [`tensors`]; [`payload`] (http1); [`grpc`] (inputs,
 //!    metadata, tally).
 //! 4. [`samples`] (grpc, metadata, inputs); [`server_stats`] (grpc, metadata); [`worker`]
-//!    (grpc, payload, tally).
+//!    (grpc, http1, payload, tally).
 //! 5. [`report`] (server_stats, tally; not args); [`level`] (report, server_stats, worker).
 //! 6. [`open_loop`] (level, rates); [`chart`] (report).
 //! 7. [`run`], here: the only code that reads [`LoadtestArgs`] beyond parsing it.
@@ -49,6 +54,7 @@ pub mod chart;
 pub mod concurrency;
 pub mod element;
 pub mod grpc;
+pub mod http1;
 pub mod inputs;
 pub mod level;
 pub mod metadata;
@@ -178,6 +184,7 @@ pub async fn run(args: LoadtestArgs) -> anyhow::Result<Report> {
         stability: args.stability,
         max_requests: args.max_requests,
         timeout: args.timeout,
+        threads: args.threads,
         rows: inputs.rows,
         verbose: args.verbose,
         stats: None,

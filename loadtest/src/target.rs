@@ -11,7 +11,7 @@ use hyper_util::rt::TokioIo;
 use std::net::SocketAddr;
 use tokio::net::TcpStream;
 
-/// The sending half of one HTTP/1 connection; every request body is a pre-encoded buffer.
+/// The sending half of one hyper HTTP/1 connection, for the requests around the load.
 pub type Connection = SendRequest<Full<Bytes>>;
 
 /// A server under test.
@@ -74,11 +74,18 @@ impl Target {
         self.host.to_str().unwrap_or_default()
     }
 
-    /// Opens a connection with TCP_NODELAY; its I/O is driven by a task on the current runtime
-    /// that ends when the returned sender is dropped.
-    pub async fn connect(&self) -> anyhow::Result<Connection> {
+    /// Opens a TCP connection with TCP_NODELAY (the load's requests go through
+    /// [`crate::http1`] on it).
+    pub async fn connect_tcp(&self) -> std::io::Result<TcpStream> {
         let stream = TcpStream::connect(self.addr).await?;
         stream.set_nodelay(true)?;
+        Ok(stream)
+    }
+
+    /// Opens a hyper connection (for metadata and statistics requests); its I/O is driven by a
+    /// task on the current runtime that ends when the returned sender is dropped.
+    pub async fn connect(&self) -> anyhow::Result<Connection> {
+        let stream = self.connect_tcp().await?;
         let (sender, connection) = http1::handshake(TokioIo::new(stream)).await?;
         tokio::spawn(async move {
             // A connection error shows up on the next request through its sender.

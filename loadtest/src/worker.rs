@@ -2,16 +2,15 @@
 //! classifying each answer and recording it in its own [`Tally`].
 
 use crate::grpc::{GrpcClient, GrpcTemplate};
-use crate::payload::{HEADER_LENGTH, RequestTemplate};
+use crate::http1::{Answer, HEADER_LENGTH, Http1Connection, Http1Error};
+use crate::payload::RequestTemplate;
 use crate::tally::{ErrorClass, Outcome, Tally};
-use crate::target::{Connection, Target};
-use http_body_util::BodyExt;
+use crate::target::Target;
 use hyper::StatusCode;
-use hyper::body::Incoming;
-use hyper::header::HeaderMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
+use tokio::net::TcpStream;
 
 /// Pause after a connection failure, so that a dead server is not hammered in a tight loop.
 pub const RECONNECT_PAUSE: Duration = Duration::from_millis(20);
@@ -68,7 +67,7 @@ pub enum Template {
 /// An open connection, by protocol.
 pub enum Open {
     /// A keep-alive HTTP/1 connection.
-    Http(Connection),
+    Http(Http1Connection<TcpStream>),
     /// A gRPC channel (one HTTP/2 connection).
     Grpc(GrpcClient),
 }
@@ -130,14 +129,17 @@ impl Exchange {
     /// so latency excludes connecting.
     async fn attempt(&self, connection: &mut Option<Open>, sent_at: &mut Instant) -> Outcome {
         let usable = match connection.as_mut() {
-            Some(Open::Http(open)) => open.ready().await.is_ok(),
+            Some(Open::Http(open)) => open.reusable() && !open.closed_while_idle(),
             // A channel reconnects by itself; a broken one fails its call and is replaced.
             Some(Open::Grpc(_)) => true,
             None => false,
         };
         if !usable {
             let opened = match &self.template {
-                Template::Http(_) => self.target.connect().await.map(Open::Http),
+                Template::Http(_) => match self.target.connect_tcp().await {
+                    Ok(stream) => Ok(Open::Http(Http1Connection::new(stream))),
+                    Err(e) => Err(e.into()),
+                },
                 Template::Grpc(grpc) => grpc.connect().await.map(Open::Grpc),
             };
             match opened {
@@ -160,20 +162,16 @@ impl Exchange {
             (Open::Http(sender), Template::Http(http)) => (sender, http),
             _ => unreachable!("a worker's connection matches its template"),
         };
-        let response = match sender.send_request(template.request()).await {
-            Ok(response) => response,
-            Err(e) => {
-                return Outcome::Failure(
-                    ErrorClass::Connection,
-                    format!("{}: {e}", self.target.url),
-                );
+        match sender.exchange(template.request()).await {
+            Ok(answer) if answer.status == 200 => success(&answer, &self.target.url),
+            Ok(answer) => failure(&answer, &self.target.url),
+            Err(e @ Http1Error::Malformed(_)) => Outcome::Failure(
+                ErrorClass::InvalidResponse,
+                format!("{}: {e}", self.target.url),
+            ),
+            Err(e @ Http1Error::Io(_)) => {
+                Outcome::Failure(ErrorClass::Connection, format!("{}: {e}", self.target.url))
             }
-        };
-        let (parts, body) = response.into_parts();
-        if parts.status == StatusCode::OK {
-            check_success(&parts.headers, body, &self.target.url).await
-        } else {
-            failure(parts.status, body, &self.target.url).await
         }
     }
 }
@@ -207,27 +205,11 @@ impl Worker {
     }
 }
 
-/// Reads a 200 answer's body without buffering it and checks its length against the
-/// binary-tensor header.
-async fn check_success(headers: &HeaderMap, mut body: Incoming, url: &str) -> Outcome {
-    let mut received = 0usize;
-    while let Some(frame) = body.frame().await {
-        match frame {
-            Ok(frame) => received += frame.data_ref().map_or(0, |d| d.len()),
-            Err(e) => {
-                return Outcome::Failure(
-                    ErrorClass::Connection,
-                    format!("{url}: reading the answer: {e}"),
-                );
-            }
-        }
-    }
-    if let Some(value) = headers.get(HEADER_LENGTH) {
-        let Some(json_len) = value
-            .to_str()
-            .ok()
-            .and_then(|v| v.trim().parse::<usize>().ok())
-        else {
+/// Checks a 200 answer's body length against its binary-tensor header.
+fn success(answer: &Answer, url: &str) -> Outcome {
+    let received = answer.body_len;
+    if let Some(value) = &answer.header_length {
+        let Ok(json_len) = value.parse::<usize>() else {
             return Outcome::Failure(
                 ErrorClass::InvalidResponse,
                 format!("{url}: {HEADER_LENGTH} is {value:?}, not a byte count"),
@@ -249,32 +231,21 @@ async fn check_success(headers: &HeaderMap, mut body: Incoming, url: &str) -> Ou
         );
     }
     Outcome::Success {
-        queue_us: micros(headers, "x-spindle-queue-us"),
-        compute_us: micros(headers, "x-spindle-compute-us"),
+        queue_us: answer.queue_us,
+        compute_us: answer.compute_us,
     }
 }
 
-fn micros(headers: &HeaderMap, name: &str) -> Option<u64> {
-    headers.get(name)?.to_str().ok()?.trim().parse().ok()
-}
-
-/// Classifies a non-200 answer, keeping the server's message.
-async fn failure(status: StatusCode, body: Incoming, url: &str) -> Outcome {
-    let body = match body.collect().await {
-        Ok(collected) => collected.to_bytes(),
-        Err(e) => {
-            return Outcome::Failure(
-                ErrorClass::Connection,
-                format!("{url}: reading the {status} answer: {e}"),
-            );
-        }
-    };
-    let class = match status.as_u16() {
+/// Classifies an answer other than 200, keeping the start of the server's message.
+fn failure(answer: &Answer, url: &str) -> Outcome {
+    let class = match answer.status {
         429 => ErrorClass::TooManyRequests,
         400..=499 => ErrorClass::ClientError,
         500..=599 => ErrorClass::ServerError,
         _ => ErrorClass::InvalidResponse,
     };
-    let message = String::from_utf8_lossy(&body[..body.len().min(300)]);
+    let status = StatusCode::from_u16(answer.status)
+        .map_or_else(|_| answer.status.to_string(), |s| s.to_string());
+    let message = String::from_utf8_lossy(&answer.error_body);
     Outcome::Failure(class, format!("{url}: {status}: {}", message.trim()))
 }
