@@ -7,7 +7,9 @@
 #      by the server, Criteo TSV rows hashed by the server);
 #   3. spindle serve with the tract engine, HTTP binary tensors;
 #   4. Seldon MLServer 1.7.1 with an onnxruntime custom runtime, KServe v2 JSON (it has no
-#      binary tensor extension), in its own venv (as bench/mlserver.sh).
+#      binary tensor extension), in its own venv (as bench/mlserver.sh);
+#   5. Ray Serve with a `@serve.batch` deployment over onnxruntime behind KServe v2 JSON routes
+#      (bench/ray/serve_app.py), in its own venv (bench/ray/start.sh).
 # Every server is measured by `spindle loadtest` at the same concurrency levels; cifar10 and
 # inception_v3 requests carry one image, criteo_ctr requests ROWS rows. Ratios to the in-process
 # limit are printed; results land in bench/results/suite-<model>-<config>.{json,csv,svg} (one
@@ -16,8 +18,9 @@
 #
 # Usage: bench/suite.sh [MODEL...]           (default: cifar10 inception_v3 criteo_ctr)
 # Environment: WINDOW (default 2s), MAX_WINDOWS (default 4), ROWS (criteo rows per request,
-#   default 64), SKIP (configurations to leave out, e.g. "mlserver tract"), PORT (first of six
-#   ports, default 18520).
+#   default 64), SKIP (configurations to leave out, e.g. "mlserver ray tract"), PORT (first of
+#   seven ports, default 18520). Both peers batch up to MAX_BATCH (32) requests waiting up to
+#   MAX_BATCH_TIME (0.002 s).
 source "$(dirname "$0")/lib.sh"
 models=("$@"); [ ${#models[@]} -gt 0 ] || models=(cifar10 inception_v3 criteo_ctr)
 MAX_WINDOWS=${MAX_WINDOWS:-4}
@@ -65,6 +68,9 @@ fi
 
 port=${PORT:-18520}
 ort_http=$port; ort_grpc=$((port + 1)); tract_http=$((port + 2)); mls_port=$((port + 3)) # MLServer: +3..+5
+ray_port=$((port + 6))
+# Ray's venv is made before any server runs, so its install is not timed as a start-up.
+[[ $skip == *" ray "* ]] || bench/ray/start.sh setup > /dev/null
 echo "== starting spindle serve (ort: HTTP $ort_http, gRPC $ort_grpc; tract: HTTP $tract_http)"
 start_server spindle-ort "$spindle" serve --repo "$repo" --engine ort --poll-interval 0 \
   --http-addr "127.0.0.1:$ort_http" --grpc-addr "127.0.0.1:$ort_grpc"
@@ -103,6 +109,14 @@ for model in "${models[@]}"; do
     wait_ready "http://127.0.0.1:$mls_port" "/v2/models/$model/ready"
     measure "$name-mlserver-http-json" "http://127.0.0.1:$mls_port" "$model" http-json "$levels" --batch "$batch"
     stop_server mlserver
+  fi
+  if [[ $skip != *" ray "* ]]; then
+    echo "== $model: Ray Serve + onnxruntime (@serve.batch), KServe v2 JSON"
+    start_server ray bench/ray/start.sh "$repo/$model/config.toml" \
+      "$PWD/$repo/$model/$(latest_version "$model")/model.onnx" "$ray_port"
+    wait_ready "http://127.0.0.1:$ray_port" "/v2/models/$model/ready"
+    measure "$name-ray-http-json" "http://127.0.0.1:$ray_port" "$model" http-json "$levels" --batch "$batch"
+    stop_server ray
   fi
 done
 stop_all_servers

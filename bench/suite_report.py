@@ -18,8 +18,11 @@ CONFIGS = [
     ("ort-http-json", "Spindle, ORT, v2 JSON"),
     ("tract-http-binary", "Spindle, tract, HTTP binary"),
     ("mlserver-http-json", "MLServer 1.7.1 + onnxruntime, v2 JSON"),
+    ("ray-http-json", "Ray Serve + onnxruntime, v2 JSON"),
 ]
-COLOURS = ["#1f77b4", "#17becf", "#2ca02c", "#9467bd", "#ff7f0e", "#d62728"]
+COLOURS = ["#1f77b4", "#17becf", "#2ca02c", "#9467bd", "#ff7f0e", "#d62728", "#8c564b"]
+# The peers, each against Spindle with the same JSON requests and with its best protocol.
+PEERS = [("mlserver-http-json", "MLServer"), ("ray-http-json", "Ray Serve")]
 
 
 def load(results, models):
@@ -64,13 +67,40 @@ def print_tables(table):
                   f"{r['at_concurrency']:>5} {r['ratio_to_limit']:>9.2f} {r['p50_ms_lowest_concurrency']:>12.2f} "
                   f"{r['p99_ms_at_best']:>8.1f} {r['errors']:>7}")
         by = {r["config"]: r["best_inferences_per_s"] for r in rows}
-        peer = by.get("mlserver-http-json")
-        if peer:
-            for key in ["ort-http-json", "ort-http-binary", "ort-grpc"]:
-                if key in by:
-                    print(f"  Spindle {key} / MLServer v2 JSON: {by[key] / peer:.2f}x")
-        if "ort-samples" in by and "ort-http-binary" in by:
+        for peer_key, peer_name in PEERS:
+            peer = by.get(peer_key)
+            if peer:
+                for key in ["ort-http-json", "ort-http-binary", "ort-grpc"]:
+                    if by.get(key):
+                        print(f"  Spindle {key} / {peer_name} v2 JSON: {by[key] / peer:.2f}x")
+        # A configuration whose every request failed has 0 here: no ratio to print.
+        if by.get("ort-samples") and by.get("ort-http-binary"):
             print(f"  real samples (server-side decoding) / ready tensors: {by['ort-samples'] / by['ort-http-binary']:.2f}")
+
+
+def print_peers(results, models):
+    """Per concurrency level: each peer beside Spindle with the same KServe v2 JSON requests."""
+    for model in models:
+        ours_path = results / f"suite-{model}-ort-http-json.json"
+        if not ours_path.exists():
+            continue
+        ours = {l["concurrency"]: l for l in json.loads(ours_path.read_text())["levels"]}
+        for key, name in PEERS:
+            path = results / f"suite-{model}-{key}.json"
+            if not path.exists():
+                continue
+            print(f"\n{model}: Spindle (ORT) vs {name}, same KServe v2 JSON requests")
+            print(f"{'concurrency':>11} {name + ' inf/s':>16} {'p50 ms':>8} {'p99 ms':>8} "
+                  f"{'Spindle inf/s':>14} {'p50 ms':>8} {'p99 ms':>8} {'ratio':>6}")
+            for level in json.loads(path.read_text())["levels"]:
+                mine = ours.get(level["concurrency"])
+                if mine is None:
+                    continue
+                ratio = mine["inferences_per_s"] / max(level["inferences_per_s"], 1e-9)
+                print(f"{level['concurrency']:>11} {level['inferences_per_s']:>16,.1f} "
+                      f"{level['p50_us'] / 1000:>8.2f} {level['p99_us'] / 1000:>8.2f} "
+                      f"{mine['inferences_per_s']:>14,.1f} {mine['p50_us'] / 1000:>8.2f} "
+                      f"{mine['p99_us'] / 1000:>8.2f} {ratio:>6.2f}")
 
 
 def write_csv(table, path):
@@ -125,6 +155,7 @@ def main():
     models = sys.argv[2:]
     table = load(results, models)
     print_tables(table)
+    print_peers(results, models)
     write_csv(table, results / "suite.csv")
     write_svg(table, results / "suite.svg")
     print(f"\nwrote {results / 'suite.csv'} and {results / 'suite.svg'}")
