@@ -255,3 +255,249 @@ async fn requests_over_max_inflight_are_refused_before_their_body() {
     grpc.model_metadata("cifar10").await.unwrap();
     server.stop().await.unwrap();
 }
+
+/// Peak resident memory (`VmHWM` in `/proc/PID/status`) of process `pid`, in bytes.
+fn peak_rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_else(|e| panic!("reading /proc/{pid}/status: {e}"));
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("no VmHWM line in /proc/{pid}/status"));
+    kib * 1024
+}
+
+/// A `spindle serve` child over `repo` (tract, HTTP only) with `extra` flags, once it is ready:
+/// its own process, so that its peak memory is its own.
+async fn serve_child(repo: &std::path::Path, extra: &[&str]) -> spindle_tests::ServeProcess {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let child = std::process::Command::new(spindle_tests::spindle_binary())
+        .args([
+            "serve",
+            "--poll-interval",
+            "0",
+            "--engine",
+            "tract",
+            "--no-grpc",
+        ])
+        .arg("--repo")
+        .arg(repo)
+        .args(["--http-addr", &format!("127.0.0.1:{port}")])
+        .args(extra)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("starting spindle serve");
+    let mut process = spindle_tests::ServeProcess {
+        child,
+        url: format!("http://127.0.0.1:{port}"),
+    };
+    process
+        .wait_ready(Duration::from_secs(60))
+        .await
+        .expect("spindle serve ready");
+    process
+}
+
+/// A JPEG of `width` x `height` pixels of one colour: small, and megabytes once decoded.
+fn flat_jpeg(width: u32, height: u32) -> Vec<u8> {
+    let pixels = image::RgbImage::from_pixel(width, height, image::Rgb([90, 140, 200]));
+    let mut out = Vec::new();
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 80)
+        .encode_image(&pixels)
+        .expect("encoding a JPEG");
+    out
+}
+
+/// `jpeg` with the height in its frame header (SOF0) changed: the header declares a larger
+/// image than the data holds, as a hostile client's would.
+fn declaring_height(jpeg: &[u8], height: u16) -> Vec<u8> {
+    let mut out = jpeg.to_vec();
+    let sof = out
+        .windows(2)
+        .position(|w| w == [0xFF, 0xC0])
+        .expect("a baseline JPEG has an SOF0 marker");
+    // FF C0, length (2), precision (1), then the height.
+    out[sof + 5..sof + 7].copy_from_slice(&height.to_be_bytes());
+    out
+}
+
+/// POSTs one image to `model` as a v2 binary BYTES tensor.
+async fn post_image(
+    http: &reqwest::Client,
+    url: &str,
+    model: &str,
+    image: &[u8],
+) -> reqwest::Response {
+    let header =
+        serde_json::json!({"inputs": [{"name": "images", "shape": [1], "datatype": "BYTES",
+        "parameters": {"binary_data_size": image.len() + 4}}]})
+        .to_string();
+    let mut body = header.clone().into_bytes();
+    body.extend_from_slice(&(image.len() as u32).to_le_bytes());
+    body.extend_from_slice(image);
+    http.post(format!("{url}/v2/models/{model}/infer"))
+        .header("inference-header-content-length", header.len())
+        .header("content-type", "application/octet-stream")
+        .body(body)
+        .send()
+        .await
+        .expect("an answer")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn images_that_declare_large_pictures_stay_within_the_decode_budget() {
+    const BUDGET: u64 = 400 << 20;
+    let repo = zoo_repo(&[ZooModel::Cifar10]);
+    let server = serve_child(
+        repo.path(),
+        &[
+            "--max-decode-bytes",
+            "400MiB",
+            "--max-request-decode-bytes",
+            "256MiB",
+        ],
+    )
+    .await;
+    let pid = server.child.id();
+    let http = reqwest::Client::new();
+    // Warm: one small image through the whole pipeline, so the baseline holds the engine's
+    // working memory.
+    let small = flat_jpeg(32, 32);
+    let ok = post_image(&http, &server.url, "cifar10", &small).await;
+    assert_eq!(ok.status(), reqwest::StatusCode::OK);
+    let baseline = peak_rss(pid);
+
+    // A 600x16000 JPEG of about 260 KB costs about 200 MB to decode (21 bytes a pixel): the budget
+    // lets two decode at once. Sixteen at once without it would take the server past 2 GB.
+    let large = flat_jpeg(600, 16_000);
+    assert!(large.len() < 512 << 10, "{} bytes", large.len());
+    let storm: Vec<_> = (0..16)
+        .map(|_| {
+            let (http, url, large) = (http.clone(), server.url.clone(), large.clone());
+            tokio::spawn(async move {
+                let response = post_image(&http, &url, "cifar10", &large).await;
+                let status = response.status();
+                let retry = response.headers().get("retry-after").cloned();
+                (status, retry, response.text().await.unwrap_or_default())
+            })
+        })
+        .collect();
+    let mut served = 0;
+    for answer in storm {
+        let (status, retry, body) = answer.await.unwrap();
+        match status {
+            reqwest::StatusCode::OK => served += 1,
+            reqwest::StatusCode::TOO_MANY_REQUESTS => {
+                assert!(body.contains("--max-decode-bytes"), "{body}");
+                assert!(retry.is_some(), "a 429 without Retry-After: {body}");
+            }
+            other => panic!("a large image got {other}: {body}"),
+        }
+    }
+    assert!(served > 0, "no large image was served");
+    let peak = peak_rss(pid);
+    assert!(
+        peak <= baseline + BUDGET + (96 << 20),
+        "peak RSS {} MiB, baseline {} MiB: over the 400 MiB budget by more than 96 MiB",
+        peak >> 20,
+        baseline >> 20
+    );
+
+    // One image alone over the per-request cap: 413 from its header, nothing decoded.
+    let huge = declaring_height(&large, 32_000);
+    let refused = post_image(&http, &server.url, "cifar10", &huge).await;
+    assert_eq!(refused.status(), reqwest::StatusCode::PAYLOAD_TOO_LARGE);
+    let message = refused.text().await.unwrap();
+    assert!(
+        message.contains("--max-request-decode-bytes") && message.contains("600x32000"),
+        "{message}"
+    );
+    let ok = post_image(&http, &server.url, "cifar10", &small).await;
+    assert_eq!(ok.status(), reqwest::StatusCode::OK, "still serving");
+    assert!(
+        peak_rss(pid) < peak + (64 << 20),
+        "the refused image was decoded after all"
+    );
+}
+
+/// Probes `/v2/health/live` every 20 ms until `busy` ends: how many probes ran, and the longest
+/// time from one probe's start to the next one's end (a stalled runtime shows there, even when
+/// the stall falls between two probes).
+async fn probe_while(addr: SocketAddr, busy: &tokio::task::JoinHandle<()>) -> (usize, Duration) {
+    let mut probes = 0;
+    let mut worst = Duration::ZERO;
+    let mut last = Instant::now();
+    while !busy.is_finished() {
+        assert!(
+            live(addr).await,
+            "health check failed while a large body was parsed"
+        );
+        worst = worst.max(last.elapsed());
+        probes += 1;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        last = Instant::now();
+        if probes > 2_000 {
+            break;
+        }
+    }
+    (probes, worst)
+}
+
+// One worker thread, shared by the server and this test: a body parsed on it would stall
+// everything else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn health_answers_promptly_while_a_large_json_body_parses() {
+    let server = strict_server().await;
+    let addr = server.addr;
+    // 20 MiB of JSON numbers: 2,025 rows of the model's 24x24x3 values, more than its batch.
+    let mut values = String::with_capacity(21 << 20);
+    for i in 0..2_025 * 24 * 24 * 3 {
+        if i > 0 {
+            values.push(',');
+        }
+        values.push_str(&format!("0.{:03}", i % 1000));
+    }
+    let bodies = [
+        (
+            "/v2/models/cifar10/infer",
+            format!(
+                r#"{{"inputs":[{{"name":"images","shape":[2025,24,24,3],"datatype":"FP32","data":[{values}]}}]}}"#
+            ),
+        ),
+        (
+            "/v1/models/cifar10:predict",
+            format!(r#"{{"instances":[[{values}]]}}"#),
+        ),
+    ];
+    for (path, body) in bodies {
+        assert!(body.len() > 20 << 20, "{} bytes", body.len());
+        let url = server.url(path);
+        let big = tokio::spawn(async move {
+            let answer = reqwest::Client::new()
+                .post(url)
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
+                .await
+                .expect("an answer to the large body");
+            // Too many rows for the model, once parsed: a 400 that names the input.
+            assert_eq!(answer.status(), reqwest::StatusCode::BAD_REQUEST);
+        });
+        let (probes, worst) = probe_while(addr, &big).await;
+        big.await.unwrap();
+        assert!(
+            probes >= 3,
+            "{path}: the body was answered before any probe ({probes})"
+        );
+        assert!(
+            worst < Duration::from_millis(220),
+            "{path}: a health check took up to {worst:?} while the body parsed ({probes} probes)"
+        );
+    }
+    server.stop().await.unwrap();
+}
