@@ -102,7 +102,7 @@ async fn image_parts_go_to_hdfs_renamed_into_place_and_a_rerun_skips_them() {
     let part = storage.read("data_batch_3.bin.tsv").await.unwrap().unwrap();
     let text = String::from_utf8(part).unwrap();
     assert!(
-        text.starts_with("record\tlabel\ttop1\tp1\ttop2\tp2\n"),
+        text.starts_with("record\tlabel\tlabel_name\ttop1\ttop1_name\tp1\ttop2\ttop2_name\tp2\n"),
         "{text}"
     );
     assert_eq!(text.lines().count(), 26, "a header and 25 images");
