@@ -148,6 +148,9 @@ pub struct ModelRecord {
     pub versions: BTreeMap<u64, VersionState>,
     /// A failure that concerns the model as a whole (a broken config).
     pub failure: Option<String>,
+    /// TF Serving version labels from the model's current `config.toml` (read at every sync, so
+    /// a relabel needs no reload).
+    pub version_labels: BTreeMap<String, u64>,
 }
 
 impl ModelRecord {
@@ -267,6 +270,56 @@ impl ModelManager {
                     } else {
                         have.join(", ")
                     }
+                )))
+            }
+        }
+    }
+
+    /// Sets a model's version labels (from its current config), when the model is known.
+    pub fn set_version_labels(&self, name: &str, labels: &BTreeMap<String, u64>) {
+        if let Some(record) = self.models.write().expect("model table lock").get_mut(name)
+            && record.version_labels != *labels
+        {
+            record.version_labels = labels.clone();
+        }
+    }
+
+    /// The loaded version a TF Serving version label selects, from the model's current
+    /// `[version_labels]`. An unknown label, or one naming a version that is not loaded, is
+    /// NotFound naming the label and the labels there are.
+    pub fn lookup_label(&self, name: &str, label: &str) -> Result<Arc<LoadedModel>, InferError> {
+        // An unknown or unavailable model is answered as any request for it is.
+        self.lookup(name, None)?;
+        let models = self.models.read().expect("model table lock");
+        let record = models.get(name);
+        let labels = record.map(|r| &r.version_labels);
+        let Some(&version) = labels.and_then(|l| l.get(label)) else {
+            let known: Vec<String> = labels
+                .into_iter()
+                .flatten()
+                .map(|(l, v)| format!("{l} = {v}"))
+                .collect();
+            return Err(InferError::not_found(format!(
+                "model '{name}' has no version label '{label}' ({})",
+                if known.is_empty() {
+                    "it has none; set [version_labels] in its config.toml".to_string()
+                } else {
+                    format!("labels: {}", known.join(", "))
+                }
+            )));
+        };
+        match record.and_then(|r| r.versions.get(&version)) {
+            Some(VersionState::Ready(model)) => Ok(model.clone()),
+            _ => {
+                let loaded: Vec<String> = record
+                    .into_iter()
+                    .flat_map(|r| &r.versions)
+                    .filter(|(_, s)| matches!(s, VersionState::Ready(_)))
+                    .map(|(v, _)| v.to_string())
+                    .collect();
+                Err(InferError::not_found(format!(
+                    "model '{name}' version label '{label}' names version {version}, which is not loaded (loaded: {})",
+                    loaded.join(", ")
                 )))
             }
         }

@@ -3,7 +3,8 @@
 //!
 //! - `tensorflow.serving.PredictionService/Predict`: `TensorProto` inputs by name (typed values
 //!   or `tensor_content`), `output_filter`, `model_spec.signature_name` (only
-//!   `serving_default`), the version by `model_spec.version` or the newest ready one;
+//!   `serving_default`), the version by `model_spec.version`, by `model_spec.version_label`
+//!   (config.toml's `[version_labels]`) or the newest ready one;
 //! - `tensorflow.serving.PredictionService/GetModelMetadata`: the `signature_def` metadata, a
 //!   packed `SignatureDefMap` as TF Serving returns it;
 //! - `tensorflow.serving.ModelService/GetModelStatus`: each version's state.
@@ -97,23 +98,11 @@ fn selection<'a>(
                 ))
             })
         }
-        // TF Serving maps labels to versions from its model config; Spindle's config.toml has
-        // no labels, so every label is unknown, as in a TF Serving config without them.
+        // TF Serving maps labels to versions from its model config, as config.toml's
+        // [version_labels] does; an unknown label, or one of a version not loaded, is NOT_FOUND.
         Some(VersionChoice::VersionLabel(label)) => {
-            let versions: Vec<String> = state
-                .models
-                .ready_versions(name)
-                .iter()
-                .map(u64::to_string)
-                .collect();
-            Err(InferError::invalid(format!(
-                "model_spec.version_label '{label}' is not a label of model '{name}': Spindle's models have no version labels; select a version with model_spec.version (ready: {})",
-                if versions.is_empty() {
-                    "none".to_string()
-                } else {
-                    versions.join(", ")
-                }
-            )))
+            let model = state.models.lookup_label(name, label)?;
+            Ok((name, Some(model.version)))
         }
     }
 }

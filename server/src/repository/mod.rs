@@ -232,6 +232,11 @@ impl RepositoryWatcher {
                 }
             }
         }
+        // Labels follow config.toml at every sync; relabelling reloads nothing.
+        if let Ok(config) = &entry.config {
+            self.models
+                .set_version_labels(&entry.name, &config.version_labels);
+        }
         self.update_current_version(&entry.name);
         Ok(())
     }

@@ -149,6 +149,7 @@ pub fn config(fields: usize) -> ModelConfig {
         idle_spin: spindle_core::config::DEFAULT_IDLE_SPIN,
         engine: Default::default(),
         version_policy: Default::default(),
+        version_labels: Default::default(),
         require_success_marker: false,
         inputs: vec![TensorSpec {
             name: INPUT.to_string(),

@@ -149,6 +149,7 @@ fn config(model: ZooModel, max_batch_size: usize, image: &[usize], classes: usiz
         idle_spin: spindle_core::config::DEFAULT_IDLE_SPIN,
         engine: Default::default(),
         version_policy: Default::default(),
+        version_labels: Default::default(),
         require_success_marker: false,
         inputs: vec![TensorSpec {
             name: "images".to_string(),

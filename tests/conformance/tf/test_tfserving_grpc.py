@@ -45,6 +45,9 @@ class TfServingGrpc(unittest.TestCase):
     def setUpClass(cls):
         cls.repo = tempfile.TemporaryDirectory(prefix="spindle-tfgrpc-")
         harness.spindle("zoo", "--out", cls.repo.name, "--models", MODEL)
+        # A version label, as TF Serving's model config gives them (test_version_label_*).
+        with open(f"{cls.repo.name}/{MODEL}/config.toml", "a") as f:
+            f.write("\n[version_labels]\nstable = 1\n")
         cls.server = harness.Server(cls.repo.name).__enter__()
         cls.channel = grpc.insecure_channel(cls.server.grpc)
         cls.predictions = prediction_service_pb2_grpc.PredictionServiceStub(cls.channel)
@@ -184,6 +187,24 @@ class TfServingGrpc(unittest.TestCase):
                 self.assertIn(text, caught.exception.details())
         # The server still answers.
         self.assertIn("probabilities", self.predict(x).outputs)
+
+    def test_version_label_selects_the_labelled_version(self):
+        x = images(2, 6)
+        response = self.predict(tf.make_tensor_proto(x), version_label="stable")
+        self.assertClose(response, self.rest_predict(x.tolist()))
+        self.assertEqual(response.model_spec.version.value, 1)
+        by_label = np.array(self.rest(f"/v1/models/{MODEL}/labels/stable:predict",
+                                      {"instances": x.tolist()})["predictions"])
+        self.assertClose(response, by_label)
+        request = get_model_metadata_pb2.GetModelMetadataRequest(metadata_field=["signature_def"])
+        request.model_spec.name = MODEL
+        request.model_spec.version_label = "stable"
+        self.assertEqual(self.predictions.GetModelMetadata(request, timeout=60)
+                         .model_spec.version.value, 1)
+        with self.assertRaises(grpc.RpcError) as caught:
+            self.predict(tf.make_tensor_proto(x), version_label="canary")
+        self.assertEqual(caught.exception.code(), grpc.StatusCode.NOT_FOUND)
+        self.assertIn("no version label 'canary' (labels: stable = 1)", caught.exception.details())
 
     def request(self, tensor, name):
         request = predict_pb2.PredictRequest()

@@ -17,5 +17,6 @@ mod score_images;
 mod score_yarn;
 mod tfserving_grpc;
 mod tls;
+mod version_labels;
 mod yarn;
 mod yarn_cluster;

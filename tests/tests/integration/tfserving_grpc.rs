@@ -24,7 +24,7 @@ use tonic::transport::Channel;
 
 const PIXELS: usize = 24 * 24 * 3;
 
-fn images(n: usize, seed: usize) -> Vec<f32> {
+pub(crate) fn images(n: usize, seed: usize) -> Vec<f32> {
     (0..n * PIXELS)
         .map(|i| ((i * 7 + seed * 13) % 97) as f32 / 97.0 - 0.5)
         .collect()
@@ -45,7 +45,7 @@ fn shape(dims: &[i64]) -> Option<TensorShapeProto> {
 
 /// A DT_FLOAT tensor of `n` images, in `float_val` or (as tf.make_tensor_proto writes it) in
 /// `tensor_content`.
-fn image_tensor(data: &[f32], content: bool) -> TensorProto {
+pub(crate) fn image_tensor(data: &[f32], content: bool) -> TensorProto {
     let n = (data.len() / PIXELS) as i64;
     let mut t = TensorProto {
         dtype: TfType::DtFloat as i32,
@@ -68,7 +68,7 @@ fn spec(model: &str, version: Option<i64>) -> Option<tfs::ModelSpec> {
     })
 }
 
-fn predict_request(version: Option<i64>, input: TensorProto) -> tfs::PredictRequest {
+pub(crate) fn predict_request(version: Option<i64>, input: TensorProto) -> tfs::PredictRequest {
     tfs::PredictRequest {
         model_spec: spec("cifar10", version),
         inputs: HashMap::from([("images".to_string(), input)]),
@@ -76,13 +76,13 @@ fn predict_request(version: Option<i64>, input: TensorProto) -> tfs::PredictRequ
     }
 }
 
-async fn prediction(server: &TestServer) -> PredictionServiceClient<Channel> {
+pub(crate) async fn prediction(server: &TestServer) -> PredictionServiceClient<Channel> {
     PredictionServiceClient::connect(format!("http://{}", server.grpc_addr))
         .await
         .unwrap()
 }
 
-async fn model_service(server: &TestServer) -> ModelServiceClient<Channel> {
+pub(crate) async fn model_service(server: &TestServer) -> ModelServiceClient<Channel> {
     ModelServiceClient::connect(format!("http://{}", server.grpc_addr))
         .await
         .unwrap()
@@ -121,7 +121,7 @@ fn max_difference(a: &[f32], b: &[f32]) -> f32 {
 }
 
 /// The answered probabilities, after checking the answer's spec, dtype and shape.
-fn probabilities(answer: &tfs::PredictResponse, rows: i64, version: i64) -> Vec<f32> {
+pub(crate) fn probabilities(answer: &tfs::PredictResponse, rows: i64, version: i64) -> Vec<f32> {
     let spec = answer.model_spec.as_ref().expect("model_spec answered");
     assert_eq!(spec.name, "cifar10");
     assert_eq!(spec.signature_name, "serving_default");
@@ -230,7 +230,7 @@ async fn metadata_is_the_serving_default_signature_def() {
 
 /// A repository where cifar10 has version 1 (seed 7), version 2 (other weights) and a version
 /// 3 whose model file is junk, all three served (`version_policy = "all"`).
-fn three_versions() -> tempfile::TempDir {
+pub(crate) fn three_versions() -> tempfile::TempDir {
     let repo = spindle_tests::zoo_repo(&[ZooModel::Cifar10]);
     let second = spindle_zoo::build(ZooModel::Cifar10, 8);
     spindle_zoo::write_model(repo.path(), &second, 2).unwrap();
@@ -295,12 +295,12 @@ async fn versions_are_selected_and_reported() {
     let mut labelled = predict_request(None, image_tensor(&data, false));
     labelled.model_spec.as_mut().unwrap().version_choice =
         Some(VersionChoice::VersionLabel("stable".into()));
+    // This config has no [version_labels] (version_labels.rs serves a model that has).
     let err = client.predict(labelled).await.unwrap_err();
-    assert_eq!(err.code(), Code::InvalidArgument, "{err}");
+    assert_eq!(err.code(), Code::NotFound, "{err}");
     assert!(
         err.message()
-            .contains("version_label 'stable' is not a label of model 'cifar10'")
-            && err.message().contains("ready: 1, 2"),
+            .contains("model 'cifar10' has no version label 'stable' (it has none"),
         "{}",
         err.message()
     );

@@ -7,6 +7,7 @@ use crate::placement::EngineChoice;
 use crate::tensor::element_count;
 use crate::version_policy::VersionPolicy;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 /// A config that cannot be used; names the offending field.
@@ -244,6 +245,11 @@ pub struct ModelConfig {
     /// Which versions to serve (repository loading; default: the newest one).
     #[serde(default, skip_serializing_if = "VersionPolicy::is_default")]
     pub version_policy: VersionPolicy,
+    /// TF Serving's version labels: names clients select a version by (`[version_labels]`
+    /// `stable = 3`, `canary = 4`), over TF REST (`/labels/{label}`) and TF Serving gRPC
+    /// (`model_spec.version_label`). A label of a version that is not loaded answers 404.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub version_labels: BTreeMap<String, u64>,
     /// Serve a version only once its directory holds a `_SUCCESS` marker: for writers that
     /// cannot publish by rename (a Spark or Pig job writing in place).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -296,6 +302,7 @@ impl ModelConfig {
         self.version_policy
             .validate()
             .map_err(|message| ConfigError::new("version_policy", message))?;
+        self.validate_labels()?;
         if self.max_queue_size == 0 {
             return Err(ConfigError::new("max_queue_size", "must be at least 1"));
         }
@@ -335,6 +342,33 @@ impl ModelConfig {
                         format!("'{}' appears twice", spec.name),
                     ));
                 }
+            }
+        }
+        Ok(())
+    }
+
+    /// Labels are names (not numbers, which would read as versions), and name versions the
+    /// version policy can load.
+    fn validate_labels(&self) -> Result<(), ConfigError> {
+        for (label, &version) in &self.version_labels {
+            let field = format!("version_labels.{label}");
+            if !is_valid_name(label) || label.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(ConfigError::new(
+                    field,
+                    format!(
+                        "'{label}' is not a valid label (use letters, digits, '_', '-' and '.', not only digits, which read as a version number)"
+                    ),
+                ));
+            }
+            if let VersionPolicy::Specific(served) = &self.version_policy
+                && !served.contains(&version)
+            {
+                return Err(ConfigError::new(
+                    field,
+                    format!(
+                        "names version {version}, which version_policy {{ specific = {served:?} }} never loads; label a version it serves"
+                    ),
+                ));
             }
         }
         Ok(())
@@ -572,6 +606,37 @@ dims = [-1, 10]
         );
         let err = ModelConfig::from_toml(&unknown).unwrap_err();
         assert!(err.message.contains("cifar10_image"), "{err}");
+    }
+
+    #[test]
+    fn version_labels_parse_round_trip_and_are_checked() {
+        let labelled = format!("{CIFAR}\n[version_labels]\nstable = 3\ncanary = 4\n");
+        let config = ModelConfig::from_toml(&labelled).unwrap();
+        assert_eq!(config.version_labels["stable"], 3);
+        assert_eq!(config.version_labels["canary"], 4);
+        assert_eq!(ModelConfig::from_toml(&config.to_toml()).unwrap(), config);
+        assert!(
+            !ModelConfig::from_toml(CIFAR)
+                .unwrap()
+                .to_toml()
+                .contains("version_labels")
+        );
+
+        for bad in ["\"7\" = 3", "\"a b\" = 3"] {
+            let text = format!("{CIFAR}\n[version_labels]\n{bad}\n");
+            let err = ModelConfig::from_toml(&text).unwrap_err();
+            assert!(err.field.starts_with("version_labels."), "{err}");
+            assert!(err.message.contains("not a valid label"), "{err}");
+        }
+        let specific = format!(
+            "version_policy = {{ specific = [1, 3] }}\n{CIFAR}\n[version_labels]\ncanary = 4\n"
+        );
+        let err = ModelConfig::from_toml(&specific).unwrap_err();
+        assert_eq!(err.field, "version_labels.canary");
+        assert!(
+            err.message.contains("names version 4") && err.message.contains("[1, 3]"),
+            "{err}"
+        );
     }
 
     #[test]

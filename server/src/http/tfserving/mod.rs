@@ -1,10 +1,13 @@
 //! TensorFlow Serving's REST API, for applications written against it:
 //!
-//! - `POST /v1/models/{m}[/versions/{v}]:predict` with the row format (`instances` ->
+//! - `POST /v1/models/{m}[/versions/{v}|/labels/{l}]:predict` with the row format (`instances` ->
 //!   `predictions`) or the columnar format (`inputs` -> `outputs`); binary values as
 //!   `{"b64": "..."}` (encoded images for preprocessed inputs);
-//! - `GET /v1/models/{m}[/versions/{v}]`: version status;
-//! - `GET /v1/models/{m}[/versions/{v}]/metadata`: the `serving_default` signature.
+//! - `GET /v1/models/{m}[/versions/{v}|/labels/{l}]`: version status;
+//! - `GET /v1/models/{m}[/versions/{v}|/labels/{l}]/metadata`: the `serving_default` signature.
+//!
+//! A label is one of config.toml's `[version_labels]`; an unknown one, or one naming a version
+//! that is not loaded, is a 404 naming the label and the labels there are.
 //!
 //! Requests go through the same pipeline and batcher as KServe v2; errors are TF Serving's
 //! `{"error": "..."}` with the status codes of the shared table.
@@ -49,6 +52,19 @@ pub fn routes() -> Router<AppState> {
             "/v1/models/{model}/versions/{version}/metadata",
             get(version_metadata),
         )
+        .route(
+            "/v1/models/{model}/labels/{label}",
+            get(label_status).post(label_predict),
+        )
+        .route(
+            "/v1/models/{model}/labels/{label}/metadata",
+            get(label_metadata),
+        )
+}
+
+/// The version number a label of `model` selects, as a path segment would give it.
+fn label_version(state: &AppState, model: &str, label: &str) -> Result<String, InferError> {
+    Ok(state.models.lookup_label(model, label)?.version.to_string())
 }
 
 /// Splits `name:verb`; only `predict` is served.
@@ -83,6 +99,16 @@ async fn version_predict(
 ) -> Result<Json<Value>, ApiError> {
     let version = predict_target(&segment)?;
     run_predict(&state, &model, Some(version), body).await
+}
+
+async fn label_predict(
+    State(state): State<AppState>,
+    Path((model, segment)): Path<(String, String)>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let label = predict_target(&segment)?;
+    let version = label_version(&state, &model, label)?;
+    run_predict(&state, &model, Some(&version), body).await
 }
 
 async fn run_predict(
@@ -184,6 +210,14 @@ async fn version_status(
     Ok(Json(status_json(&state, &model, Some(&version))?))
 }
 
+async fn label_status(
+    State(state): State<AppState>,
+    Path((model, label)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let version = label_version(&state, &model, &label)?;
+    Ok(Json(status_json(&state, &model, Some(&version))?))
+}
+
 fn signature_tensors(specs: &[TensorSpec]) -> Value {
     let entries: Map<String, Value> = specs
         .iter()
@@ -234,5 +268,14 @@ async fn version_metadata(
 ) -> Result<Json<Value>, ApiError> {
     Ok(Json(metadata_json(
         &state.models.lookup(&model, Some(&version))?,
+    )))
+}
+
+async fn label_metadata(
+    State(state): State<AppState>,
+    Path((model, label)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    Ok(Json(metadata_json(
+        &state.models.lookup_label(&model, &label)?,
     )))
 }

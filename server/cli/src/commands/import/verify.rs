@@ -33,6 +33,7 @@ pub fn config(args: &TfImportArgs, converted: &Converted) -> anyhow::Result<Mode
         idle_spin: spindle_core::config::DEFAULT_IDLE_SPIN,
         engine: args.engine,
         version_policy: Default::default(),
+        version_labels: Default::default(),
         require_success_marker: false,
         inputs,
         outputs: converted.outputs.iter().map(spec).collect(),
