@@ -182,7 +182,7 @@ set -e
 phase "conformance"
 # TensorFlow beside Spindle (tests/conformance/tf): TensorFlow reads what Spindle writes and the
 # other way round, imported TensorFlow models answer as TensorFlow does, TF Serving's own clients
-# work unchanged. Its virtual environment (tensorflow-cpu, tf2onnx, ~600 MB) is cached in .cache/.
+# work unchanged. Its virtual environment (tensorflow-cpu, tf2onnx, ~1.6 GB) is cached in .cache/.
 if ! wait "$tf_venv_prep"; then
   echo "test: installing TensorFlow's environment in the background failed (run.sh tries again):" >&2
   cat "$tf_venv_log" >&2
