@@ -147,6 +147,15 @@ impl ServeProcess {
     /// library needed, and one engine per core keeps several replicas light) and waits until
     /// it is ready.
     pub async fn start(repo: &Path, addr: SocketAddr) -> anyhow::Result<ServeProcess> {
+        Self::start_with(repo, addr, &[]).await
+    }
+
+    /// [`ServeProcess::start`] with `extra` flags after the usual ones.
+    pub async fn start_with(
+        repo: &Path,
+        addr: SocketAddr,
+        extra: &[&str],
+    ) -> anyhow::Result<ServeProcess> {
         let child = std::process::Command::new(spindle_binary())
             .args([
                 "serve",
@@ -160,6 +169,7 @@ impl ServeProcess {
             .arg(repo)
             .arg("--http-addr")
             .arg(addr.to_string())
+            .args(extra)
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()?;

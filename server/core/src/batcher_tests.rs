@@ -184,26 +184,6 @@ async fn a_full_queue_refuses_at_once_with_retry_after() {
     batcher.infer(row(3.0), 1, None).await.unwrap();
 }
 
-#[tokio::test(start_paused = true)]
-async fn a_request_past_its_deadline_is_answered_504_and_never_computed() {
-    let probe = Probe::default();
-    let batcher = start(&probe, settings(4, 0, 16));
-    probe.close();
-    let running = spawn_infer(&batcher, 1.0);
-    until_batches(&probe, 1).await;
-    let deadline = Instant::now() + Duration::from_millis(50);
-    let err = batcher
-        .infer(row(7.0), 1, Some(deadline))
-        .await
-        .unwrap_err();
-    assert_eq!(err.kind, ErrorKind::DeadlineExceeded);
-    assert_eq!(err.kind.classify().http, 504);
-    probe.open();
-    running.await.unwrap().unwrap();
-    batcher.infer(row(2.0), 1, None).await.unwrap();
-    assert_eq!(probe.batches(), vec![vec![1.0], vec![2.0]]);
-}
-
 /// The `spindle_requests_total` samples of `metrics`, by outcome.
 fn outcomes(metrics: &Metrics) -> Vec<(String, f64)> {
     metrics
@@ -218,7 +198,7 @@ fn outcomes(metrics: &Metrics) -> Vec<(String, f64)> {
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_request_that_times_out_in_the_queue_is_counted_once() {
+async fn a_request_past_its_deadline_is_answered_504_never_computed_and_counted_once() {
     let probe = Probe::default();
     let metrics = Metrics::new();
     let batcher = Batcher::start(
@@ -236,10 +216,12 @@ async fn a_request_that_times_out_in_the_queue_is_counted_once() {
         .await
         .unwrap_err();
     assert_eq!(err.kind, ErrorKind::DeadlineExceeded);
+    assert_eq!(err.kind.classify().http, 504);
     // The worker finds the expired request when it takes the next batch.
     probe.open();
     running.await.unwrap().unwrap();
     batcher.infer(row(2.0), 1, None).await.unwrap();
+    assert_eq!(probe.batches(), vec![vec![1.0], vec![2.0]]);
     let mut counted = outcomes(&metrics);
     counted.sort_by(|a, b| a.0.cmp(&b.0));
     assert_eq!(

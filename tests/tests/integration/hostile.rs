@@ -271,36 +271,12 @@ fn peak_rss(pid: u32) -> u64 {
 /// A `spindle serve` child over `repo` (tract, HTTP only) with `extra` flags, once it is ready:
 /// its own process, so that its peak memory is its own.
 async fn serve_child(repo: &std::path::Path, extra: &[&str]) -> spindle_tests::ServeProcess {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port();
-    let child = std::process::Command::new(spindle_tests::spindle_binary())
-        .args([
-            "serve",
-            "--poll-interval",
-            "0",
-            "--engine",
-            "tract",
-            "--no-grpc",
-        ])
-        .arg("--repo")
-        .arg(repo)
-        .args(["--http-addr", &format!("127.0.0.1:{port}")])
-        .args(extra)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("starting spindle serve");
-    let mut process = spindle_tests::ServeProcess {
-        child,
-        url: format!("http://127.0.0.1:{port}"),
-    };
-    process
-        .wait_ready(Duration::from_secs(60))
+        .expect("a free port");
+    spindle_tests::ServeProcess::start_with(repo, addr, extra)
         .await
-        .expect("spindle serve ready");
-    process
+        .expect("spindle serve ready")
 }
 
 /// A JPEG of `width` x `height` pixels of one colour: small, and megabytes once decoded.
