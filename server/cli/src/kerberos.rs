@@ -4,7 +4,7 @@
 
 use clap::Args;
 use spindle_core::UsageError;
-use std::os::unix::process::CommandExt;
+use std::ffi::OsString;
 use std::path::PathBuf;
 
 /// MIT Kerberos' client keytab: GSSAPI gets (and renews) initial tickets from it on demand.
@@ -26,28 +26,26 @@ pub struct KerberosArgs {
 }
 
 impl KerberosArgs {
-    /// With `--keytab`: re-executes this program (the same process id, arguments and standard
-    /// streams) with `KRB5_CLIENT_KTNAME` set to the keytab and `KRB5CCNAME` to a private
-    /// in-memory ticket cache, so that MIT's GSSAPI (SPNEGO to the ResourceManager) logs in
-    /// from the keytab, and again when the ticket expires, without touching the user's own
-    /// cache. An environment cannot be changed safely once threads run, hence a new image.
-    /// Returns when there is nothing to do; an error when the exec failed.
-    pub fn reexec_with_keytab(&self) -> std::io::Result<()> {
+    /// With `--keytab`: the environment MIT's GSSAPI needs, `KRB5_CLIENT_KTNAME` set to the
+    /// keytab and `KRB5CCNAME` to a private in-memory ticket cache, so that SPNEGO to the
+    /// ResourceManager logs in from the keytab, and again when the ticket expires, without
+    /// touching the user's own cache. Empty when there is no keytab, or when this process
+    /// already runs with it (after the re-execution in `main`).
+    pub fn exec_env(&self) -> std::io::Result<Vec<(&'static str, OsString)>> {
         let Some(keytab) = &self.keytab else {
-            return Ok(());
+            return Ok(Vec::new());
         };
         let keytab = std::path::absolute(keytab)?;
         if std::env::var_os(CLIENT_KEYTAB_ENV).as_deref() == Some(keytab.as_os_str()) {
-            return Ok(());
+            return Ok(Vec::new());
         }
-        Err(std::process::Command::new(std::env::current_exe()?)
-            .args(std::env::args_os().skip(1))
-            .env(CLIENT_KEYTAB_ENV, &keytab)
-            .env(
+        Ok(vec![
+            (CLIENT_KEYTAB_ENV, keytab.into_os_string()),
+            (
                 "KRB5CCNAME",
-                format!("MEMORY:spindle-{}", std::process::id()),
-            )
-            .exec())
+                format!("MEMORY:spindle-{}", std::process::id()).into(),
+            ),
+        ])
     }
 
     /// Sets the process's Kerberos login when `--keytab` was given; a keytab that cannot be
