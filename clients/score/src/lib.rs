@@ -8,25 +8,33 @@
 //!   servers through the client library (load spread, retries).
 //!
 //! Workers (one per core) take shards from a shared list. Each reads its shard (plain, gz or
-//! bz2), transforms rows with the model's own `features.toml`, scores batches on its
+//! bz2; one on HDFS is first downloaded to a local temporary file and streamed from there),
+//! transforms rows with the model's own `features.toml`, scores batches on its
 //! [`backend::ScoreBackend`], and writes `row<TAB>probability[<TAB>label]` lines to a hidden
-//! temporary file that is renamed into place only when the shard is complete. A rerun therefore
-//! skips finished parts and redoes unfinished ones; `_SUCCESS` is written only when every shard
-//! is done. Malformed rows are counted and skipped up to `--max-errors`; an unreadable shard
-//! fails alone and the job exits non-zero.
+//! temporary file that is renamed into place (or, for an `hdfs://` output, uploaded and
+//! renamed there) only when the shard is complete. A rerun therefore skips finished parts and
+//! redoes unfinished ones; `_SUCCESS` is written only when every shard is done. Malformed rows
+//! are counted and skipped up to `--max-errors`; an unreadable shard fails alone and the job
+//! exits non-zero. An executor of a YARN job scores only its [`Share`] of the shards, as an
+//! image job's does, and leaves `_SUCCESS` to the job ([`merge_summaries`]).
 
 pub mod backend;
 pub mod images;
 
 use anyhow::Context;
 use backend::{BackendFactory, ScoreBackend};
-use serde::Serialize;
+pub use images::input::Shard;
+use images::input::{Io, LocalFile};
+use images::job::part_names;
+use images::output::Output;
+pub use images::output::Share;
+use serde::{Deserialize, Serialize};
 use spindle_core::{Tensor, TensorData};
 use spindle_criteo::metrics::LogLoss;
-use spindle_criteo::shard::{Compression, LineChunks, lines, open_shard_stream};
+use spindle_criteo::shard::{LineChunks, lines, open_shard_stream};
 use spindle_criteo::transform::{RowProblem, Transformer};
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Instant;
@@ -41,12 +49,20 @@ const EXAMPLES: usize = 10;
 /// rows are scored (AUC is exact up to ties inside one bin of width 2^-20).
 const AUC_BINS: usize = 1 << 20;
 
+/// Bins an executor's summary carries for the job's AUC: coarser (ties inside a width of
+/// 2^-16 count half), so a summary stays small (at most 65,536 entries).
+const MERGE_BINS: usize = 1 << 16;
+
 /// What a job does.
 pub struct ScoreJob {
-    /// Input shards, sorted.
-    pub inputs: Vec<PathBuf>,
-    /// Output directory.
-    pub output: PathBuf,
+    /// Input shards, sorted: local files ([`Shard::local`]) or on HDFS
+    /// ([`images::input::expand`]).
+    pub inputs: Vec<Shard>,
+    /// Output directory: a local path or `hdfs://...`.
+    pub output: String,
+    /// Which of the shards this process scores ([`Share::ALL`] unless it is one executor of
+    /// several; then it writes no `_SUCCESS`).
+    pub share: Share,
     /// Rows per backend call.
     pub batch: usize,
     /// Worker threads.
@@ -72,7 +88,7 @@ pub struct Silent;
 impl Progress for Silent {}
 
 /// The result of a job, printed and optionally written as JSON.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ScoreSummary {
     /// Backend description.
     pub backend: String,
@@ -100,8 +116,12 @@ pub struct ScoreSummary {
     pub auc: Option<f64>,
     /// Whether the job stopped on `--max-errors`.
     pub stopped_on_errors: bool,
-    /// Whether `_SUCCESS` was written.
+    /// Whether `_SUCCESS` was written (for an executor: whether its share is complete).
     pub complete: bool,
+    /// An executor's labelled rows as `[bin, negatives, positives]` over [`MERGE_BINS`] bins
+    /// of the probability, non-empty bins only, for the job's AUC; empty for a whole job.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub auc_bins: Vec<[u64; 3]>,
 }
 
 #[derive(Default)]
@@ -112,36 +132,6 @@ struct Shared {
     examples: Mutex<Vec<String>>,
     failed: Mutex<Vec<String>>,
     metrics: Mutex<(LogLoss, Vec<[u64; 2]>)>,
-}
-
-/// The output part of `input`: its path relative to the inputs' common directory, without a
-/// compression extension, plus `.tsv`.
-fn output_part(common: &Path, input: &Path, output: &Path) -> PathBuf {
-    let relative = input.strip_prefix(common).unwrap_or(input);
-    let mut name = relative.to_path_buf();
-    if Compression::of(input) != Compression::None {
-        name.set_extension("");
-    }
-    let file = format!(
-        "{}.tsv",
-        name.file_name().and_then(|n| n.to_str()).unwrap_or("part")
-    );
-    output.join(name.with_file_name(file))
-}
-
-fn common_dir(inputs: &[PathBuf]) -> PathBuf {
-    let mut common = inputs[0]
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_default();
-    for input in &inputs[1..] {
-        while !input.starts_with(&common) {
-            if !common.pop() {
-                break;
-            }
-        }
-    }
-    common
 }
 
 impl ScoreJob {
@@ -159,16 +149,13 @@ impl ScoreJob {
     ) -> anyhow::Result<ScoreSummary> {
         let started = Instant::now();
         let transformer = Transformer::new(factory.spec().clone())?;
-        std::fs::create_dir_all(&self.output)
-            .with_context(|| format!("creating {}", self.output.display()))?;
-        let common = common_dir(&self.inputs);
-        let pending: Vec<(&PathBuf, PathBuf)> = self
-            .inputs
-            .iter()
-            .map(|input| (input, output_part(&common, input, &self.output)))
-            .filter(|(_, part)| !part.is_file())
-            .collect();
-        let skipped = self.inputs.len() - pending.len();
+        if self.inputs.is_empty() {
+            anyhow::bail!("no input shards");
+        }
+        let io = Io::new()?;
+        let output = Output::open(&self.output, &io)?;
+        let (pending, skipped) =
+            output.pending(&self.inputs, part_names(&self.inputs), self.share)?;
         let workers = self.workers.clamp(1, pending.len().max(1));
         let backends = if pending.is_empty() {
             Vec::new()
@@ -185,15 +172,25 @@ impl ScoreJob {
         let scored = AtomicUsize::new(0);
         std::thread::scope(|scope| {
             for mut backend in backends {
-                let (pending, shared, transformer, next, scored, bar) =
-                    (&pending, &shared, &transformer, &next, &scored, &bar);
+                let (pending, shared, transformer, next, scored, bar, io, output) = (
+                    &pending,
+                    &shared,
+                    &transformer,
+                    &next,
+                    &scored,
+                    &bar,
+                    &io,
+                    &output,
+                );
                 scope.spawn(move || {
                     while !shared.stop.load(Ordering::Relaxed) {
                         let Some((input, part)) = pending.get(next.fetch_add(1, Ordering::Relaxed))
                         else {
                             break;
                         };
-                        match self.score_shard(input, part, transformer, backend.as_mut(), shared) {
+                        let place = Place { io, output, part };
+                        match self.score_shard(input, place, transformer, backend.as_mut(), shared)
+                        {
                             Ok(true) => {
                                 scored.fetch_add(1, Ordering::Relaxed);
                             }
@@ -202,7 +199,7 @@ impl ScoreJob {
                                 .failed
                                 .lock()
                                 .expect("no panics while held")
-                                .push(format!("{}: {e:#}", input.display())),
+                                .push(format!("{}: {e:#}", input.display)),
                         }
                         let rows = shared.rows.load(Ordering::Relaxed);
                         let rate = rows as f64 / started.elapsed().as_secs_f64();
@@ -216,11 +213,15 @@ impl ScoreJob {
         let stopped = shared.stop.load(Ordering::Relaxed);
         let failed = shared.failed.into_inner().expect("threads joined");
         let complete = failed.is_empty() && !stopped;
-        if complete {
-            std::fs::write(self.output.join(SUCCESS), b"")
-                .with_context(|| format!("writing {}", self.output.join(SUCCESS).display()))?;
+        if complete && !self.share.is_partial() {
+            output.write(SUCCESS, b"")?;
         }
         let (loss, bins) = shared.metrics.into_inner().expect("threads joined");
+        let auc_bins = if self.share.is_partial() {
+            coarse_bins(&bins)
+        } else {
+            Vec::new()
+        };
         let rows = shared.rows.load(Ordering::Relaxed);
         let seconds = started.elapsed().as_secs_f64();
         Ok(ScoreSummary {
@@ -238,27 +239,26 @@ impl ScoreJob {
             auc: binned_auc(&bins),
             stopped_on_errors: stopped,
             complete,
+            auc_bins,
         })
     }
 
-    /// Scores one shard into `part`. `Ok(false)` when the job was stopped meanwhile.
+    /// Scores one shard into its part. `Ok(false)` when the job was stopped meanwhile.
     fn score_shard(
         &self,
-        input: &Path,
-        part: &Path,
+        input: &Shard,
+        place: Place,
         transformer: &Transformer,
         backend: &mut dyn ScoreBackend,
         shared: &Shared,
     ) -> anyhow::Result<bool> {
-        let dir = part.parent().expect("parts live in the output directory");
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        let name = part.file_name().and_then(|n| n.to_str()).unwrap_or("part");
-        let temporary = dir.join(format!(".{name}.tmp"));
-        let result = self.score_into(input, &temporary, transformer, backend, shared);
+        let temporary = place.output.local_temporary(place.part)?;
+        let local = input.local_file(place.io)?;
+        let result = self.score_into(input, &local, &temporary, transformer, backend, shared);
+        drop(local);
         match result {
             Ok(true) => {
-                std::fs::rename(&temporary, part)
-                    .with_context(|| format!("renaming {} into place", temporary.display()))?;
+                place.output.publish_file(place.part, &temporary)?;
                 Ok(true)
             }
             other => {
@@ -270,13 +270,14 @@ impl ScoreJob {
 
     fn score_into(
         &self,
-        input: &Path,
+        input: &Shard,
+        local: &LocalFile,
         temporary: &Path,
         transformer: &Transformer,
         backend: &mut dyn ScoreBackend,
         shared: &Shared,
     ) -> anyhow::Result<bool> {
-        let mut chunks = LineChunks::new(open_shard_stream(input)?);
+        let mut chunks = LineChunks::new(open_shard_stream(&local.path)?);
         let file = std::fs::File::create(temporary)
             .with_context(|| format!("creating {}", temporary.display()))?;
         let mut part = PartWriter {
@@ -326,11 +327,11 @@ impl ScoreJob {
 
     /// Counts a malformed row, keeps the first few as examples, and stops the job past
     /// `--max-errors`.
-    fn malformed(&self, input: &Path, number: u64, problem: RowProblem, shared: &Shared) {
+    fn malformed(&self, input: &Shard, number: u64, problem: RowProblem, shared: &Shared) {
         let seen = shared.malformed.fetch_add(1, Ordering::Relaxed) + 1;
         let mut examples = shared.examples.lock().expect("no panics while held");
         if examples.len() < EXAMPLES {
-            examples.push(format!("{}:{number}: {problem}", input.display()));
+            examples.push(format!("{}:{number}: {problem}", input.display));
         }
         drop(examples);
         if seen > self.max_errors {
@@ -392,6 +393,14 @@ impl PartWriter {
     }
 }
 
+/// Where one shard's part goes.
+#[derive(Clone, Copy)]
+struct Place<'a> {
+    io: &'a Io,
+    output: &'a Output,
+    part: &'a str,
+}
+
 #[derive(Default)]
 struct Batch {
     ids: Vec<i64>,
@@ -401,6 +410,70 @@ struct Batch {
 
 fn bin(p: f32) -> usize {
     ((p.clamp(0.0, 1.0) as f64 * AUC_BINS as f64) as usize).min(AUC_BINS - 1)
+}
+
+/// The non-empty bins of `bins` summed into [`MERGE_BINS`] coarser ones, as
+/// `[bin, negatives, positives]`.
+fn coarse_bins(bins: &[[u64; 2]]) -> Vec<[u64; 3]> {
+    let width = bins.len().div_ceil(MERGE_BINS).max(1);
+    bins.chunks(width)
+        .enumerate()
+        .filter_map(|(i, chunk)| {
+            let [n, p] = chunk.iter().fold([0, 0], |[n, p], b| [n + b[0], p + b[1]]);
+            (n + p > 0).then_some([i as u64, n, p])
+        })
+        .collect()
+}
+
+/// The summary of a Criteo job whose executors ran side by side: counts added up, the log
+/// loss over every labelled row, the AUC from the executors' coarse bins, and the time of the
+/// slowest executor (rows/s is the rows over it). Complete when every executor was.
+pub fn merge_summaries(backend: String, executors: &[ScoreSummary]) -> ScoreSummary {
+    let sum = |f: fn(&ScoreSummary) -> u64| executors.iter().map(f).sum::<u64>();
+    let rows = sum(|s| s.rows);
+    let labelled = sum(|s| s.labelled_rows);
+    let loss: f64 = executors
+        .iter()
+        .map(|s| s.log_loss.unwrap_or(0.0) * s.labelled_rows as f64)
+        .sum();
+    let mut bins = vec![[0u64, 0u64]; MERGE_BINS];
+    for &[bin, n, p] in executors.iter().flat_map(|s| &s.auc_bins) {
+        if let Some(b) = bins.get_mut(bin as usize) {
+            b[0] += n;
+            b[1] += p;
+        }
+    }
+    let (seconds, shards_scored, shards_skipped, shards_failed) =
+        images::output::merge_shards(executors, |s| {
+            (
+                s.seconds,
+                s.shards_scored,
+                s.shards_skipped,
+                &s.shards_failed,
+            )
+        });
+    let mut examples: Vec<String> = executors
+        .iter()
+        .flat_map(|s| s.malformed_examples.iter().cloned())
+        .collect();
+    examples.truncate(EXAMPLES);
+    ScoreSummary {
+        backend,
+        rows,
+        seconds,
+        rows_per_s: rows as f64 / seconds.max(1e-9),
+        shards_scored,
+        shards_skipped,
+        shards_failed,
+        malformed_rows: sum(|s| s.malformed_rows),
+        malformed_examples: examples,
+        labelled_rows: labelled,
+        log_loss: (labelled > 0).then(|| loss / labelled as f64),
+        auc: binned_auc(&bins),
+        stopped_on_errors: executors.iter().any(|s| s.stopped_on_errors),
+        complete: !executors.is_empty() && executors.iter().all(|s| s.complete),
+        auc_bins: Vec::new(),
+    }
 }
 
 /// AUC from per-bin (negatives, positives) counts; pairs in one bin count half.

@@ -3,7 +3,9 @@ use super::*;
 use prost::Message;
 use spindle_core::engine::EngineChoice;
 use spindle_criteo::generate::{GenerateConfig, generate};
+use spindle_criteo::shard::Compression;
 use spindle_criteo::spec::FeatureSpec;
+use std::path::PathBuf;
 
 /// A repository with a criteo_ctr whose weights are a fixed function of the id (no training
 /// needed to test scoring), and two days of generated data, one day gzipped.
@@ -32,8 +34,9 @@ fn fixture() -> (tempfile::TempDir, PathBuf, PathBuf) {
 
 fn job(inputs: Vec<PathBuf>, output: &Path) -> ScoreJob {
     ScoreJob {
-        inputs,
-        output: output.to_path_buf(),
+        inputs: inputs.iter().map(|p| Shard::local(p)).collect(),
+        output: output.to_string_lossy().into_owned(),
+        share: Share::ALL,
         batch: 700,
         workers: 2,
         max_errors: 1000,
@@ -274,4 +277,43 @@ fn output_rows_are_formatted_exactly() {
     );
     assert_eq!(binned_auc(&[[1, 0], [0, 1]]), Some(1.0));
     assert_eq!(binned_auc(&[[1, 1]]), Some(0.5));
+}
+
+#[test]
+fn executor_shares_write_the_same_parts_and_merge_into_the_whole_jobs_metrics() {
+    let (dir, repo, data) = fixture();
+    let factory = factory(&repo);
+    let whole = dir.path().join("whole");
+    let single = job(shards(&data), &whole).run(&factory).unwrap();
+    let shared = dir.path().join("shared");
+    let executors: Vec<ScoreSummary> = (0..2)
+        .map(|index| {
+            let mut executor = job(shards(&data), &shared);
+            executor.share = Share { index, count: 2 };
+            executor.run(&factory).unwrap()
+        })
+        .collect();
+    // Each took two of the four shards and left _SUCCESS to its job.
+    for executor in &executors {
+        assert_eq!(executor.shards_scored, 2, "{executor:?}");
+        assert!(executor.complete && !executor.auc_bins.is_empty());
+    }
+    assert!(!shared.join(SUCCESS).exists());
+    assert_eq!(read_parts(&shared), read_parts(&whole));
+    assert!(single.auc_bins.is_empty(), "a whole job carries no bins");
+
+    let merged = merge_summaries("two".into(), &executors);
+    assert!(merged.complete);
+    assert_eq!(
+        (merged.rows, merged.labelled_rows, merged.shards_scored),
+        (single.rows, single.labelled_rows, 4)
+    );
+    let (loss, whole_loss) = (merged.log_loss.unwrap(), single.log_loss.unwrap());
+    assert!((loss - whole_loss).abs() < 1e-12, "{loss} vs {whole_loss}");
+    let (auc, whole_auc) = (merged.auc.unwrap(), single.auc.unwrap());
+    assert!((auc - whole_auc).abs() < 1e-3, "{auc} vs {whole_auc}");
+    // The summary an executor publishes is read back by its job.
+    let json = serde_json::to_string(&executors[0]).unwrap();
+    let back: ScoreSummary = serde_json::from_str(&json).unwrap();
+    assert_eq!(back.auc_bins, executors[0].auc_bins);
 }

@@ -8,8 +8,8 @@ use spindle_criteo::generate::{GenerateConfig, generate};
 use spindle_criteo::shard::{Compression, expand_glob, open_shard};
 use spindle_criteo::spec::FeatureSpec;
 use spindle_criteo::transform::Transformer;
-use spindle_score::ScoreJob;
 use spindle_score::backend::{LocalFactory, RemoteFactory};
+use spindle_score::{ScoreJob, Shard, Share};
 use spindle_tests::{TestServer, refusal, serve_config, start, zoo_repo};
 use spindle_zoo::ZooModel;
 use std::io::BufRead;
@@ -149,8 +149,9 @@ async fn scoring_through_servers_matches_scoring_in_process() {
     let inputs = expand_glob(&format!("{}/day_0/part-*", f.data.path().display())).unwrap();
     let out = tempfile::tempdir().unwrap();
     let job = |dir: &str| ScoreJob {
-        inputs: inputs.clone(),
-        output: out.path().join(dir),
+        inputs: inputs.iter().map(|p| Shard::local(p)).collect(),
+        output: out.path().join(dir).to_string_lossy().into_owned(),
+        share: Share::ALL,
         batch: 512,
         workers: 2,
         max_errors: 10,

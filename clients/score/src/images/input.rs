@@ -77,15 +77,7 @@ pub fn expand(pattern: &str, io: &Io) -> anyhow::Result<Vec<Shard>> {
             if !visible(name) {
                 continue;
             }
-            let parent = match path.parent() {
-                Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-                _ => ".".into(),
-            };
-            shards.push(Shard::new(
-                Storage::Local(parent),
-                name.to_string(),
-                path.is_dir(),
-            ));
+            shards.push(Shard::local(&path));
         }
         shards
     };
@@ -116,11 +108,46 @@ pub fn expand(pattern: &str, io: &Io) -> anyhow::Result<Vec<Shard>> {
     Ok(shards)
 }
 
+/// A shard's local file (see [`Shard::local_file`]).
+pub struct LocalFile {
+    /// Where it is.
+    pub path: std::path::PathBuf,
+    downloaded: bool,
+}
+
+impl Drop for LocalFile {
+    fn drop(&mut self) {
+        if self.downloaded {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// A fresh path in the system's temporary directory ending in `name` (so its compression
+/// extension is kept): `spindle-score-PID-N-NAME`.
+pub(crate) fn temporary_path(name: &str) -> std::path::PathBuf {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    std::env::temp_dir().join(format!("spindle-score-{}-{n}-{name}", std::process::id()))
+}
+
 fn visible(name: &str) -> bool {
     !name.starts_with('_') && !name.starts_with('.')
 }
 
 impl Shard {
+    /// The local file at `path`.
+    pub fn local(path: &Path) -> Shard {
+        let parent = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => ".".into(),
+        };
+        let name = path
+            .file_name()
+            .map_or_else(String::new, |n| n.to_string_lossy().into());
+        Shard::new(Storage::Local(parent), name, path.is_dir())
+    }
+
     fn new(storage: Storage, rel: String, is_dir: bool) -> Shard {
         let display = storage.display(&rel);
         Shard {
@@ -134,6 +161,28 @@ impl Shard {
     /// The shard's bytes, gunzipped when its name ends in `.gz`.
     pub fn read(&self, io: &Io) -> anyhow::Result<Vec<u8>> {
         read_file(&self.storage, &self.rel, io)
+    }
+
+    /// The shard as a local file, for readers that stream it (Criteo rows, which can be
+    /// gigabytes): itself when it is local, a downloaded copy (removed when the [`LocalFile`]
+    /// is dropped) when it is on HDFS. Compressed as the shard is.
+    pub fn local_file(&self, io: &Io) -> anyhow::Result<LocalFile> {
+        match &self.storage {
+            Storage::Local(root) => Ok(LocalFile {
+                path: root.join(&self.rel),
+                downloaded: false,
+            }),
+            Storage::Hdfs(_) => {
+                let name = self.rel.rsplit('/').next().unwrap_or(&self.rel);
+                let copy = LocalFile {
+                    path: temporary_path(name),
+                    downloaded: true,
+                };
+                io.block_on(self.storage.download(&self.rel, &copy.path))
+                    .with_context(|| format!("downloading {}", self.display))?;
+                Ok(copy)
+            }
+        }
     }
 
     /// The format of this shard judged from its name and first bytes: a directory holds

@@ -129,23 +129,8 @@ impl ImageJob {
         let output = Output::open(&self.output, io)?;
         // Part names come from every shard, so each executor names its share's parts as a
         // single process would.
-        let mut mine = 0;
-        let mut pending: Vec<(&Shard, String)> = Vec::new();
-        let parts = part_names(&self.shards);
-        for (position, (shard, part)) in self.shards.iter().zip(parts).enumerate() {
-            if !self.share.takes(position) {
-                continue;
-            }
-            mine += 1;
-            if !output.has(&part)? {
-                pending.push((shard, part));
-            }
-        }
-        let skipped = mine - pending.len();
-        if !pending.is_empty() && !self.share.is_partial() {
-            // A marker left from before a part went missing would vouch for this run.
-            output.remove(crate::SUCCESS)?;
-        }
+        let (pending, skipped) =
+            output.pending(&self.shards, part_names(&self.shards), self.share)?;
         let shared = Shared::default();
         progress.start(pending.len() as u64);
         if !pending.is_empty() {
@@ -550,7 +535,7 @@ impl<'a> PartWriter<'a> {
 }
 
 /// The part each shard is scored into, in order: its path below the directory all the shards
-/// share, without `.gz`, plus `.tsv`.
+/// share, without `.gz` or `.bz2`, plus `.tsv`.
 pub fn part_names(shards: &[Shard]) -> Vec<String> {
     let common = common_prefix(shards);
     shards.iter().map(|s| part_name(&common, s)).collect()
@@ -570,10 +555,14 @@ fn common_prefix(shards: &[Shard]) -> String {
     first[..end].to_string()
 }
 
-/// The part of a shard: its path below the common prefix, without `.gz`, plus `.tsv`.
+/// The part of a shard: its path below the common prefix, without `.gz` (or Criteo's `.bz2`),
+/// plus `.tsv`.
 fn part_name(common: &str, shard: &Shard) -> String {
     let relative = shard.display[common.len()..].trim_end_matches('/');
-    let relative = relative.strip_suffix(".gz").unwrap_or(relative);
+    let relative = [".gz", ".bz2"]
+        .iter()
+        .find_map(|ext| relative.strip_suffix(ext))
+        .unwrap_or(relative);
     format!("{relative}.tsv")
 }
 

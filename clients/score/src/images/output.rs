@@ -13,6 +13,7 @@ use anyhow::Context;
 use spindle_loader::{HDFS_RETRY, Storage};
 use std::collections::BTreeMap;
 use std::fmt;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 /// The directory executors leave their summaries in, inside the output directory.
@@ -85,6 +86,68 @@ impl Output {
             let _ = self.io.block_on(self.storage.delete(&temporary));
         }
         renamed.with_context(|| format!("renaming {} into place", self.display(&temporary)))
+    }
+
+    /// Publishes a finished part written to the local file `file` (which is gone afterwards).
+    /// Into a local directory, `file` is renamed to `rel` (write it under
+    /// [`Output::local_temporary`] so the rename stays on one file system); into HDFS, it is
+    /// uploaded under `.NAME.tmp` and renamed like [`Output::publish`].
+    ///
+    /// The upload holds the part in memory while it is sent: a Criteo part is about 20 bytes
+    /// per row, 20 MB for a shard of a million rows.
+    pub fn publish_file(&self, rel: &str, file: &Path) -> anyhow::Result<()> {
+        if let Storage::Local(root) = &self.storage {
+            let target = root.join(rel);
+            return std::fs::rename(file, &target)
+                .with_context(|| format!("renaming {} to {}", file.display(), target.display()));
+        }
+        let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()));
+        let _ = std::fs::remove_file(file);
+        self.publish(rel, &bytes?)
+    }
+
+    /// Where a part is written locally before [`Output::publish_file`]: `.NAME.tmp` beside it
+    /// in a local output directory (its directory created), or a file of the system's
+    /// temporary directory for HDFS output.
+    pub fn local_temporary(&self, rel: &str) -> anyhow::Result<PathBuf> {
+        let (dir, name) = rel.rsplit_once('/').unwrap_or(("", rel));
+        match &self.storage {
+            Storage::Local(root) => {
+                let dir = root.join(dir);
+                std::fs::create_dir_all(&dir)
+                    .with_context(|| format!("creating {}", dir.display()))?;
+                Ok(dir.join(format!(".{name}.tmp")))
+            }
+            Storage::Hdfs(_) => Ok(super::input::temporary_path(name)),
+        }
+    }
+
+    /// The parts of `shards` that `share` takes and that are not in this directory yet, and
+    /// how many of the share's parts are (finished by an earlier run). When a single process
+    /// has parts left to score, a `_SUCCESS` from an earlier run is removed: it would vouch
+    /// for this run.
+    pub fn pending<'a, T>(
+        &self,
+        shards: &'a [T],
+        parts: Vec<String>,
+        share: Share,
+    ) -> anyhow::Result<(Vec<(&'a T, String)>, usize)> {
+        let mut mine = 0;
+        let mut pending = Vec::new();
+        for (position, (shard, part)) in shards.iter().zip(parts).enumerate() {
+            if !share.takes(position) {
+                continue;
+            }
+            mine += 1;
+            if !self.has(&part)? {
+                pending.push((shard, part));
+            }
+        }
+        if !pending.is_empty() && !share.is_partial() {
+            self.remove(crate::SUCCESS)?;
+        }
+        let skipped = mine - pending.len();
+        Ok((pending, skipped))
     }
 
     /// Removes `rel` (a file or directory); a missing one is not an error.
@@ -170,18 +233,22 @@ pub fn merge_summaries(backend: String, executors: &[ImageSummary]) -> ImageSumm
             hits / labelled as f64
         })
     };
-    let seconds = executors.iter().map(|s| s.seconds).fold(0.0, f64::max);
+    let (seconds, shards_scored, shards_skipped, shards_failed) = merge_shards(executors, |s| {
+        (
+            s.seconds,
+            s.shards_scored,
+            s.shards_skipped,
+            &s.shards_failed,
+        )
+    });
     ImageSummary {
         backend,
         records,
         seconds,
         images_per_s: records as f64 / seconds.max(1e-9),
-        shards_scored: executors.iter().map(|s| s.shards_scored).sum(),
-        shards_skipped: executors.iter().map(|s| s.shards_skipped).sum(),
-        shards_failed: executors
-            .iter()
-            .flat_map(|s| s.shards_failed.iter().cloned())
-            .collect(),
+        shards_scored,
+        shards_skipped,
+        shards_failed,
         errors,
         labelled,
         precision_at_1: hits(|s| s.precision_at_1),
@@ -189,6 +256,23 @@ pub fn merge_summaries(backend: String, executors: &[ImageSummary]) -> ImageSumm
         stopped_on_errors: executors.iter().any(|s| s.stopped_on_errors),
         complete: !executors.is_empty() && executors.iter().all(|s| s.complete),
     }
+}
+
+/// What every executor summary counts alike, over executors side by side: the slowest one's
+/// seconds, shards scored and skipped added up, the failed ones listed.
+pub(crate) fn merge_shards<S>(
+    executors: &[S],
+    of: impl Fn(&S) -> (f64, usize, usize, &Vec<String>),
+) -> (f64, usize, usize, Vec<String>) {
+    let mut merged = (0.0, 0, 0, Vec::new());
+    for executor in executors {
+        let (seconds, scored, skipped, failed) = of(executor);
+        merged.0 = f64::max(merged.0, seconds);
+        merged.1 += scored;
+        merged.2 += skipped;
+        merged.3.extend(failed.iter().cloned());
+    }
+    merged
 }
 
 #[cfg(test)]

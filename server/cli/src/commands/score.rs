@@ -1,6 +1,6 @@
 //! `spindle score`: batch-scores raw Criteo shards or image datasets with the batch-scoring
 //! client (`spindle-score`), in-process or through running servers, and prints its summary.
-//! The input's format decides which: `--format`, or judged from the first shard. Images can
+//! The input's format decides which: `--format`, or judged from the first shard. Either can
 //! also be scored as a YARN job (`--yarn`, in [`score_yarn`]): executors in containers, each
 //! running this command on its share of the shards (`--executor I/N`).
 
@@ -27,8 +27,8 @@ pub struct ScoreArgs {
     #[arg(long, default_value = "criteo_ctr")]
     pub model: String,
     /// Input shards: a file, a directory or a quoted glob like 'data/day_*/part-*', on local
-    /// disk or hdfs:// (images; on HDFS only the last component may hold wildcards). Plain or
-    /// gzip (.gz).
+    /// disk or hdfs:// (on HDFS only the last component may hold wildcards). Plain or gzip
+    /// (.gz); Criteo rows also bzip2 (.bz2).
     #[arg(long)]
     pub input: String,
     /// Input format: criteo (raw TSV rows), cifar10 (CIFAR-10 binary), tfrecord (TFRecord of
@@ -41,8 +41,8 @@ pub struct ScoreArgs {
     /// Images: classes written per record (top1, p1, ... topK, pK).
     #[arg(long, default_value_t = 1)]
     pub top: usize,
-    /// Output directory: one part per input shard, then _SUCCESS. Images: a local directory
-    /// or hdfs://namenode:port/path (parts are written under a temporary name and renamed).
+    /// Output directory: one part per input shard, then _SUCCESS. A local directory or
+    /// hdfs://namenode:port/path (parts are written under a temporary name and renamed).
     #[arg(long)]
     pub output: String,
     /// Run the model in-process (needs --repo).
@@ -110,12 +110,8 @@ pub fn run(mut args: ScoreArgs) -> anyhow::Result<()> {
     }
     let format = detect_format(&args)?;
     match (format, &args.yarn_job.yarn) {
-        (Some(format), Some(_)) => score_yarn::run(&args, format),
+        (format, Some(_)) => score_yarn::run(&args, format),
         (Some(format), None) => run_images(&args, format),
-        (None, Some(_)) => Err(UsageError(
-            "--yarn scores images (cifar10, tfrecord, files, list); Criteo rows are scored with --local or --server".into(),
-        )
-        .into()),
         (None, None) => run_criteo(&args),
     }
 }
@@ -169,18 +165,20 @@ fn run_criteo(args: &ScoreArgs) -> anyhow::Result<()> {
             )?),
             _ => return Err(where_to_score()),
         };
-    if spindle_loader::is_hdfs(&args.output) || args.executor.is_some() {
-        return Err(UsageError(format!(
-            "--output {}{}: Criteo rows are scored into a local directory by one process; HDFS output and --executor are for images",
-            args.output,
-            args.executor.map_or(String::new(), |s| format!(" --executor {s}"))
-        ))
-        .into());
-    }
-    let inputs = expand_glob(&args.input).map_err(|e| UsageError(format!("--input: {e}")))?;
+    let io = Io::new()?;
+    let inputs = if spindle_loader::is_hdfs(&args.input) {
+        expand(&args.input, &io).map_err(|e| UsageError(format!("--input: {e:#}")))?
+    } else {
+        let paths = expand_glob(&args.input).map_err(|e| UsageError(format!("--input: {e}")))?;
+        paths
+            .iter()
+            .map(|p| spindle_score::Shard::local(p))
+            .collect()
+    };
     let job = spindle_score::ScoreJob {
         inputs,
-        output: PathBuf::from(&args.output),
+        output: args.output.clone(),
+        share: args.executor.unwrap_or(Share::ALL),
         batch: args.batch.unwrap_or(4096),
         workers: args.jobs.unwrap_or_else(spindle_server::available_cores),
         max_errors: args.max_errors,
@@ -196,6 +194,7 @@ fn run_criteo(args: &ScoreArgs) -> anyhow::Result<()> {
     let summary = job.run_with_progress(factory.as_ref(), &bar)?;
     print_score_summary(&summary);
     write_summary(args, &summary)?;
+    publish_executor_summary(args, &summary, &io)?;
     outcome(
         args,
         summary.stopped_on_errors,
@@ -279,20 +278,30 @@ fn run_images(args: &ScoreArgs, format: InputFormat) -> anyhow::Result<()> {
     let summary = job.run(model.as_ref(), &io, &bar)?;
     print_image_summary(&summary);
     write_summary(args, &summary)?;
-    if let Some(share) = args.executor {
-        // Written before the outcome, so a failed executor still reports what it did; renamed
-        // into place, so the job never reads it half-written.
-        Output::open(&args.output, &io)?.publish(
-            &executor_summary(share.index),
-            summary_json(&summary).as_bytes(),
-        )?;
-    }
+    publish_executor_summary(args, &summary, &io)?;
     outcome(
         args,
         summary.stopped_on_errors,
         summary.shards_failed.len(),
         "bad records",
     )
+}
+
+/// An executor's summary, for the job that started it. Written before the outcome, so a failed
+/// executor still reports what it did; renamed into place, so the job never reads it
+/// half-written.
+fn publish_executor_summary(
+    args: &ScoreArgs,
+    summary: &impl serde::Serialize,
+    io: &Io,
+) -> anyhow::Result<()> {
+    if let Some(share) = args.executor {
+        Output::open(&args.output, io)?.publish(
+            &executor_summary(share.index),
+            summary_json(summary).as_bytes(),
+        )?;
+    }
+    Ok(())
 }
 
 fn where_to_score() -> anyhow::Error {

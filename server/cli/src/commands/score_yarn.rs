@@ -1,5 +1,5 @@
-//! `spindle score --yarn RM --executors N`: images scored as a YARN job, the way the seed ran
-//! `spark-submit --master yarn --num-executors N`.
+//! `spindle score --yarn RM --executors N`: images or Criteo rows scored as a YARN job, the way
+//! the seed ran `spark-submit --master yarn --num-executors N`.
 //!
 //! The job is a YARN service (YARN Services REST API) with one component of N containers that
 //! run once (restart policy NEVER). Each container unpacks the same tarball `spindle yarn
@@ -7,10 +7,12 @@
 //! --executor I/N` on its share of the shards, writing parts into the HDFS output directory and
 //! its summary to `_summary/executor-I.json`. This command follows the parts and the
 //! containers, merges the executors' summaries, writes `_SUCCESS` when every shard is scored,
-//! and destroys the service and removes the tarball however the job ended. A rerun scores only
-//! the shards whose part is missing; when none is, it submits nothing.
+//! and destroys the service and removes the tarball however the job ended. An executor that
+//! ends without a summary (killed, out of memory, lost with its node) is named with the shards
+//! of its share that have no part, and the job fails. A rerun scores only the shards whose part
+//! is missing; when none is, it submits nothing.
 
-use super::{ScoreArgs, outcome, print_image_summary, write_summary};
+use super::{ScoreArgs, outcome, print_image_summary, print_score_summary, write_summary};
 use anyhow::Context;
 use clap::Args;
 use spindle_core::UsageError;
@@ -18,10 +20,11 @@ use spindle_core::engine::EngineChoice;
 use spindle_deploy::yarn::package;
 use spindle_deploy::yarn::rm::{ContainerInstance, ResourceManager, YarnError};
 use spindle_deploy::yarn::spec;
+use spindle_score::ScoreSummary;
 use spindle_score::images::InputFormat;
 use spindle_score::images::input::{Io, expand};
 use spindle_score::images::job::{ImageSummary, part_names};
-use spindle_score::images::output::{Output, SUMMARY_DIR, executor_summary, merge_summaries};
+use spindle_score::images::output::{Output, SUMMARY_DIR, Share, executor_summary};
 use std::time::{Duration, Instant};
 
 /// The component whose containers are the executors: `score-0`, `score-1`, ...
@@ -70,8 +73,8 @@ pub struct YarnJobArgs {
     pub yarn_timeout: String,
 }
 
-/// Runs the job and follows it to the end.
-pub fn run(args: &ScoreArgs, format: InputFormat) -> anyhow::Result<()> {
+/// Runs the job and follows it to the end: images of `format`, or Criteo rows (`None`).
+pub fn run(args: &ScoreArgs, format: Option<InputFormat>) -> anyhow::Result<()> {
     let job = &args.yarn_job;
     let rm_url = job.yarn.as_deref().expect("called with --yarn");
     let repo = args
@@ -103,6 +106,7 @@ pub fn run(args: &ScoreArgs, format: InputFormat) -> anyhow::Result<()> {
     let io = Io::new()?;
     let shards = expand(&args.input, &io).map_err(|e| UsageError(format!("--input: {e:#}")))?;
     let parts = part_names(&shards);
+    let shards: Vec<String> = shards.into_iter().map(|s| s.display).collect();
     let output = Output::open(&args.output, &io)?;
     if count_present(&output, &parts)? == parts.len() {
         output.write(spindle_score::SUCCESS, b"")?;
@@ -155,6 +159,7 @@ pub fn run(args: &ScoreArgs, format: InputFormat) -> anyhow::Result<()> {
             rm: &rm,
             name: &name,
             output: &output,
+            shards: &shards,
             parts: &parts,
             executors: executors as usize,
             quiet: args.quiet,
@@ -174,22 +179,99 @@ pub fn run(args: &ScoreArgs, format: InputFormat) -> anyhow::Result<()> {
     if let Err(e) = removed {
         eprintln!("removing {artifact} failed: {e:#}; remove it with `hdfs dfs -rm {artifact}`");
     }
-    conclude(args, &output, &parts, finished, started)
+    match format {
+        Some(_) => conclude::<ImageSummary>(args, &output, &parts, finished, started),
+        None => conclude::<ScoreSummary>(args, &output, &parts, finished, started),
+    }
 }
 
+/// An executor's summary, of an image or a Criteo job.
+trait ExecutorSummary: serde::Serialize + serde::de::DeserializeOwned {
+    /// What the outcome calls a bad input.
+    const BAD: &'static str;
+    /// The job's summary from its executors'.
+    fn merge(backend: String, executors: &[Self]) -> Self;
+    fn print(&self);
+    /// Adds shards no executor reported on, and marks the job incomplete.
+    fn fail(&mut self, shards: Vec<String>);
+    fn stopped(&self) -> bool;
+    fn failed(&self) -> usize;
+    fn complete(&self) -> bool;
+}
+
+/// Both summaries name these fields alike.
+macro_rules! executor_summary {
+    ($summary:ty, $bad:literal, $merge:path, $print:path) => {
+        impl ExecutorSummary for $summary {
+            const BAD: &'static str = $bad;
+            fn merge(backend: String, executors: &[Self]) -> Self {
+                $merge(backend, executors)
+            }
+            fn print(&self) {
+                $print(self);
+            }
+            fn fail(&mut self, shards: Vec<String>) {
+                self.complete = false;
+                self.shards_failed.extend(shards);
+            }
+            fn stopped(&self) -> bool {
+                self.stopped_on_errors
+            }
+            fn failed(&self) -> usize {
+                self.shards_failed.len()
+            }
+            fn complete(&self) -> bool {
+                self.complete
+            }
+        }
+    };
+}
+
+executor_summary!(
+    ImageSummary,
+    "bad records",
+    spindle_score::images::output::merge_summaries,
+    print_image_summary
+);
+executor_summary!(
+    ScoreSummary,
+    "malformed rows",
+    spindle_score::merge_summaries,
+    print_score_summary
+);
+
 /// The executors' merged summary, written and judged.
-fn conclude(
+fn conclude<S: ExecutorSummary>(
     args: &ScoreArgs,
     output: &Output,
     parts: &[String],
     finished: Finished,
     started: Instant,
 ) -> anyhow::Result<()> {
-    let merged = merge_summaries(
-        format!("{} executor(s) on YARN", finished.summaries.len()),
-        &finished.summaries,
+    let mut summaries = Vec::new();
+    for (i, bytes) in &finished.summaries {
+        let summary: S = serde_json::from_slice(bytes).with_context(|| {
+            format!(
+                "{} is not an executor summary",
+                output.display(&executor_summary(*i))
+            )
+        })?;
+        summaries.push(summary);
+    }
+    let mut merged = S::merge(
+        format!("{} executor(s) on YARN", summaries.len()),
+        &summaries,
     );
-    print_image_summary(&merged);
+    let unscored: Vec<String> = finished
+        .lost
+        .iter()
+        .flat_map(|lost| &lost.shards)
+        .cloned()
+        .collect();
+    if !finished.lost.is_empty() {
+        merged.fail(unscored);
+    }
+    merged.print();
     let present = count_present(output, parts)?;
     println!(
         "parts: {present} of {} present; job took {:.1}s from submission",
@@ -197,26 +279,23 @@ fn conclude(
         started.elapsed().as_secs_f64()
     );
     for lost in &finished.lost {
-        println!("  failed executor: {lost}");
+        println!("  failed executor: {}", lost.why);
     }
-    let complete = finished.lost.is_empty() && merged.complete && present == parts.len();
-    let merged = ImageSummary { complete, ..merged };
+    let complete = finished.lost.is_empty() && merged.complete() && present == parts.len();
+    if !complete {
+        merged.fail(Vec::new());
+    }
     write_summary(args, &merged)?;
     if complete {
         output.write(spindle_score::SUCCESS, b"")?;
     }
-    outcome(
-        args,
-        merged.stopped_on_errors,
-        merged.shards_failed.len(),
-        "bad records",
-    )?;
     if !finished.lost.is_empty() {
         anyhow::bail!(
-            "{} executor(s) ended without a summary (listed above); the parts they finished are kept, and a rerun scores only what is missing",
+            "{} executor(s) ended without a summary (listed above with the shards they left unscored); the parts finished are kept, and a rerun scores only what is missing",
             finished.lost.len()
         );
     }
+    outcome(args, merged.stopped(), merged.failed(), S::BAD)?;
     if !complete {
         anyhow::bail!(
             "{} of {} parts are missing; a rerun scores only those",
@@ -229,9 +308,18 @@ fn conclude(
 
 /// What the executors left.
 struct Finished {
-    summaries: Vec<ImageSummary>,
-    /// Executors that ended without a summary, with their container's state.
-    lost: Vec<String>,
+    /// Each executor's summary (JSON) that was written, by executor number.
+    summaries: Vec<(usize, Vec<u8>)>,
+    /// Executors that ended without a summary.
+    lost: Vec<Lost>,
+}
+
+/// An executor that ended without a summary.
+struct Lost {
+    /// Which, its container's state and node.
+    why: String,
+    /// The shards of its share that have no part, each with why.
+    shards: Vec<String>,
 }
 
 /// Following a submitted job.
@@ -239,6 +327,9 @@ struct Follow<'a> {
     rm: &'a ResourceManager,
     name: &'a str,
     output: &'a Output,
+    /// Every shard of the job (full paths), in order.
+    shards: &'a [String],
+    /// Their parts.
     parts: &'a [String],
     executors: usize,
     quiet: bool,
@@ -291,37 +382,46 @@ impl Follow<'_> {
         }
     }
 
-    /// Each executor's summary, where it has written one.
-    fn summaries(&self) -> anyhow::Result<Vec<Option<ImageSummary>>> {
+    /// Each executor's summary (JSON), where it has written one.
+    fn summaries(&self) -> anyhow::Result<Vec<Option<Vec<u8>>>> {
         (0..self.executors)
-            .map(|i| {
-                let file = executor_summary(i);
-                match self.output.read(&file)? {
-                    None => Ok(None),
-                    Some(bytes) => serde_json::from_slice(&bytes).map(Some).with_context(|| {
-                        format!("{} is not an executor summary", self.output.display(&file))
-                    }),
-                }
-            })
+            .map(|i| self.output.read(&executor_summary(i)))
             .collect()
+    }
+
+    /// The shards of executor `index`'s share whose part is missing.
+    fn unscored(&self, index: usize) -> anyhow::Result<Vec<String>> {
+        let share = Share {
+            index,
+            count: self.executors,
+        };
+        let mut unscored = Vec::new();
+        for (position, (shard, part)) in self.shards.iter().zip(self.parts).enumerate() {
+            if share.takes(position) && !self.output.has(part)? {
+                unscored.push(format!(
+                    "{shard}: executor {index} ended without scoring it"
+                ));
+            }
+        }
+        Ok(unscored)
     }
 
     fn finish(
         &self,
-        summaries: Vec<Option<ImageSummary>>,
+        summaries: Vec<Option<Vec<u8>>>,
         containers: &[ContainerInstance],
     ) -> anyhow::Result<Finished> {
         let mut found = Vec::new();
         let mut lost = Vec::new();
         for (i, summary) in summaries.into_iter().enumerate() {
             match summary {
-                Some(s) => found.push(s),
+                Some(s) => found.push((i, s)),
                 None => {
                     let instance = format!("{COMPONENT}-{i}");
                     let container = containers
                         .iter()
                         .find(|c| c.component_instance_name == instance);
-                    lost.push(match container {
+                    let why = match container {
                         Some(c) => format!(
                             "{i} (container {}, {}, on {}): no {} was written; see the container's log on its NodeManager",
                             c.id,
@@ -332,7 +432,9 @@ impl Follow<'_> {
                         None => format!(
                             "{i}: never got a container (no node of the partition had room, or the service ended first)"
                         ),
-                    });
+                    };
+                    let shards = self.unscored(i)?;
+                    lost.push(Lost { why, shards });
                 }
             }
         }
@@ -389,7 +491,7 @@ fn count_present(output: &Output, parts: &[String]) -> anyhow::Result<usize> {
 /// The service: one component of `executors` run-once containers.
 fn service_spec(
     args: &ScoreArgs,
-    format: InputFormat,
+    format: Option<InputFormat>,
     name: &str,
     executors: u32,
     artifact: &str,
@@ -438,7 +540,11 @@ fn service_spec(
 /// The executors' command line. The NodeManager runs it as `bash -c "COMMAND"` after YARN has
 /// put the instance's number in place of `${COMPONENT_ID}`; values are single-quoted, so they
 /// may hold no quote, `$`, backslash or backquote.
-fn launch_command(args: &ScoreArgs, format: InputFormat, executors: u32) -> anyhow::Result<String> {
+fn launch_command(
+    args: &ScoreArgs,
+    format: Option<InputFormat>,
+    executors: u32,
+) -> anyhow::Result<String> {
     let job = &args.yarn_job;
     let engine = match args.engine {
         EngineChoice::Auto => "auto",
@@ -465,6 +571,7 @@ fn launch_command(args: &ScoreArgs, format: InputFormat, executors: u32) -> anyh
     let threads = args
         .intra_op_threads
         .unwrap_or((job.executor_cpus as usize / args.engines.unwrap_or(1)).max(1));
+    let format = format.map_or_else(|| "criteo".to_string(), |f| f.to_string());
     command.push_str(&format!(
         " --format {format} --engine {engine} --top {} --max-errors {} --jobs {jobs} --intra-op-threads {threads} --executor ${{COMPONENT_ID}}/{executors}",
         args.top, args.max_errors
