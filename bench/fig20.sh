@@ -16,6 +16,8 @@
 #   RECORDS_cifar10 (default 20000), RECORDS_inception_v3 (default 256): images per dataset
 #   SHARDS        shards per dataset (default 8)
 #   DURATION      bench engine's time per batch size (default 3s)
+#   BATCHES       bench engine's batch sizes (default 1,8,16,32,64,128; inception_v3 on one
+#                 core takes about 13 s per batch of 128, and each size runs at least 5 times)
 #   SPINDLE       the spindle binary (default: a release build of this tree)
 #   YARN_QUEUE, YARN_PARTITION, YARN_CPUS, YARN_MEMORY: for the YARN runs (default CPU_Q, CPU,
 #                 the cores of LAYOUT's first set, 2048); SPINDLE_HADOOP_DIR: the cluster of
@@ -53,6 +55,7 @@ cores_of() { taskset -c "$1" nproc; }
 json_field() { python3 -c "import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])" "$1" "$2"; }
 
 for model in "${models[@]}"; do
+  load=$(cut -d' ' -f1-3 /proc/loadavg)
   case $model in
     cifar10)
       records=${RECORDS_cifar10:-20000}
@@ -67,9 +70,18 @@ for model in "${models[@]}"; do
   esac
   # The engine's limit on one executor's cores, at its best batch size.
   taskset -c "${layout[0]}" "$SPINDLE" bench engine --repo "$repo" --model "$model" --engine ort \
-    --duration "$duration" --json "$work/engine-$model.json" > /dev/null 2>&1
+    --duration "$duration" --batches "${BATCHES:-1,8,16,32,64,128}" \
+    --json "$work/engine-$model.json" > /dev/null 2>&1
   limit=$(python3 -c "import json,sys; print(max(r['images_per_s'] for r in json.load(open(sys.argv[1]))['results']))" "$work/engine-$model.json")
   echo "$model: engine limit on cores ${layout[0]}: $limit images/s"
+  # What decoding and preparing one image costs on those cores (the server's own code; the
+  # scorer runs it on its preparing threads while the engine runs the previous batch).
+  case $model in
+    cifar10) case_name='cifar10_image' ;;
+    inception_v3) case_name='inception_image' ;;
+  esac
+  prep=$(taskset -c "${layout[0]}" "$SPINDLE" bench preprocess --duration 1s | grep "^$case_name" || true)
+  echo "$model: preprocessing on cores ${layout[0]}: $prep"
 
   tsv=$out/fig20-$model.tsv
   printf 'mode\texecutors\tcores\timages\tseconds\timages_per_s\tlimit\tratio\n' > "$tsv"
@@ -125,6 +137,10 @@ r=i/s; print(f'{m}\t{n}\t{c}\t{i}\t{s:.2f}\t{r:.1f}\t{l:.1f}\t{r/l:.3f}')" "$@" 
     echo "# Fig. 20: spindle score $model, $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), LAYOUT='${layout[*]}'"
     echo
     echo "engine limit (spindle bench engine, best batch, cores ${layout[0]}): $limit images/s"
+    echo
+    echo "preprocessing (spindle bench preprocess, cores ${layout[0]}; case, us/image, images/s): $prep"
+    echo
+    echo "load average before the runs: $load"
     echo
     head -1 "$tsv" | sed 's/\t/ | /g; s/^/| /; s/$/ |/'
     head -1 "$tsv" | sed 's/[^\t]*/---/g; s/\t/|/g; s/^/|/; s/$/|/'
