@@ -17,15 +17,21 @@
 //!   (`storage/retry.rs`) under the [`RetryPolicy`] shared with the client, from `spindle-core`.
 //! - [`repository`]: scanning models and versions, publishing a version atomically.
 //! - [`cache`]: verified local copies the server loads from, and falls back to at startup.
-//! - [`error`]: errors naming the path and the fix.
+//! - [`cache_dir`]: the server's ownership of its cache directory (a lock), removal at exit, and
+//!   cleaning up after servers that died.
+//! - [`error`]: errors naming the path and the fix, typed, each transient or permanent.
+//!
+//! Local filesystem work of the async API runs on tokio's blocking pool (`storage::blocking`).
 
 pub mod cache;
+pub mod cache_dir;
 pub mod error;
 pub mod repository;
 pub mod storage;
 
 pub use cache::{CachedVersion, ModelCache};
-pub use error::RepoError;
+pub use cache_dir::CacheDir;
+pub use error::{FailureKind, Mismatch, RepoError};
 pub use repository::{ModelEntry, ModelRepository, VersionEntry, check_name};
 pub use storage::{
     HDFS_RETRY, KerberosLogin, RetryPolicy, Storage, is_hdfs, kerberos_login, set_kerberos_login,
@@ -44,5 +50,7 @@ pub const SHA256_FILE: &str = "model.onnx.sha256";
 /// The completion marker some writers leave instead of renaming.
 pub const SUCCESS_FILE: &str = "_SUCCESS";
 
+#[cfg(test)]
+mod lifecycle_tests;
 #[cfg(test)]
 mod tests;

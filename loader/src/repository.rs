@@ -123,7 +123,8 @@ impl ModelRepository {
     }
 
     /// Lists every model with its config and versions, sorted by name. Directories whose names
-    /// are not valid model names (or start with '.') are skipped.
+    /// are not valid model names (or start with '.') are skipped; a model that cannot be read
+    /// is listed with the error as its config.
     pub async fn scan(&self) -> Result<Vec<ModelEntry>, RepoError> {
         let root = self
             .storage
@@ -142,7 +143,20 @@ impl ModelRepository {
                 tracing::warn!(path = %self.storage.display(&entry.name), "skipping directory: not a valid model name");
                 continue;
             }
-            models.push(self.scan_model(&entry.name).await?);
+            // One model that cannot be read (an unreadable directory, a config that is not
+            // text) is reported as that model's failure, not the whole repository's: the
+            // others are still brought in step. Only unreachable storage ends the scan.
+            match self.scan_model(&entry.name).await {
+                Ok(model) => models.push(model),
+                Err(e) if e.is_unreachable() => return Err(e),
+                Err(e) => models.push(ModelEntry {
+                    name: entry.name.clone(),
+                    config: Err(e),
+                    config_text: None,
+                    labels_text: None,
+                    versions: Vec::new(),
+                }),
+            }
         }
         Ok(models)
     }
@@ -223,10 +237,9 @@ impl ModelRepository {
             None => Ok(None),
             Some(bytes) => String::from_utf8(bytes)
                 .map(Some)
-                .map_err(|_| RepoError::Io {
+                .map_err(|cause| RepoError::NotText {
                     path: self.storage.display(rel),
-                    cause: "not UTF-8 text".into(),
-                    unreachable: false,
+                    cause,
                 }),
         }
     }
@@ -264,17 +277,17 @@ impl ModelRepository {
             .iter()
             .find(|(file, _)| check_name(file).is_err() || [MODEL_FILE, SHA256_FILE].contains(file))
         {
-            return Err(RepoError::Verify {
+            return Err(RepoError::Unpublishable {
                 path: format!("{name}/{file}"),
-                cause: format!(
+                reason: format!(
                     "cannot be published beside the model: give a plain file name other than {MODEL_FILE} and {SHA256_FILE}"
                 ),
             });
         }
         if model.is_empty() {
-            return Err(RepoError::Verify {
+            return Err(RepoError::Unpublishable {
                 path: format!("{name} (the file to publish)"),
-                cause: "is empty; publish an ONNX model file".into(),
+                reason: "is empty; publish an ONNX model file".into(),
             });
         }
         self.storage.mkdirs(name).await?;

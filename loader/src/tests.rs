@@ -17,7 +17,8 @@ dtype = "FP32"
 dims = [-1, 2]
 "#;
 
-fn config(name: &str) -> String {
+/// A valid config for a model named `name`.
+pub(crate) fn config(name: &str) -> String {
     CONFIG.replace("\"m\"", &format!("\"{name}\""))
 }
 
@@ -202,9 +203,9 @@ async fn publish_then_fetch_verifies_size_and_checksum() {
         "a failed fetch leaves nothing behind"
     );
 
-    assert!(cache.good_versions().is_empty());
-    cache.mark_good("m", 2);
-    let good = cache.good_versions();
+    assert!(cache.good_versions().await.is_empty());
+    cache.mark_good("m", 2).await;
+    let good = cache.good_versions().await;
     assert_eq!((good.len(), good[0].version), (1, 2));
 }
 

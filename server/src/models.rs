@@ -59,7 +59,14 @@ fn read_features(
         .any(|s| s.preprocess == Some(spindle_core::config::Preprocess::CriteoRows));
     let text = match std::fs::read_to_string(&path) {
         Ok(text) => text,
-        Err(_) if !needed => return Ok((None, None)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !needed => return Ok((None, None)),
+        // Present (or needed) but unreadable: storage trouble, not the version's fault.
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(LoadFailure::Retry {
+                class: "io",
+                reason: format!("{}: {e}", path.display()),
+            });
+        }
         Err(e) => {
             return Err(LoadFailure::Failed {
                 class: "features",
@@ -120,14 +127,21 @@ fn warmup_inputs(config: &ModelConfig) -> Vec<Tensor> {
 /// Why a version could not be built.
 #[derive(Debug)]
 pub enum LoadFailure {
-    /// The engine itself is unavailable (a missing library or device): every model would fail
-    /// the same way, so the server stops.
+    /// The engine itself is unavailable (a missing library or device): every model that needs
+    /// it fails the same way; the others still load.
     Fatal(EngineError),
     /// This version is bad; `class` labels the metric, `reason` names the file and problem.
     Failed {
         /// Metric label: invalid_model, signature, ...
         class: &'static str,
         /// What is wrong.
+        reason: String,
+    },
+    /// Reading the version's local copy failed (storage, not the model): worth another try.
+    Retry {
+        /// Metric label: io, ...
+        class: &'static str,
+        /// What failed, naming the file.
         reason: String,
     },
 }
@@ -336,15 +350,16 @@ impl ModelManager {
         let config = cached.config.clone();
         let model_path = cached.model_path();
         let (features, features_text) = read_features(cached)?;
-        let loaded = cached
-            .read_model()
-            .map_err(|e| EngineError::InvalidModel(e.to_string()))
-            .and_then(|bytes| {
-                let engine = engines.for_model(&config)?;
-                let options = engines.load_options(engine.as_ref(), &config);
-                let runners = engine.load(&bytes, &config, &options)?;
-                Ok((engine.name(), options, runners))
-            });
+        // A cache read error says nothing about the model: tried again at the next poll.
+        let bytes = cached.read_model().map_err(|e| LoadFailure::Retry {
+            class: e.class(),
+            reason: e.to_string(),
+        })?;
+        let loaded = engines.for_model(&config).and_then(|engine| {
+            let options = engines.load_options(engine.as_ref(), &config);
+            let runners = engine.load(&bytes, &config, &options)?;
+            Ok((engine.name(), options, runners))
+        });
         let (engine, options, mut runners) = match loaded {
             Ok(parts) => parts,
             Err(EngineError::Unavailable(why)) => {

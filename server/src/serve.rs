@@ -10,7 +10,7 @@ use crate::state::AppState;
 use anyhow::Context;
 use spindle_core::engine::{Device, EngineChoice};
 use spindle_core::metrics::Metrics;
-use spindle_loader::{HDFS_RETRY, ModelCache, ModelRepository};
+use spindle_loader::{CacheDir, HDFS_RETRY, ModelCache, ModelRepository};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -63,8 +63,8 @@ pub struct Listeners {
 pub struct Server {
     state: AppState,
     config: ServeConfig,
-    /// The temporary cache directory, removed when the server ends (none with --cache-dir).
-    _cache: Option<tempfile::TempDir>,
+    /// The cache directory, held (locked) until the server ends; a temporary one is removed then.
+    _cache: CacheDir,
     /// TLS for both front ends, loaded from `config.security.tls`.
     tls: Option<ServerTls>,
 }
@@ -82,15 +82,19 @@ impl Server {
             .map(ServerTls::load)
             .transpose()?;
         let repo = ModelRepository::connect(&config.repo, HDFS_RETRY)?;
-        let (cache, cache_guard) = match &config.cache_dir {
-            Some(dir) => (ModelCache::new(dir)?, None),
-            None => {
-                let tmp = tempfile::Builder::new()
-                    .prefix("spindle-cache-")
-                    .tempdir()?;
-                (ModelCache::new(tmp.path())?, Some(tmp))
-            }
-        };
+        // Held until the server ends: its drop removes a temporary cache on every exit that
+        // unwinds, and a start after one that did not (SIGKILL, an abort) removes what is left.
+        // Filesystem work, so on the blocking pool.
+        let configured = config.cache_dir.clone();
+        let (cache_dir, cache) = tokio::task::spawn_blocking(move || {
+            let dir = match configured {
+                Some(dir) => CacheDir::configured(&dir)?,
+                None => CacheDir::temporary()?,
+            };
+            let cache = ModelCache::new(dir.path())?;
+            Ok::<_, spindle_loader::RepoError>((dir, cache))
+        })
+        .await??;
         let metrics = Metrics::new();
         let models = Arc::new(ModelManager::new(metrics));
         let engines = Arc::new(Engines::new(config.engine, config.device));
@@ -111,6 +115,13 @@ impl Server {
                     );
                 }
                 tracing::warn!(error = %e, ready, "model repository unreachable: serving the last good copies from the cache until it comes back");
+            }
+            // One model's engine missing spares the others; with none serving, say why.
+            Err(SyncError::Engine(e)) if models.all_ready().is_empty() => {
+                return Err(SyncError::Engine(e).into());
+            }
+            Err(SyncError::Engine(e)) => {
+                tracing::warn!(error = %e, "some models cannot be served: their engine is unavailable");
             }
             Err(e) => return Err(e.into()),
         }
@@ -141,7 +152,7 @@ impl Server {
                 repository: watcher,
             },
             config,
-            _cache: cache_guard,
+            _cache: cache_dir,
             tls,
         })
     }

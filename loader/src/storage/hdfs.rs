@@ -8,14 +8,13 @@
 //! ticket cache of `kinit` (`KRB5CCNAME`). An authentication failure is never retried.
 
 use super::retry::{self, Attempts, RetryError, classify};
+use super::sink::FileSink;
 use super::{FileInfo, RetryPolicy};
-use crate::error::RepoError;
+use crate::error::{HdfsFailure, RepoError};
 use futures::StreamExt;
 use hdfs_native::{Client, ClientBuilder, HdfsError, WriteOptions};
-use sha2::{Digest, Sha256};
 use std::fs::File;
-use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 /// A Kerberos identity from a keytab, for every HDFS client (and the ResourceManager's SPNEGO)
@@ -215,20 +214,21 @@ impl HdfsStorage {
         }
     }
 
-    /// Copies `rel` into `file`, hashing as it goes; returns the bytes written. A failed
-    /// attempt resumes where the last one stopped. Not under the per-operation timeout: a
-    /// large model may rightly take longer.
+    /// Copies `rel` into the new local file `dest` and returns its length and sha256; the
+    /// file is written, hashed and synced on a blocking thread (`sink.rs`). A failed attempt
+    /// resumes where the last one stopped. Not under the per-operation timeout: a large model
+    /// may rightly take longer.
     pub(super) async fn download(
         &self,
         rel: &str,
-        file: &mut File,
-        hasher: &mut Sha256,
-    ) -> Result<u64, RepoError> {
+        dest: &Path,
+    ) -> Result<(u64, String), RepoError> {
         let path = self.path(rel);
+        let sink = FileSink::create(dest);
         let mut written: u64 = 0;
         let mut attempts = Attempts::new(self.retry);
         loop {
-            let attempt: Result<(), HdfsError> = async {
+            let attempt: Result<bool, HdfsError> = async {
                 let reader = self.client.read(&path).await?;
                 let len = reader.file_length();
                 let start = written as usize;
@@ -240,20 +240,25 @@ impl HdfsStorage {
                 let mut stream = reader.read_range_stream(start, len - start);
                 while let Some(chunk) = stream.next().await {
                     let chunk = chunk?;
-                    hasher.update(&chunk);
-                    // A local write error becomes an HDFS I/O error here, and so is retried.
-                    file.write_all(&chunk)?;
-                    written += chunk.len() as u64;
+                    let n = chunk.len() as u64;
+                    if !sink.send(chunk).await {
+                        // The local file failed: `finish` says how. No HDFS retry cures that.
+                        return Ok(false);
+                    }
+                    written += n;
                 }
-                Ok(())
+                Ok(true)
             }
             .await;
             match attempt {
-                Ok(()) => return Ok(written),
-                Err(error) => attempts
-                    .failed(self, rel, error)
-                    .await
-                    .map_err(|e| e.into_error(self, rel))?,
+                Ok(_) => return sink.finish().await,
+                Err(error) => {
+                    if let Err(e) = attempts.failed(self, rel, error).await {
+                        // The writer must be done with the file before the caller removes it.
+                        let _ = sink.finish().await;
+                        return Err(e.into_error(self, rel));
+                    }
+                }
             }
         }
     }
@@ -286,10 +291,14 @@ impl HdfsStorage {
         self.client.rename(&src, &dst, false).await.map_err(|e| {
             let (_, unreachable) = classify(&e);
             let hint = kerberos_hint(&e).map_or_else(String::new, |h| format!("; {h}"));
-            RepoError::Io {
+            RepoError::Hdfs {
                 path: self.display(to),
-                cause: format!("rename from {} failed: {e}{hint}", self.display(from)),
-                unreachable,
+                cause: HdfsFailure {
+                    error: e,
+                    attempts: 1,
+                    unreachable,
+                    hint: format!(" (renaming {} to it){hint}", self.display(from)),
+                },
             }
         })
     }

@@ -1,7 +1,7 @@
-//! A repository in a local directory: plain `std::fs`, no retries (a local failure is not
-//! cured by trying again).
+//! A repository in a local directory: plain, blocking `std::fs` (the caller, `Storage`, runs
+//! these on the blocking pool), no retries within one operation (the next poll is the retry).
 
-use super::{FileInfo, io_error};
+use super::{FileInfo, hex};
 use crate::error::RepoError;
 use sha2::{Digest, Sha256};
 use std::fs::File;
@@ -13,7 +13,7 @@ pub(super) fn display(root: &Path, rel: &str) -> String {
 }
 
 fn io(root: &Path, rel: &str, e: std::io::Error) -> RepoError {
-    io_error(display(root, rel), e)
+    RepoError::io(&join(root, rel), e)
 }
 
 /// Unsorted: the caller sorts every backend's listing the same way.
@@ -52,17 +52,13 @@ pub(super) fn read(root: &Path, rel: &str) -> Result<Option<Vec<u8>>, RepoError>
     }
 }
 
-/// Copies `rel` into `file`, hashing as it goes; returns the bytes written. Errors on `file`
-/// go through `dest_io`, so they name the destination rather than the source.
-pub(super) fn download(
-    root: &Path,
-    rel: &str,
-    file: &mut File,
-    hasher: &mut Sha256,
-    dest_io: impl Fn(std::io::Error) -> RepoError,
-) -> Result<u64, RepoError> {
-    let src = join(root, rel);
-    let mut input = File::open(&src).map_err(|e| io(root, rel, e))?;
+/// Copies `rel` into the new file `dest`, hashing as it goes, and syncs it; returns the bytes
+/// written and their sha256. Errors name the file they happened on.
+pub(super) fn download(root: &Path, rel: &str, dest: &Path) -> Result<(u64, String), RepoError> {
+    let dest_io = |e| RepoError::io(dest, e);
+    let mut file = File::create(dest).map_err(dest_io)?;
+    let mut input = File::open(join(root, rel)).map_err(|e| io(root, rel, e))?;
+    let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     let mut written: u64 = 0;
     loop {
@@ -71,10 +67,11 @@ pub(super) fn download(
             break;
         }
         hasher.update(&buf[..n]);
-        file.write_all(&buf[..n]).map_err(&dest_io)?;
+        file.write_all(&buf[..n]).map_err(dest_io)?;
         written += n as u64;
     }
-    Ok(written)
+    file.sync_all().map_err(dest_io)?;
+    Ok((written, hex(&hasher.finalize())))
 }
 
 pub(super) fn write(root: &Path, rel: &str, data: &[u8]) -> Result<(), RepoError> {

@@ -5,10 +5,16 @@
 //! validated names, so nothing reaches outside the root. HDFS operations are retried with
 //! exponential backoff on errors that a retry can cure (NameNode unreachable or in safe mode,
 //! DataNode read failures); a download that fails midway resumes from the last byte written.
+//!
+//! Local filesystem work (a local repository, and every download's destination file: writing,
+//! hashing, fsync) runs on tokio's blocking pool, never on the runtime's workers: the server
+//! polls the repository on the runtime that answers requests, and copying and syncing a large
+//! model takes seconds.
 
 mod hdfs;
 mod local;
 mod retry;
+mod sink;
 
 use crate::error::RepoError;
 pub use hdfs::{HdfsStorage, KerberosLogin, kerberos_login, set_kerberos_login};
@@ -78,7 +84,7 @@ impl Storage {
     /// Lists a directory, sorted by name; `None` when it does not exist.
     pub async fn list(&self, rel: &str) -> Result<Option<Vec<FileInfo>>, RepoError> {
         let entries = match self {
-            Storage::Local(root) => local::list(root, rel)?,
+            Storage::Local(root) => on_local(root, rel, local::list).await?,
             Storage::Hdfs(hdfs) => hdfs.list(rel).await?,
         };
         Ok(entries.map(|mut entries| {
@@ -90,7 +96,7 @@ impl Storage {
     /// Reads a small file whole; `None` when it does not exist.
     pub async fn read(&self, rel: &str) -> Result<Option<Vec<u8>>, RepoError> {
         match self {
-            Storage::Local(root) => local::read(root, rel),
+            Storage::Local(root) => on_local(root, rel, local::read).await,
             Storage::Hdfs(hdfs) => hdfs.read(rel).await,
         }
     }
@@ -100,25 +106,24 @@ impl Storage {
     /// from the last byte written, so a DataNode lost during a download costs a retry, not the
     /// whole file.
     pub async fn download(&self, rel: &str, dest: &Path) -> Result<(u64, String), RepoError> {
-        let dest_io = |e: std::io::Error| RepoError::Io {
-            path: dest.display().to_string(),
-            cause: e.to_string(),
-            unreachable: false,
-        };
-        let mut file = std::fs::File::create(dest).map_err(dest_io)?;
-        let mut hasher = Sha256::new();
-        let written = match self {
-            Storage::Local(root) => local::download(root, rel, &mut file, &mut hasher, dest_io)?,
-            Storage::Hdfs(hdfs) => hdfs.download(rel, &mut file, &mut hasher).await?,
-        };
-        file.sync_all().map_err(dest_io)?;
-        Ok((written, hex(&hasher.finalize())))
+        match self {
+            Storage::Local(root) => {
+                let (root, rel, dest) = (root.clone(), rel.to_string(), dest.to_path_buf());
+                blocking(move || local::download(&root, &rel, &dest)).await
+            }
+            Storage::Hdfs(hdfs) => hdfs.download(rel, dest).await,
+        }
     }
 
     /// Writes a whole file, replacing any previous one; parents are created.
     pub async fn write(&self, rel: &str, data: &[u8]) -> Result<(), RepoError> {
         match self {
-            Storage::Local(root) => local::write(root, rel, data),
+            Storage::Local(root) => {
+                // A copy, so the blocking thread owns what it writes (publishing is a command,
+                // not the server's hot path).
+                let (root, rel, data) = (root.clone(), rel.to_string(), data.to_vec());
+                blocking(move || local::write(&root, &rel, &data)).await
+            }
             Storage::Hdfs(hdfs) => hdfs.write(rel, data).await,
         }
     }
@@ -126,7 +131,7 @@ impl Storage {
     /// Creates a directory and its parents.
     pub async fn mkdirs(&self, rel: &str) -> Result<(), RepoError> {
         match self {
-            Storage::Local(root) => local::mkdirs(root, rel),
+            Storage::Local(root) => on_local(root, rel, local::mkdirs).await,
             Storage::Hdfs(hdfs) => hdfs.mkdirs(rel).await,
         }
     }
@@ -140,7 +145,10 @@ impl Storage {
             });
         }
         match self {
-            Storage::Local(root) => local::rename(root, from, to),
+            Storage::Local(root) => {
+                let (root, from, to) = (root.clone(), from.to_string(), to.to_string());
+                blocking(move || local::rename(&root, &from, &to)).await
+            }
             Storage::Hdfs(hdfs) => hdfs.rename(from, to).await,
         }
     }
@@ -148,7 +156,7 @@ impl Storage {
     /// Deletes a file or directory tree; a missing one is not an error.
     pub async fn delete(&self, rel: &str) -> Result<(), RepoError> {
         match self {
-            Storage::Local(root) => local::delete(root, rel),
+            Storage::Local(root) => on_local(root, rel, local::delete).await,
             Storage::Hdfs(hdfs) => hdfs.delete(rel).await,
         }
     }
@@ -156,18 +164,38 @@ impl Storage {
     /// Whether `rel` exists (file or directory).
     pub async fn exists(&self, rel: &str) -> Result<bool, RepoError> {
         match self {
-            Storage::Local(root) => Ok(local::exists(root, rel)),
+            Storage::Local(root) => {
+                on_local(root, rel, |root, rel| Ok(local::exists(root, rel))).await
+            }
             Storage::Hdfs(hdfs) => hdfs.exists(rel).await,
         }
     }
 }
 
-/// An I/O failure, naming the full path or URL (`display`) it happened on.
-fn io_error(display: String, e: std::io::Error) -> RepoError {
-    RepoError::Io {
-        path: display,
-        cause: e.to_string(),
-        unreachable: false,
+/// Runs `op` on a local repository's `root` and `rel` on the blocking pool.
+async fn on_local<T: Send + 'static>(
+    root: &Path,
+    rel: &str,
+    op: fn(&Path, &str) -> Result<T, RepoError>,
+) -> Result<T, RepoError> {
+    let (root, rel) = (root.to_path_buf(), rel.to_string());
+    blocking(move || op(&root, &rel)).await
+}
+
+/// Runs filesystem work on tokio's blocking pool, so that a slow disk (an fsync of a large
+/// model, a directory tree to remove) never holds a runtime worker that also serves requests.
+/// A panic in `work` is resumed here, as if it had run inline.
+pub(crate) async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, RepoError> + Send + 'static,
+) -> Result<T, RepoError> {
+    match tokio::task::spawn_blocking(work).await {
+        Ok(result) => result,
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        // Only when the runtime shuts down, and then nobody waits for the answer.
+        Err(e) => Err(RepoError::Io {
+            path: "(local filesystem work)".into(),
+            cause: std::io::Error::other(e),
+        }),
     }
 }
 

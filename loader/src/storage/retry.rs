@@ -1,9 +1,9 @@
 //! The HDFS retry engine: which errors a retry can cure, and the loop that paces attempts by
 //! the shared [`RetryPolicy`](spindle_core::retry::RetryPolicy).
 
+use super::RetryPolicy;
 use super::hdfs::HdfsStorage;
-use super::{RetryPolicy, io_error};
-use crate::error::RepoError;
+use crate::error::{HdfsFailure, RepoError};
 use hdfs_native::HdfsError;
 use spindle_core::retry::Backoff;
 use std::time::Duration;
@@ -70,11 +70,6 @@ impl Attempts {
             None
         };
         let Some(wait) = wait else {
-            let tries = if attempt > 1 {
-                format!(" (after {attempt} attempts)")
-            } else {
-                String::new()
-            };
             let hint = if unreachable {
                 let kerberos = super::hdfs::disconnected_hint(&error).unwrap_or_default();
                 format!(
@@ -83,10 +78,14 @@ impl Attempts {
             } else {
                 super::hdfs::kerberos_hint(&error).map_or_else(String::new, |h| format!("; {h}"))
             };
-            return Err(RetryError::Failed(RepoError::Io {
+            return Err(RetryError::Failed(RepoError::Hdfs {
                 path: storage.display(rel),
-                cause: format!("{error}{tries}{hint}"),
-                unreachable,
+                cause: HdfsFailure {
+                    error,
+                    attempts: attempt,
+                    unreachable,
+                    hint,
+                },
             }));
         };
         tracing::debug!(path = %storage.display(rel), attempt, %error, "HDFS operation failed; retrying");
@@ -104,9 +103,11 @@ pub(super) enum RetryError {
 impl RetryError {
     pub(super) fn into_error(self, storage: &HdfsStorage, rel: &str) -> RepoError {
         match self {
-            RetryError::NotFound => {
-                io_error(storage.display(rel), std::io::ErrorKind::NotFound.into())
-            }
+            // Listed a moment ago, gone now: a version being replaced; the next poll sees how.
+            RetryError::NotFound => RepoError::Io {
+                path: storage.display(rel),
+                cause: std::io::ErrorKind::NotFound.into(),
+            },
             RetryError::Failed(e) => e,
         }
     }

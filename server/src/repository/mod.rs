@@ -4,8 +4,10 @@
 //! A new version goes through download (into the cache, verified), load, and a warm-up batch
 //! before it enters the model table; only then is an older version that the policy no longer
 //! wants taken out. Requests already running on the old version hold their own reference to it
-//! and finish there. A version that fails is recorded with its reason, and is retried only when
-//! its files change; the versions already serving are untouched.
+//! and finish there. A version that fails is recorded with its reason; one whose files are
+//! wrong (a permanent failure) is retried only when its files change, one that met a storage
+//! error or an unavailable engine (transient) at the next poll. The versions already serving
+//! are untouched, and one model's failure never stops the others' sync.
 
 pub mod metrics;
 pub mod poll;
@@ -16,7 +18,8 @@ use metrics::RepositoryMetrics;
 use serde::Serialize;
 use spindle_core::engine::EngineError;
 use spindle_loader::{
-    CachedVersion, ModelCache, ModelEntry, ModelRepository, RepoError, VersionEntry, check_name,
+    CachedVersion, FailureKind, ModelCache, ModelEntry, ModelRepository, RepoError, VersionEntry,
+    check_name,
 };
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
@@ -228,7 +231,7 @@ impl RepositoryWatcher {
                 tracing::info!(model = %entry.name, version, "version no longer wanted; unloading");
                 self.models.remove_version(&entry.name, *version);
                 if matches!(state, VersionState::Ready(_)) {
-                    self.cache.forget(&entry.name, *version);
+                    self.cache.forget(&entry.name, *version).await;
                 }
             }
         }
@@ -241,9 +244,12 @@ impl RepositoryWatcher {
         Ok(())
     }
 
-    /// Downloads, loads and warms up one version, then swaps it in. Records a failure with its
-    /// reason; returns an error only when storage became unreachable (worth retrying at the next
-    /// poll, not a verdict on the version) or the engine is unavailable.
+    /// Downloads, loads and warms up one version, then swaps it in. A failure is recorded with
+    /// its reason, and what follows depends on its kind: a permanent one (the files are wrong)
+    /// is remembered, so the version is skipped until its files change; a transient one
+    /// (storage, an unavailable engine) is not, so the next poll tries again. Returns an error
+    /// only when storage became unreachable (the rest of this model waits for the next poll) or
+    /// the engine is unavailable.
     async fn load_version(
         &self,
         entry: &ModelEntry,
@@ -254,10 +260,18 @@ impl RepositoryWatcher {
         tracing::info!(model = %name, version = version.version, "loading version");
         let cached = match self.cache.fetch(&self.repo, entry, version).await {
             Ok(cached) => cached,
-            Err(e) if e.is_unreachable() => return Err(e.into()),
             Err(e) => {
-                self.fail(name, version, e.class(), &e.to_string());
-                return Ok(());
+                match e.kind() {
+                    FailureKind::Transient => {
+                        self.retry_later(name, version.version, e.class(), &e.to_string());
+                    }
+                    FailureKind::Permanent => self.fail(name, version, e.class(), &e.to_string()),
+                }
+                return if e.is_unreachable() {
+                    Err(e.into())
+                } else {
+                    Ok(())
+                };
             }
         };
         self.metrics
@@ -266,7 +280,7 @@ impl RepositoryWatcher {
         match self.build_and_warm(&cached).await {
             Ok(model) => {
                 self.models.insert_ready(model);
-                self.cache.mark_good(name, version.version);
+                self.cache.mark_good(name, version.version).await;
                 self.failed
                     .lock()
                     .expect("failed lock")
@@ -279,7 +293,19 @@ impl RepositoryWatcher {
                 tracing::info!(model = %name, version = version.version, load_ms = (seconds * 1e3) as u64, bytes = cached.downloaded_bytes, "version serving");
                 Ok(())
             }
-            Err(LoadFailure::Fatal(e)) => Err(SyncError::Engine(e)),
+            Err(LoadFailure::Fatal(e)) => {
+                self.retry_later(
+                    name,
+                    version.version,
+                    "engine_unavailable",
+                    &format!("engine unavailable: {e}"),
+                );
+                Err(SyncError::Engine(e))
+            }
+            Err(LoadFailure::Retry { class, reason }) => {
+                self.retry_later(name, version.version, class, &reason);
+                Ok(())
+            }
             Err(LoadFailure::Failed { class, reason }) => {
                 // Name the file where the user can fix it, not our cached copy.
                 let source = self.repo.storage().display(&format!(
@@ -289,12 +315,14 @@ impl RepositoryWatcher {
                 ));
                 let reason = reason.replace(&cached.model_path().display().to_string(), &source);
                 self.fail(name, version, class, &reason);
-                self.cache.forget(name, version.version);
+                self.cache.forget(name, version.version).await;
                 Ok(())
             }
         }
     }
 
+    /// A permanent failure: recorded (logged and counted once) and remembered with the files it
+    /// failed with, so the version is skipped until they change.
     fn fail(&self, name: &str, version: &VersionEntry, class: &str, reason: &str) {
         self.models
             .record_failure(name, Some(version.version), class, reason);
@@ -302,6 +330,20 @@ impl RepositoryWatcher {
             (name.to_string(), version.version),
             version.fingerprint.clone(),
         );
+    }
+
+    /// A transient failure: shown in the version's status and counted, but logged and counted
+    /// only when it first appears or its reason changes (not at every poll while it lasts), and
+    /// not remembered, so the next poll tries the version again.
+    fn retry_later(&self, name: &str, version: u64, class: &str, reason: &str) {
+        let reason = format!("{reason} (transient: tried again at the next poll)");
+        let already = self.models.record(name).is_some_and(|r| {
+            matches!(r.versions.get(&version), Some(VersionState::Failed(known)) if *known == reason)
+        });
+        if !already {
+            self.models
+                .record_failure(name, Some(version), class, &reason);
+        }
     }
 
     /// Builds the engine for a cached version; `ModelManager::build` runs one warm-up batch
@@ -339,15 +381,27 @@ impl RepositoryWatcher {
     pub async fn load_from_cache(&self) -> Result<usize, SyncError> {
         let _one_at_a_time = self.sync_lock.lock().await;
         let mut ready = 0;
-        for cached in self.cache.good_versions() {
+        let mut engine_failure = None;
+        for cached in self.cache.good_versions().await {
             match self.build_and_warm(&cached).await {
                 Ok(model) => {
                     self.models.insert_ready(model);
                     self.update_current_version(&cached.model);
                     ready += 1;
                 }
-                Err(LoadFailure::Fatal(e)) => return Err(SyncError::Engine(e)),
-                Err(LoadFailure::Failed { class, reason }) => {
+                // One model's engine missing spares the others.
+                Err(LoadFailure::Fatal(e)) => {
+                    self.retry_later(
+                        &cached.model,
+                        cached.version,
+                        "engine_unavailable",
+                        &format!("engine unavailable: {e}"),
+                    );
+                    engine_failure = Some(e);
+                }
+                Err(
+                    LoadFailure::Failed { class, reason } | LoadFailure::Retry { class, reason },
+                ) => {
                     self.models
                         .record_failure(&cached.model, Some(cached.version), class, &reason);
                 }
@@ -355,6 +409,8 @@ impl RepositoryWatcher {
         }
         if ready > 0 {
             self.metrics.serving_from_cache.set(1);
+        } else if let Some(e) = engine_failure {
+            return Err(SyncError::Engine(e));
         }
         Ok(ready)
     }

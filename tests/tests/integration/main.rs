@@ -10,6 +10,7 @@ mod hdfs;
 mod hostile;
 mod http_v2;
 mod kerberos;
+mod loader_lifecycle;
 mod loadtest_samples;
 mod protocols;
 mod replicas;

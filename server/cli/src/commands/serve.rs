@@ -26,7 +26,9 @@ pub struct ServeArgs {
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     pub poll_interval: Duration,
     /// Keep verified copies of model versions here; a start while HDFS is down then serves
-    /// the last good copies (default: a temporary directory, removed at exit).
+    /// the last good copies. One server at a time: it is locked while in use, and kept at exit.
+    /// Default: a new spindle-cache-* directory under TMPDIR, removed at exit (SIGTERM and
+    /// Ctrl-C included); one left by a server that was killed is removed at the next start.
     #[arg(long)]
     pub cache_dir: Option<PathBuf>,
     /// poll: serve every model of the repository; explicit: also allow
