@@ -135,6 +135,21 @@ impl Hadoop3 {
     }
 }
 
+impl Hadoop3 {
+    /// The port of daemon `name` as `scripts/hadoop.sh` chose it (`nn`, `dn`: the DataNode's
+    /// data transfer port, ...), from `SPINDLE_HADOOP3_DIR/ports/NAME`; `None` without the state
+    /// directory.
+    pub fn daemon_port(&self, name: &str) -> Option<u16> {
+        let file = std::path::Path::new(&state_dir()?).join("ports").join(name);
+        let text = std::fs::read_to_string(&file).ok()?;
+        Some(
+            text.trim()
+                .parse()
+                .unwrap_or_else(|e| panic!("{}: not a port ({e}): {text}", file.display())),
+        )
+    }
+}
+
 fn state_dir() -> Option<std::ffi::OsString> {
     std::env::var_os("SPINDLE_HADOOP3_DIR").filter(|d| !d.is_empty())
 }
@@ -245,6 +260,21 @@ pub fn spindle_with_env(
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
+}
+
+/// `spindle repo publish REPO cifar10 FILE` of the zoo's cifar10 built with `seed` (a new
+/// version, different weights): stdout on success, which names the version (`cifar10/N`).
+pub fn publish_cifar10(repo: &str, seed: u64) -> String {
+    let onnx = spindle_zoo::build(spindle_zoo::ZooModel::Cifar10, seed).onnx;
+    let file = tempfile::NamedTempFile::new().expect("a temporary file");
+    std::fs::write(file.path(), onnx).expect("writing the model");
+    let path = file.path().to_str().expect("a UTF-8 temporary path");
+    let (ok, out, err) = spindle(
+        &["repo", "publish", repo, "cifar10", path],
+        Duration::from_secs(60),
+    );
+    assert!(ok, "spindle repo publish {repo} cifar10: {out} {err}");
+    out
 }
 
 /// A YARN service a test deployed: destroyed when dropped, so a failed assertion does not

@@ -55,7 +55,7 @@ fn rows(part: &Path) -> Vec<Vec<String>> {
 }
 
 /// Two parts agree: same header, records, labels and classes; probabilities within 1e-5.
-fn assert_same_scores(a: &Path, b: &Path) {
+pub(crate) fn assert_same_scores(a: &Path, b: &Path) {
     let (a, b) = (rows(a), rows(b));
     assert_eq!(a.len(), b.len());
     assert_eq!(a[0], b[0], "headers");

@@ -11,6 +11,9 @@ use spindle_tests::hadoop3::{self, CPU_NODE, CPU_NODE_2, GPU_NODE, Hadoop3, Serv
 use spindle_tests::hdfs::unique_dir;
 use std::time::{Duration, Instant};
 
+mod node_loss;
+mod scoring;
+
 /// A container turns READY 15-20 s after the POST on this cluster (2 shared cores); the
 /// bound leaves room for a loaded machine.
 const READY_WITHIN: Duration = Duration::from_secs(120);
@@ -217,11 +220,13 @@ fn both_ready(status: &str, port: u16) -> bool {
 
 /// One deployment on the CPU partition (two nodes) serves every check of a replicated
 /// service, in order: deploy, discovery through the RM, flex 1 -> 2 under callers, load spread
-/// over both replicas, a third replica waiting for a node, a replica killed with SIGKILL under
-/// callers, stop/start under callers, and (alone on the cluster) a DataNode killed and the
-/// NameNode restarted under callers, then a new version picked up.
+/// over both replicas (`spindle infer`, `loadtest` and `score`), a third replica waiting for a
+/// node, a replica killed with SIGKILL under callers, stop/start under callers, and (alone on
+/// the cluster) a NodeManager lost under callers and brought back, and a DataNode killed and
+/// the NameNode restarted under callers, then a new version picked up.
 #[test]
-fn a_replicated_service_flexes_spreads_load_and_survives_sigkill_stop_start_and_hdfs_outages() {
+fn a_replicated_service_flexes_spreads_load_and_survives_sigkill_stop_start_node_and_hdfs_outages()
+{
     let Some(cluster) = hadoop3::cluster_to_disrupt() else {
         return;
     };
@@ -249,6 +254,10 @@ fn a_replicated_service_flexes_spreads_load_and_survives_sigkill_stop_start_and_
     // address has nothing on the port.
     assert!(listening(first, port));
     assert!(!listening(GPU_NODE, port), "bound {GPU_NODE} too");
+    // The name is taken now: a second deploy is refused before it uploads anything.
+    let (ok, _, err) = deploy(&service, &repo, &staging, "CPU_Q", "CPU", port, &poll);
+    assert!(!ok && err.contains("is taken"), "{err}");
+    assert!(!err.contains("uploaded"), "{err}");
 
     // Discovery through the RM.
     let input = cifar_input();
@@ -261,6 +270,25 @@ fn a_replicated_service_flexes_spreads_load_and_survives_sigkill_stop_start_and_
         limit,
     );
     assert!(ok && !out.trim().is_empty(), "infer: {out} {err}");
+    // A request the replica refuses (a wrong shape) fails every call of --repeat-for, and the
+    // command says how many and why.
+    let wrong = tempfile::NamedTempFile::new().unwrap();
+    let tensor = serde_json::json!({"name": "images", "shape": [1, 24, 24, 4], "datatype": "FP32", "data": vec![0.5; 2304]});
+    std::fs::write(wrong.path(), tensor.to_string()).unwrap();
+    let (ok, _, err) = spindle(
+        &[
+            &["infer", "--model", "cifar10", "--json"][..],
+            &[wrong.path().to_str().unwrap()],
+            &rm[..4],
+            &["--repeat-for", "1s"],
+        ]
+        .concat(),
+        limit,
+    );
+    assert!(
+        !ok && err.contains("requests failed") && err.contains("images"),
+        "{err}"
+    );
 
     // Flex 1 -> 2 while callers run: the second replica lands on the other CPU node.
     let callers = Callers::start("during flex 1 -> 2", &rm, input, 10);
@@ -310,6 +338,7 @@ fn a_replicated_service_flexes_spreads_load_and_survives_sigkill_stop_start_and_
         loaded[0] > after[0] && loaded[1] > after[1],
         "spindle loadtest --yarn-service reached {CPU_NODES:?}: {after:?} -> {loaded:?}"
     );
+    scoring::score_through_the_replicas(&cluster, &service.name, &repo, port);
 
     // A third replica: both CPU nodes have one, so under anti-affinity it waits, and status
     // says so; flexing back to 2 leaves the two serving.
@@ -361,7 +390,11 @@ fn a_replicated_service_flexes_spreads_load_and_survives_sigkill_stop_start_and_
     callers.none_failed();
 
     stop_and_start_under_callers(&service, &rm, input, port);
-    hdfs_outage_under_callers(&cluster, &service, &repo, input, port);
+    // Alone on the cluster from here: these steps kill and restart its daemons.
+    if let Some(_alone) = cluster.exclusive() {
+        node_loss::lose_a_node_under_callers(&cluster, &service, &rm, input, port);
+        hdfs_outage_under_callers(&cluster, &service, &repo, input, port);
+    }
 
     let (ok, out, err) = service.yarn("destroy", &[]);
     assert!(ok && out.contains("destroyed"), "{out} {err}");
@@ -422,7 +455,7 @@ fn stop_and_start_under_callers(service: &Service, rm: &[&str], input: &str, por
     Callers::start("after start", rm, input, 2).none_failed();
 }
 
-/// Alone on the cluster: the DataNode killed, then the NameNode stopped and both started
+/// The DataNode killed, then the NameNode stopped and both started
 /// again, while callers send to both replicas: serving goes on from the loaded version (the
 /// replicas' repository polls fail meanwhile). Callers name the replicas (`--url`): a caller
 /// starting while the NameNode is down could not list them, since the ResourceManager
@@ -435,9 +468,6 @@ fn hdfs_outage_under_callers(
     input: &str,
     port: u16,
 ) {
-    let Some(_alone) = cluster.exclusive() else {
-        return;
-    };
     let urls = CPU_NODES.map(|h| format!("http://{h}:{port}")).join(",");
     let done = std::sync::atomic::AtomicBool::new(false);
     std::thread::scope(|scope| {
@@ -462,23 +492,8 @@ fn hdfs_outage_under_callers(
         outage.join().expect("the outage's steps");
     });
 
-    let onnx = spindle_zoo::build(spindle_zoo::ZooModel::Cifar10, 7).onnx;
-    let file = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(file.path(), onnx).unwrap();
-    let (ok, out, err) = spindle(
-        &[
-            "repo",
-            "publish",
-            repo,
-            "cifar10",
-            file.path().to_str().unwrap(),
-        ],
-        Duration::from_secs(60),
-    );
-    assert!(
-        ok && out.contains("cifar10/2"),
-        "publish after the outage: {out} {err}"
-    );
+    let out = hadoop3::publish_cifar10(repo, 7);
+    assert!(out.contains("cifar10/2"), "publish after the outage: {out}");
     let deadline = Instant::now() + Duration::from_secs(60);
     while !CPU_NODES
         .iter()
@@ -564,6 +579,12 @@ async fn refused_deployments_leave_nothing_behind() {
     assert!(!err.contains("uploaded"), "{err}");
     let (_, _, err) = service.yarn("status", &[]);
     assert!(err.contains("does not exist"), "{err}");
+
+    // The repository must exist before anything is uploaded.
+    let service = Service::guard(&cluster, &hadoop3::unique_name("it-norepo"));
+    let (ok, _, err) = deploy(&service, &repo, &staging, "CPU_Q", "CPU", 18000, &[]);
+    assert!(!ok && err.contains("no such directory on HDFS"), "{err}");
+    assert!(!err.contains("uploaded"), "{err}");
 
     // An unknown queue: the RM refuses the submission (500), and the uploaded tarball is
     // removed again.

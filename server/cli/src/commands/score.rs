@@ -106,7 +106,7 @@ pub fn run(mut args: ScoreArgs) -> anyhow::Result<()> {
         );
     }
     if let Some(service) = &args.yarn_service {
-        args.server = resolve_service(service)?;
+        args.server = resolve_service(service, args.yarn_job.yarn_user.clone())?;
     }
     let format = detect_format(&args)?;
     match (format, &args.yarn_job.yarn) {
@@ -135,11 +135,12 @@ fn detect_format(args: &ScoreArgs) -> anyhow::Result<Option<InputFormat>> {
     })
 }
 
-/// The READY replicas of `RM/NAME`.
-fn resolve_service(service: &str) -> anyhow::Result<Vec<String>> {
+/// The READY replicas of `RM/NAME`, listed as `user` (default $HADOOP_USER_NAME, $USER,
+/// $LOGNAME): Hadoop 3's Services API refuses a listing without `user.name`.
+fn resolve_service(service: &str, user: Option<String>) -> anyhow::Result<Vec<String>> {
     let handle = tokio::runtime::Handle::current();
     let urls = handle.block_on(async {
-        let found = spindle_deploy::YarnService::resolve(service, None).await?;
+        let found = spindle_deploy::YarnService::resolve(service, user).await?;
         found.require_endpoints().await
     });
     let urls = urls.with_context(|| format!("--yarn-service {service}"))?;

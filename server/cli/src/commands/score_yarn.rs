@@ -50,8 +50,9 @@ pub struct YarnJobArgs {
     /// --yarn: node partition (node label) the executors run in, e.g. CPU.
     #[arg(long)]
     pub node_partition: Option<String>,
-    /// --yarn: user for simple authentication (`user.name`) and for the executors' HDFS
-    /// writes; default $HADOOP_USER_NAME, then $USER, then $LOGNAME.
+    /// --yarn and --yarn-service: user for simple authentication (`user.name`) and, with
+    /// --yarn, for the executors' HDFS writes; default $HADOOP_USER_NAME, then $USER, then
+    /// $LOGNAME.
     #[arg(long)]
     pub yarn_user: Option<String>,
     /// --yarn: vcores per executor; also its preparing threads and engine threads unless
