@@ -12,6 +12,7 @@ mod http_v2;
 mod kerberos;
 mod loader_lifecycle;
 mod loadtest_samples;
+mod netcut;
 mod protocols;
 mod replicas;
 mod score_images;
