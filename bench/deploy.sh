@@ -1,10 +1,9 @@
 #!/usr/bin/env bash
-# The deployment benchmark: the scaling run of bench/scaling.sh (one `spindle loadtest`,
+# The container benchmark: the scaling run of bench/scaling.sh (one `spindle loadtest`,
 # CONCURRENCY connections per replica, load spread over the replicas) for N = 1 and 2 replicas,
-# four ways, interleaved (the order rotating) and repeated REPS times, medians compared side by side:
+# three ways, interleaved (the order rotating) and repeated REPS times, medians compared side by side:
 #   bare-fixed       bare `spindle serve` processes (127.0.0.2, 127.0.0.3 on one port, as YARN
 #                    containers on separate nodes; pinned to one core each) given as --url
-#   bare-yarn        the same processes found through YARN-style discovery (--yarn-service)
 #   container-fixed  the compose deployment's replicas (docker/compose.yaml: serving from HDFS,
 #                    pinned to the same cores with docker update --cpuset-cpus), addressed by
 #                    their bridge IPs (no docker-proxy in the path)
@@ -12,15 +11,11 @@
 #                    (docker run --network host, bound to 127.0.0.4 and 127.0.0.5), as YARN's
 #                    Docker runtime runs containers by default: the bridge's cost separated from
 #                    the rest of what a container is (namespaces, cgroups, seccomp)
-# Discovery needs a ResourceManager and none can be installed here: tests/src/bin/yarn-rm-standin
-# stands in for it. It is the in-test ResourceManager of tests/tests/integration/yarn.rs, answering the YARN
-# Services endpoints discovery calls (the service definition and component-instances) with
-# the bare replicas as READY containers; it starts nothing itself. Discovery lists the
-# replicas once before the load, so the comparison shows whether that changes anything.
+# Replicas found through a real ResourceManager, as YARN containers, are bench/yarn.sh's: it
+# compares YARN containers with bare processes on scripts/hadoop.sh's Hadoop 3 cluster.
 #
-# Usage: bench/deploy.sh      (root and Docker, as docker/test.sh; about 8 minutes)
-# Env: CONCURRENCY (8 per replica), WINDOW (2s), REPS (4), PORT (18420, the bare replicas'),
-#      RM_PORT (18410; 18410 and 18411 are used)
+# Usage: bench/deploy.sh      (root and Docker, as docker/test.sh; about 6 minutes)
+# Env: CONCURRENCY (8 per replica), WINDOW (2s), REPS (4), PORT (18420, the bare replicas')
 # Results: bench/results/deploy.csv (every run) and bench/results/deploy.txt (medians, ratios).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -28,15 +23,13 @@ concurrency=${CONCURRENCY:-8}
 window=${WINDOW:-2s}
 reps=${REPS:-4}
 port=${PORT:-18420}
-rm_port=${RM_PORT:-18410}
 model=cifar10
 out=bench/results
 mkdir -p "$out" .cache
 [ "$(nproc)" -ge 2 ] || { echo "deploy: needs 2 cores (one per replica)" >&2; exit 64; }
 ORT_DYLIB_PATH=${ORT_DYLIB_PATH:-$(scripts/setup-ort.sh)}; export ORT_DYLIB_PATH
-cargo build --release -q --bin spindle --bin yarn-rm-standin
-bin=${CARGO_TARGET_DIR:-target}/release
-spindle=$bin/spindle
+cargo build --release -q --bin spindle
+spindle=${CARGO_TARGET_DIR:-target}/release/spindle
 repo=.cache/bench-repo
 [ -f "$repo/$model/config.toml" ] || "$spindle" zoo --out "$repo" > /dev/null
 
@@ -53,12 +46,10 @@ cleanup() {
 }
 trap cleanup EXIT
 
-for p in "$port" "$rm_port" $((rm_port + 1)); do
-  if curl -s -o /dev/null "127.0.0.1:$p" || curl -s -o /dev/null "127.0.0.2:$p"; then
-    echo "deploy: something already answers on port $p; pick others with PORT= / RM_PORT=" >&2
-    exit 1
-  fi
-done
+if curl -s -o /dev/null "127.0.0.1:$port" || curl -s -o /dev/null "127.0.0.2:$port"; then
+  echo "deploy: something already answers on port $port; pick another with PORT=" >&2
+  exit 1
+fi
 bare=()
 for i in 0 1; do
   host=127.0.0.$((i + 2))
@@ -67,11 +58,6 @@ for i in 0 1; do
   pids+=($!)
   bare+=("http://$host:$port")
 done
-# Stand-ins for the ResourceManager: service bench-1 lists the first replica, bench-2 both.
-"$bin/yarn-rm-standin" "127.0.0.1:$rm_port" bench-1 "$port" 127.0.0.2 > /dev/null &
-pids+=($!)
-"$bin/yarn-rm-standin" "127.0.0.1:$((rm_port + 1))" bench-2 "$port" 127.0.0.2 127.0.0.3 > /dev/null &
-pids+=($!)
 
 echo "deploy: building images and bringing up the compose deployment" >&2
 SPINDLE_BIN=$spindle docker/build.sh > /dev/null 2>&1
@@ -104,7 +90,7 @@ for u in "${bare[@]}" "${containers[@]}" "${hosted[@]}"; do
   curl -sf "$u/v2/health/ready" > /dev/null || { echo "deploy: $u never became ready" >&2; exit 1; }
 done
 for pid in "${pids[@]}"; do
-  kill -0 "$pid" 2> /dev/null || { echo "deploy: a replica or stand-in exited at startup" >&2; exit 1; }
+  kill -0 "$pid" 2> /dev/null || { echo "deploy: a replica exited at startup" >&2; exit 1; }
 done
 
 csv=$out/deploy.csv
@@ -123,16 +109,15 @@ print(f"{rep},{n},{mode},{level['inferences_per_s']:.1f},{level['p50_us']},{leve
 PY
   tail -n 1 "$csv" >&2
 }
-modes=(bare-fixed bare-yarn container-fixed container-host)
+modes=(bare-fixed container-fixed container-host)
 for rep in $(seq 1 "$reps"); do
   for n in 1 2; do
     # The order rotates from one repetition to the next, so that no mode always runs first
     # (or last) after the previous level.
-    for k in 0 1 2 3; do
-      mode=${modes[$(((k + rep - 1) % 4))]}
+    for k in 0 1 2; do
+      mode=${modes[$(((k + rep - 1) % 3))]}
       case $mode in
         bare-fixed) target=(--url "$(IFS=,; echo "${bare[*]:0:$n}")") ;;
-        bare-yarn) target=(--yarn-service "http://127.0.0.1:$((rm_port + n - 1))/bench-$n") ;;
         container-fixed) target=(--url "$(IFS=,; echo "${containers[*]:0:$n}")") ;;
         container-host) target=(--url "$(IFS=,; echo "${hosted[*]:0:$n}")") ;;
       esac
@@ -152,12 +137,12 @@ for r in rows:
 errors = sum(int(r["errors"]) for r in rows)
 print(f"cifar10, {conc} connections per replica, {window} windows, median of {reps} interleaved runs, "
       f"{os.cpu_count()} cores shared with other work; {errors} failed requests in all runs")
-print(f"{'replicas':>8} {'bare-fixed':>11} {'bare-yarn':>10} {'yarn/fixed':>10} {'container':>10} {'container/bare':>14}"
+print(f"{'replicas':>8} {'bare-fixed':>11} {'container':>10} {'container/bare':>14}"
       f" {'host-net':>9} {'host-net/bare':>13}")
 for n in ("1", "2"):
-    fixed, yarn, cont, host = (statistics.median(med[(n, m)])
-                               for m in ("bare-fixed", "bare-yarn", "container-fixed", "container-host"))
-    print(f"{n:>8} {fixed:>11.0f} {yarn:>10.0f} {yarn / fixed:>10.3f} {cont:>10.0f} {cont / fixed:>14.3f}"
+    fixed, cont, host = (statistics.median(med[(n, m)])
+                         for m in ("bare-fixed", "container-fixed", "container-host"))
+    print(f"{n:>8} {fixed:>11.0f} {cont:>10.0f} {cont / fixed:>14.3f}"
           f" {host:>9.0f} {host / fixed:>13.3f}")
 PY
 echo "results: $csv, $out/deploy.txt" >&2
