@@ -1,8 +1,14 @@
 # Shared by the bench/*.sh scripts: source it first ("source bench/lib.sh" from the repository
 # root, which it changes to). It sets `out` (bench/results), `repo` (the zoo written once under
-# .cache/bench-repo), `spindle` (the release binary, built here), `window` (WINDOW, default
-# 3s), ORT_DYLIB_PATH, and defines:
+# .cache/bench-repo), `spindle` (the release binary, built here, or $SPINDLE when set: e.g. a
+# binary built earlier, so that a benchmark builds nothing), `window` (WINDOW, default 3s),
+# ORT_DYLIB_PATH, and defines:
 #
+#   core_layout SCRIPT        reads LAYOUT (one taskset core list per replica, space-separated;
+#                             default one core per replica, as many as cores) into the array
+#                             `layout`, checks each set is usable, sets `cores` (nproc) and
+#                             `loadgen` (taskset -c LOADGEN_CORES, or nothing); exits 64/69
+#                             naming SCRIPT when LAYOUT is unusable or taskset is missing
 #   free_port                 a free TCP port on 127.0.0.1
 #   wait_ready URL [PATH]     poll URL+PATH (default /v2/health/ready) for up to 120 s
 #   start_server NAME CMD...  run CMD in the background as server NAME (logs in .cache/NAME.log)
@@ -22,13 +28,33 @@ if [ "${ENGINE:-ort}" != tract ]; then
   ORT_DYLIB_PATH=${ORT_DYLIB_PATH:-$(scripts/setup-ort.sh)}
   export ORT_DYLIB_PATH
 fi
-cargo build --release -q -p spindle-cli --bin spindle
-spindle=${CARGO_TARGET_DIR:-target}/release/spindle
+if [ -n "${SPINDLE:-}" ]; then
+  spindle=$SPINDLE
+else
+  cargo build --release -q -p spindle-cli --bin spindle
+  spindle=${CARGO_TARGET_DIR:-target}/release/spindle
+fi
 repo=.cache/bench-repo
 window=${WINDOW:-3s}
 for zoo_model in cifar10 inception_v3 criteo_ctr; do
   [ -f "$repo/$zoo_model/config.toml" ] || { "$spindle" zoo --out "$repo" > /dev/null; break; }
 done
+
+core_layout() {
+  local name=$1 set
+  cores=$(nproc)
+  read -r -a layout <<< "${LAYOUT:-$(seq -s ' ' 0 $((cores - 1)))}"
+  [ ${#layout[@]} -gt 0 ] || { echo "$name: LAYOUT lists no core sets" >&2; exit 64; }
+  command -v taskset > /dev/null || { echo "$name: taskset is missing (apt-get install util-linux)" >&2; exit 69; }
+  for set in "${layout[@]}"; do
+    taskset -c "$set" true 2> /dev/null || {
+      echo "$name: core set '$set' is not usable here (this machine has cores 0-$((cores - 1)))" >&2
+      exit 64
+    }
+  done
+  loadgen=()
+  [ -z "${LOADGEN_CORES:-}" ] || loadgen=(taskset -c "$LOADGEN_CORES")
+}
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 

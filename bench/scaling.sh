@@ -16,35 +16,18 @@
 #   CONCURRENCY    closed-loop connections per replica (default 8)
 #   WINDOW         measurement window (default 3s); ENGINE (default ort); PROTOCOL
 #                  (default http-binary); PORT first replica's port (default 18700)
+#   SPINDLE        the binary (default: target/release/spindle, built)
 # Results: bench/results/scaling-<model>.csv (N, cores, inferences/s, ratio) and one
 # loadtest JSON per N.
 set -euo pipefail
-cd "$(dirname "$0")/.."
 model=${1:-cifar10}
-cores=$(nproc)
-read -r -a layout <<< "${LAYOUT:-$(seq -s ' ' 0 $((cores - 1)))}"
-[ ${#layout[@]} -gt 0 ] || { echo "scaling: LAYOUT lists no core sets" >&2; exit 64; }
-command -v taskset > /dev/null || { echo "scaling: taskset is missing (apt-get install util-linux)" >&2; exit 69; }
-for set in "${layout[@]}"; do
-  taskset -c "$set" true 2> /dev/null || {
-    echo "scaling: core set '$set' is not usable here (this machine has cores 0-$((cores - 1)))" >&2
-    exit 64
-  }
-done
+# shellcheck source=bench/lib.sh
+source "$(dirname "$0")/lib.sh"
+core_layout scaling
 concurrency=${CONCURRENCY:-8}
-window=${WINDOW:-3s}
 engine=${ENGINE:-ort}
 protocol=${PROTOCOL:-http-binary}
 port=${PORT:-18700}
-out=bench/results
-mkdir -p "$out" .cache
-ORT_DYLIB_PATH=${ORT_DYLIB_PATH:-$(scripts/setup-ort.sh)}; export ORT_DYLIB_PATH
-cargo build --release -q -p spindle-cli --bin spindle
-spindle=${CARGO_TARGET_DIR:-target}/release/spindle
-repo=.cache/bench-repo
-[ -f "$repo/$model/config.toml" ] || "$spindle" zoo --out "$repo" > /dev/null
-loadgen=()
-[ -z "${LOADGEN_CORES:-}" ] || loadgen=(taskset -c "$LOADGEN_CORES")
 
 servers=()
 stop_servers() {

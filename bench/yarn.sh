@@ -29,41 +29,24 @@
 # Results: bench/results/yarn-<model>.csv (N, cores, bare and YARN inferences/s and p99 ms,
 # ratio) and one loadtest JSON per N and side.
 set -euo pipefail
-cd "$(dirname "$0")/.."
 model=${1:-cifar10}
 : "${SPINDLE_HDFS_URL:?yarn.sh: start a cluster first: eval \"\$(scripts/hadoop.sh start)\"}"
 : "${SPINDLE_YARN_RM:?yarn.sh: start a cluster first: eval \"\$(scripts/hadoop.sh start)\"}"
 : "${SPINDLE_HADOOP3_DIR:?yarn.sh: start a cluster first: eval \"\$(scripts/hadoop.sh start)\"}"
+# shellcheck source=bench/lib.sh
+source "$(dirname "$0")/lib.sh"
+SPINDLE=$spindle
+core_layout yarn.sh
 user=${USER:-$(id -un)}
-cores=$(nproc)
-read -r -a layout <<< "${LAYOUT:-$(seq -s ' ' 0 $((cores - 1)))}"
 nodes=(127.0.0.2 127.0.0.4)
 # The NodeManager of each node (scripts/hadoop.sh: nm1 = 127.0.0.2, nm3 = 127.0.0.4).
 node_managers=("$SPINDLE_HADOOP3_DIR/nm1/pid" "$SPINDLE_HADOOP3_DIR/nm3/pid")
-[ ${#layout[@]} -gt 0 ] || { echo "yarn.sh: LAYOUT lists no core sets" >&2; exit 64; }
 [ ${#layout[@]} -le ${#nodes[@]} ] || {
   echo "yarn.sh: LAYOUT has ${#layout[@]} core sets; the cluster's CPU partition has ${#nodes[@]} nodes" >&2
   exit 64
 }
-command -v taskset > /dev/null || { echo "yarn.sh: taskset is missing (apt-get install util-linux)" >&2; exit 69; }
-for set in "${layout[@]}"; do
-  taskset -c "$set" true 2> /dev/null || {
-    echo "yarn.sh: core set '$set' is not usable here (this machine has cores 0-$((cores - 1)))" >&2
-    exit 64
-  }
-done
 concurrency=${CONCURRENCY:-8}
-window=${WINDOW:-3s}
 port=${PORT:-18720}
-out=bench/results
-mkdir -p "$out"
-ORT_DYLIB_PATH=${ORT_DYLIB_PATH:-$(scripts/setup-ort.sh)}; export ORT_DYLIB_PATH
-if [ -z "${SPINDLE:-}" ]; then
-  cargo build --release -q -p spindle-cli --bin spindle
-  SPINDLE=${CARGO_TARGET_DIR:-target}/release/spindle
-fi
-loadgen=()
-[ -z "${LOADGEN_CORES:-}" ] || loadgen=(taskset -c "$LOADGEN_CORES")
 rm_args=(--rm "$SPINDLE_YARN_RM" --user "$user")
 
 base=$SPINDLE_HDFS_URL/bench/yarn-$(date +%s)
