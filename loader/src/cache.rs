@@ -66,7 +66,7 @@ pub struct ModelCache {
 
 /// What `fetch` found in the cache: a copy to reuse, or the temporary directory to download into.
 enum Prepared {
-    Reuse(CachedVersion),
+    Reuse(Box<CachedVersion>),
     Download(PathBuf),
 }
 
@@ -102,7 +102,7 @@ impl ModelCache {
         let fingerprint = version.fingerprint.clone();
         let prepared = blocking(move || this.reuse_or_prepare(&name, number, &fingerprint)).await?;
         let tmp = match prepared {
-            Prepared::Reuse(cached) => return Ok(cached),
+            Prepared::Reuse(cached) => return Ok(*cached),
             Prepared::Download(tmp) => tmp,
         };
         let downloaded = match download(repo, model, version, &tmp).await {
@@ -151,7 +151,7 @@ impl ModelCache {
         if read_string(&dest.join(FINGERPRINT_FILE)).as_deref() == Some(fingerprint)
             && let Ok(cached) = self.read_version(model, version)
         {
-            return Ok(Prepared::Reuse(cached));
+            return Ok(Prepared::Reuse(Box::new(cached)));
         }
         let tmp = self
             .root
