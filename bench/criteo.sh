@@ -8,17 +8,29 @@
 # The CPU column matters on a shared machine: rows per CPU-second does not depend on what else
 # runs, where rows/s does.
 #
+# Remote scoring keeps several requests in flight per worker (issue 21; before, one), so the
+# scorer transforms the next rows while the server answers.
+#
 # Usage: bench/criteo.sh
 # Environment: ROWS (rows per day, default 2000000), SHARDS (per day, default 8),
-#              ENGINE (default ort; tract needs no library).
+#              ENGINE (default ort; tract needs no library), SPINDLE (a built binary to use
+#              instead of building one), BASELINE (an older binary: its remote scoring runs too,
+#              against the same server, as criteo-remote-baseline.json).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rows=${ROWS:-2000000}
 shards=${SHARDS:-8}
 engine=${ENGINE:-ort}
-if [ "$engine" != tract ]; then ORT_DYLIB_PATH=$(scripts/setup-ort.sh); export ORT_DYLIB_PATH; fi
-cargo build --release -q -p spindle-cli --bin spindle
-spindle=${CARGO_TARGET_DIR:-target}/release/spindle
+if [ "$engine" != tract ]; then
+  ORT_DYLIB_PATH=${ORT_DYLIB_PATH:-$(scripts/setup-ort.sh)}
+  export ORT_DYLIB_PATH
+fi
+if [ -n "${SPINDLE:-}" ]; then
+  spindle=$SPINDLE
+else
+  cargo build --release -q -p spindle-cli --bin spindle
+  spindle=${CARGO_TARGET_DIR:-target}/release/spindle
+fi
 work=$(mktemp -d)
 server_pid=
 trap '[ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null; rm -rf "$work"' EXIT
@@ -71,22 +83,36 @@ for _ in $(seq 1 300); do
 done
 ticks=$(getconf CLK_TCK)
 server_cpu() { awk -v t="$ticks" '{print ($14 + $15) / t}' "/proc/$server_pid/stat"; }
-before=$(server_cpu)
-with_cpu "$out/criteo-remote.json" "$spindle" score --model criteo_ctr \
-  --input "$work/data-none/day_*/part-*" --output "$work/scores-remote" \
-  --server "http://127.0.0.1:$port" --quiet --summary "$out/criteo-remote.json"
-python3 - "$out/criteo-remote.json" "$before" "$(server_cpu)" <<'PY'
+# Scores the plain shards through the server with scorer binary $1 into summary $2.
+remote() {
+  local before
+  before=$(server_cpu)
+  with_cpu "$2" "$1" score --model criteo_ctr \
+    --input "$work/data-none/day_*/part-*" --output "$work/scores-$(basename "$2" .json)" \
+    --server "http://127.0.0.1:$port" --quiet --summary "$2"
+  python3 - "$2" "$before" "$(server_cpu)" <<'PY'
 import json, sys
 s = json.load(open(sys.argv[1]))
 s["server_cpu_seconds"] = float(sys.argv[3]) - float(sys.argv[2])
 json.dump(s, open(sys.argv[1], "w"), indent=2)
 PY
+}
+remote "$spindle" "$out/criteo-remote.json"
 show "$out/criteo-remote.json" remote
+if [ -n "${BASELINE:-}" ]; then
+  remote "$BASELINE" "$out/criteo-remote-baseline.json"
+  show "$out/criteo-remote-baseline.json" baseline
+fi
+# The parts must agree with local scoring row for row (the same rows, in order).
+cmp -s <(cat "$work"/scores-none/*.tsv) <(cat "$work"/scores-criteo-remote/*.tsv) &&
+  echo "remote parts: identical to local" || echo "remote parts: DIFFER from local"
 python3 - "$out" <<'PY'
-import json, sys
+import json, os, sys
 d = sys.argv[1]
-s = json.load(open(f"{d}/criteo-remote.json"))
 local = json.load(open(f"{d}/criteo-plain.json"))
-print(f"remote / local (plain): {s['rows_per_s'] / local['rows_per_s']:.2f} "
-      "(remote cpu-s counts the scorer and the server)")
+for name in ("remote", "remote-baseline"):
+    if os.path.exists(f"{d}/criteo-{name}.json") and (name == "remote" or os.environ.get("BASELINE")):
+        s = json.load(open(f"{d}/criteo-{name}.json"))
+        print(f"{name} / local (plain): {s['rows_per_s'] / local['rows_per_s']:.2f} "
+              "(remote cpu-s counts the scorer and the server)")
 PY

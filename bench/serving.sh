@@ -20,8 +20,70 @@
 # bench/suite.sh measures the same settings beside gRPC, tract and MLServer.
 #
 # Usage: bench/serving.sh [MODEL...]      (default: cifar10 inception_v3)
-# Environment: WINDOW (default 3s), REPS (default 3), ENGINE (default ort), PORT (default 18000).
+# Environment: WINDOW (default 3s), REPS (default 3), ENGINE (default ort), PORT (default 18000),
+#              SPINDLE (a built binary to use instead of building one; see lib.sh).
+#
+# Latency before/after (issue 21): BASELINE=/path/to/an/older/spindle bench/serving.sh [MODEL]
+# (default cifar10) measures only concurrency 1, side by side in each of REPS (default 5)
+# rounds: in-process batch 1 (this binary's `spindle bench engine`), then the baseline's
+# `spindle serve` and this binary's, in an order that alternates between rounds, each driven by
+# this binary's load test. Results: bench/results/latency-<model>.txt and
+# latency-<model>-rounds.json.
 source "$(dirname "$0")/lib.sh"
+
+if [ -n "${BASELINE:-}" ]; then
+  model=${1:-cifar10}
+  port=${PORT:-18000}
+  reps=${REPS:-5}
+  rounds=.cache/bench-latency
+  mkdir -p "$rounds"
+  rm -f "$rounds/$model"-r*
+  for rep in $(seq 1 "$reps"); do
+    "$spindle" bench engine --repo "$repo" --model "$model" --engine "${ENGINE:-ort}" --batches 1 \
+      --duration "$window" --json "$rounds/$model-r$rep-inprocess.json" 2> /dev/null
+    order=(before after)
+    [ $((rep % 2)) -eq 0 ] && order=(after before)
+    for which in "${order[@]}"; do
+      binary=$spindle
+      [ "$which" = before ] && binary=$BASELINE
+      start_server "$which" "$binary" serve --repo "$repo" --engine "${ENGINE:-ort}" \
+        --http-addr "127.0.0.1:$port" --no-grpc --poll-interval 0
+      wait_ready "http://127.0.0.1:$port"
+      out=$rounds measure "$model-r$rep-$which" "http://127.0.0.1:$port" "$model" http-binary 1 > /dev/null
+      stop_server "$which"
+    done
+    echo "round $rep of $reps done ($(uptime | sed 's/.*load average/load average/'))"
+  done
+  python3 - "$model" "$reps" "$rounds" "$out" "$BASELINE" <<'PY' | tee "$out/latency-$model.txt"
+import json, statistics, sys
+model, reps, rounds, results, baseline = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
+per_round = []
+for rep in range(1, reps + 1):
+    b1 = json.load(open(f"{rounds}/{model}-r{rep}-inprocess.json"))["results"][0]["p50_us"]
+    row = {"round": rep, "inprocess_batch1_p50_us": b1}
+    for which in ("before", "after"):
+        level = json.load(open(f"{rounds}/{model}-r{rep}-{which}.json"))["levels"][0]
+        row.update({f"{which}_p50_us": level["p50_us"], f"{which}_p99_us": level["p99_us"],
+                    f"{which}_per_s": level["inferences_per_s"]})
+    per_round.append(row)
+ms = lambda us: f"{us / 1000:.3f}"
+print(f"{model}, concurrency 1, HTTP binary tensors, {reps} rounds; before = {baseline}")
+print(f"{'round':>5}  {'in-process b1 p50':>17}  {'before p50':>10}  {'above':>7}  {'after p50':>10}  "
+      f"{'above':>7}  {'before p99':>10}  {'after p99':>10}")
+for r in per_round:
+    b1 = r["inprocess_batch1_p50_us"]
+    print(f"{r['round']:>5}  {ms(b1):>17}  {ms(r['before_p50_us']):>10}  {ms(r['before_p50_us'] - b1):>7}  "
+          f"{ms(r['after_p50_us']):>10}  {ms(r['after_p50_us'] - b1):>7}  {ms(r['before_p99_us']):>10}  "
+          f"{ms(r['after_p99_us']):>10}")
+median = lambda f: statistics.median(f(r) for r in per_round)
+above = lambda which: median(lambda r: r[f"{which}_p50_us"] - r["inprocess_batch1_p50_us"])
+print(f"median p50 above in-process batch 1: before {ms(above('before'))} ms, after {ms(above('after'))} ms "
+      f"(in-process batch-1 p50 {ms(median(lambda r: r['inprocess_batch1_p50_us']))} ms)")
+json.dump({"model": model, "baseline": baseline, "rounds": per_round},
+          open(f"{results}/latency-{model}-rounds.json", "w"), indent=2)
+PY
+  exit 0
+fi
 models=("$@"); [ ${#models[@]} -gt 0 ] || models=(cifar10 inception_v3)
 engine=${ENGINE:-ort}
 port=${PORT:-18000}

@@ -12,9 +12,58 @@ use std::sync::Arc;
 
 /// Scores batches of ids. One per worker thread; `&mut self`, so a backend may own a session
 /// or a connection without locks.
+///
+/// Scoring is split into [`ScoreBackend::submit`] and [`Scoring::wait`] so that a backend whose
+/// batches travel (servers) can keep several in flight while the worker transforms the next
+/// rows; the job keeps at most [`ScoreBackend::depth`] unanswered and waits for them oldest
+/// first, so rows are written in their input order.
 pub trait ScoreBackend: Send {
-    /// Click probabilities of `ids` (INT64 `[rows, F]`), one per row, in order.
-    fn score(&mut self, ids: Tensor) -> anyhow::Result<Vec<f32>>;
+    /// Batches worth having in flight at once (1: each is scored before the next is made).
+    fn depth(&self) -> usize {
+        1
+    }
+
+    /// Starts scoring `ids` (INT64 `[rows, F]`); the answer is one click probability per row, in
+    /// order.
+    fn submit(&mut self, ids: Tensor) -> anyhow::Result<Scoring>;
+}
+
+/// One submitted batch's click probabilities, computed already or still on their way. Dropping
+/// it unwaited abandons the batch (a request in flight is cancelled), which is what a shard that
+/// failed or was stopped wants.
+pub struct Scoring(Pending);
+
+enum Pending {
+    Done(anyhow::Result<Vec<f32>>),
+    InFlight {
+        task: tokio::task::JoinHandle<anyhow::Result<Vec<f32>>>,
+        handle: tokio::runtime::Handle,
+    },
+}
+
+impl Scoring {
+    /// A batch scored already.
+    pub fn done(result: anyhow::Result<Vec<f32>>) -> Scoring {
+        Scoring(Pending::Done(result))
+    }
+
+    /// Waits for the probabilities (blocking this thread, which must not be a runtime worker).
+    pub fn wait(mut self) -> anyhow::Result<Vec<f32>> {
+        match std::mem::replace(&mut self.0, Pending::Done(Ok(Vec::new()))) {
+            Pending::Done(result) => result,
+            Pending::InFlight { task, handle } => handle
+                .block_on(task)
+                .context("a scoring request's task ended without an answer")?,
+        }
+    }
+}
+
+impl Drop for Scoring {
+    fn drop(&mut self) {
+        if let Pending::InFlight { task, .. } = &self.0 {
+            task.abort();
+        }
+    }
 }
 
 /// Creates the backends of a job: the model's feature spec (so rows are transformed exactly as
@@ -181,7 +230,7 @@ pub struct LocalBackend {
     runner: Box<dyn Runner>,
 }
 
-impl ScoreBackend for LocalBackend {
+impl LocalBackend {
     fn score(&mut self, ids: Tensor) -> anyhow::Result<Vec<f32>> {
         let rows = ids.shape[0];
         let mut outputs = self.runner.run(vec![ids])?;
@@ -197,9 +246,23 @@ impl ScoreBackend for LocalBackend {
     }
 }
 
+impl ScoreBackend for LocalBackend {
+    /// The engine runs on this worker's own thread: nothing to overlap, scored at once.
+    fn submit(&mut self, ids: Tensor) -> anyhow::Result<Scoring> {
+        Ok(Scoring::done(self.score(ids)))
+    }
+}
+
+/// Requests in flight per worker in remote mode, unless [`RemoteFactory::in_flight`] says
+/// otherwise. With one, a worker's core idled through every round trip and the server's through
+/// every transform (0.51-0.63 of local scoring); four keep both busy on a 2-core machine while
+/// holding at most four batches of ids (about 1.3 MB each at 4,096 rows) per worker.
+pub const DEFAULT_IN_FLIGHT: usize = 4;
+
 /// Remote mode: batches of ids go to one or more servers through the client library, spread
-/// round-robin, one request in flight per worker (so `--jobs` bounds what is in flight), with
-/// the client's retries and backoff on 429, 503 and connection errors. The feature spec comes
+/// round-robin, up to [`DEFAULT_IN_FLIGHT`] requests in flight per worker while the worker
+/// transforms the next rows (so `--jobs` times that bounds what is in flight), with the
+/// client's retries and backoff on 429, 503 and connection errors. The feature spec comes
 /// from the server's own model config (`features.toml` parameter), so rows are transformed
 /// exactly as the server would transform them.
 pub struct RemoteFactory {
@@ -208,6 +271,7 @@ pub struct RemoteFactory {
     model: String,
     input: String,
     output: String,
+    in_flight: usize,
     handle: tokio::runtime::Handle,
     // Keeps a runtime alive when the caller had none (tests, plain threads).
     _runtime: Option<Arc<tokio::runtime::Runtime>>,
@@ -252,9 +316,16 @@ impl RemoteFactory {
                 .name
                 .clone(),
             client,
+            in_flight: DEFAULT_IN_FLIGHT,
             handle,
             _runtime: runtime,
         })
+    }
+
+    /// Requests each worker keeps in flight (at least 1).
+    pub fn in_flight(mut self, requests: usize) -> RemoteFactory {
+        self.in_flight = requests.max(1);
+        self
     }
 }
 
@@ -310,7 +381,8 @@ impl BackendFactory for RemoteFactory {
                     client: self.client.clone(),
                     model: self.model.clone(),
                     input: self.input.clone(),
-                    output: self.output.clone(),
+                    output: Arc::from(self.output.as_str()),
+                    in_flight: self.in_flight,
                     handle: self.handle.clone(),
                 }) as Box<dyn ScoreBackend>
             })
@@ -331,21 +403,33 @@ pub struct RemoteBackend {
     client: spindle_client::Client,
     model: String,
     input: String,
-    output: String,
+    output: Arc<str>,
+    in_flight: usize,
     handle: tokio::runtime::Handle,
 }
 
 impl ScoreBackend for RemoteBackend {
-    fn score(&mut self, ids: Tensor) -> anyhow::Result<Vec<f32>> {
+    fn depth(&self) -> usize {
+        self.in_flight
+    }
+
+    /// Sends the batch from the runtime's threads and returns at once, so the worker goes on
+    /// transforming rows during the round trip. Retries happen inside the task, as before.
+    fn submit(&mut self, ids: Tensor) -> anyhow::Result<Scoring> {
         let rows = ids.shape[0];
         let request = spindle_client::InferRequest::new(&self.model).input(&self.input, ids);
-        let answer = self.handle.block_on(self.client.infer(&request))?;
-        match answer.output(&self.output).map(|t| &t.data) {
-            Some(TensorData::F32(p)) if p.len() == rows => Ok(p.clone()),
-            _ => anyhow::bail!(
-                "the server's answer has no FP32 '{}' with {rows} values",
-                self.output
-            ),
-        }
+        let (client, output) = (self.client.clone(), self.output.clone());
+        let task = self.handle.spawn(async move {
+            let mut answer = client.infer(&request).await?;
+            let position = answer.outputs.iter().position(|o| *o.name == *output);
+            match position.map(|i| answer.outputs.swap_remove(i).tensor.data) {
+                Some(TensorData::F32(p)) if p.len() == rows => Ok(p),
+                _ => anyhow::bail!("the server's answer has no FP32 '{output}' with {rows} values"),
+            }
+        });
+        Ok(Scoring(Pending::InFlight {
+            task,
+            handle: self.handle.clone(),
+        }))
     }
 }

@@ -285,6 +285,7 @@ impl ScoreJob {
             text: Vec::with_capacity(1 << 16),
             loss: LogLoss::default(),
             bins: Vec::new(),
+            in_flight: std::collections::VecDeque::new(),
         };
         let fields = transformer.fields();
         let mut batch = Batch::default();
@@ -321,6 +322,7 @@ impl ScoreJob {
         if !batch.rows.is_empty() {
             part.score(&mut batch, fields, backend, shared)?;
         }
+        part.write_answers(0, shared)?;
         part.finish(temporary, shared)?;
         Ok(true)
     }
@@ -346,10 +348,15 @@ struct PartWriter {
     text: Vec<u8>,
     loss: LogLoss,
     bins: Vec<(usize, bool)>,
+    /// Batches submitted and not yet written, oldest first, each with its row numbers and
+    /// labels. Dropped with the part when a shard fails, which abandons their requests.
+    in_flight: std::collections::VecDeque<(backend::Scoring, Batch)>,
 }
 
 impl PartWriter {
-    /// Scores `batch` on `backend`, writes its rows, and empties it.
+    /// Submits `batch` to `backend` and empties it; writes the oldest answers first while more
+    /// than the backend's depth would be in flight, so rows keep their input order and at most
+    /// `depth` batches are held.
     fn score(
         &mut self,
         batch: &mut Batch,
@@ -357,23 +364,39 @@ impl PartWriter {
         backend: &mut dyn ScoreBackend,
         shared: &Shared,
     ) -> anyhow::Result<()> {
+        self.write_answers(backend.depth().saturating_sub(1), shared)?;
         let rows = batch.rows.len();
         let ids = std::mem::take(&mut batch.ids);
         let tensor =
             Tensor::new(vec![rows, fields], TensorData::I64(ids)).expect("rows x fields ids");
-        let probabilities = backend.score(tensor)?;
-        self.text.clear();
-        for ((&row, &label), &p) in batch.rows.iter().zip(&batch.labels).zip(&probabilities) {
-            write_row(&mut self.text, row, p, label);
-            if let Some(clicked) = label {
-                self.loss.add(f64::from(p), clicked);
-                self.bins.push((bin(p), clicked));
+        let scoring = backend.submit(tensor)?;
+        let submitted = Batch {
+            ids: Vec::new(),
+            rows: std::mem::take(&mut batch.rows),
+            labels: std::mem::take(&mut batch.labels),
+        };
+        self.in_flight.push_back((scoring, submitted));
+        Ok(())
+    }
+
+    /// Waits for and writes the oldest batches in flight until at most `keep` remain.
+    fn write_answers(&mut self, keep: usize, shared: &Shared) -> anyhow::Result<()> {
+        while self.in_flight.len() > keep {
+            let (scoring, batch) = self.in_flight.pop_front().expect("more than keep");
+            let probabilities = scoring.wait()?;
+            self.text.clear();
+            for ((&row, &label), &p) in batch.rows.iter().zip(&batch.labels).zip(&probabilities) {
+                write_row(&mut self.text, row, p, label);
+                if let Some(clicked) = label {
+                    self.loss.add(f64::from(p), clicked);
+                    self.bins.push((bin(p), clicked));
+                }
             }
+            self.out.write_all(&self.text)?;
+            shared
+                .rows
+                .fetch_add(batch.rows.len() as u64, Ordering::Relaxed);
         }
-        self.out.write_all(&self.text)?;
-        shared.rows.fetch_add(rows as u64, Ordering::Relaxed);
-        batch.rows.clear();
-        batch.labels.clear();
         Ok(())
     }
 
