@@ -15,7 +15,8 @@ pub const DEFAULT_CONCURRENCY: [usize; 4] = [1, 4, 16, 64];
 /// Measure a KServe v2 HTTP server's throughput and latency at several concurrency levels.
 #[derive(Args, Debug, Clone, PartialEq)]
 pub struct LoadtestArgs {
-    /// Server base URL(s), comma-separated (http://host:port). Each connection is pinned to one
+    /// Server base URL(s), comma-separated (http://host:port; https://host:port with
+    /// --ca-cert; grpc:// or grpcs:// with --protocol grpc). Each connection is pinned to one
     /// URL, assigned round-robin.
     #[arg(long, value_delimiter = ',', required_unless_present = "yarn_service")]
     pub url: Vec<String>,
@@ -27,6 +28,9 @@ pub struct LoadtestArgs {
     /// User for the ResourceManager's simple authentication (user.name).
     #[arg(long, requires = "yarn_service")]
     pub yarn_user: Option<String>,
+    /// TLS and token options: the token is sent with every request, encoded once.
+    #[command(flatten)]
+    pub security: spindle_client::ClientSecurityArgs,
     /// Model to load-test.
     #[arg(long)]
     pub model: String,
@@ -64,6 +68,11 @@ pub struct LoadtestArgs {
     /// sent; requests take the samples in turn, --batch per request.
     #[arg(long, value_name = "PATH")]
     pub input_data: Option<PathBuf>,
+    /// The model's features.toml, for generated ids of transformed Criteo rows (each position
+    /// drawn from its feature's slice of the id space) when the server does not describe the
+    /// model's configuration (a peer such as MLServer); Spindle's own is read from the server.
+    #[arg(long, value_name = "FEATURES.toml", conflicts_with = "input_data")]
+    pub features: Option<PathBuf>,
     /// Load sent before each level's measurement starts (discarded).
     #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
     pub warmup: Duration,
@@ -110,6 +119,7 @@ impl LoadtestArgs {
             url: vec![url.into()],
             yarn_service: None,
             yarn_user: None,
+            security: spindle_client::ClientSecurityArgs::default(),
             model: model.into(),
             model_version: None,
             concurrency: None,
@@ -120,6 +130,7 @@ impl LoadtestArgs {
             batch: 1,
             shape: Vec::new(),
             input_data: None,
+            features: None,
             warmup: Duration::from_secs(2),
             window: Duration::from_secs(2),
             max_windows: 10,

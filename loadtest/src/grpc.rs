@@ -11,6 +11,7 @@ use spindle_proto::inference::grpc_inference_service_client::GrpcInferenceServic
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
+use tonic::metadata::{Ascii, MetadataValue};
 use tonic::transport::{Channel, Endpoint};
 
 /// A worker's gRPC client.
@@ -24,14 +25,43 @@ pub struct GrpcTemplate {
     requests: Vec<pb::ModelInferRequest>,
     next: AtomicUsize,
     url: String,
+    token: Option<MetadataValue<Ascii>>,
 }
 
 fn endpoint(target: &Target) -> anyhow::Result<Endpoint> {
-    Ok(
-        Channel::from_shared(format!("http://{}", target.authority()))
-            .with_context(|| format!("{}: not a gRPC address", target.url))?
-            .tcp_nodelay(true),
-    )
+    let scheme = if target.is_tls() { "https" } else { "http" };
+    let endpoint = Channel::from_shared(format!("{scheme}://{}", target.authority()))
+        .with_context(|| format!("{}: not a gRPC address", target.url))?
+        .tcp_nodelay(true);
+    match &target.grpc_tls {
+        None => Ok(endpoint),
+        Some(tls) => endpoint
+            .tls_config(tls.clone())
+            .with_context(|| format!("{}: TLS setup", target.url)),
+    }
+}
+
+/// The bearer token as gRPC metadata, converted once per target.
+fn token(target: &Target) -> anyhow::Result<Option<MetadataValue<Ascii>>> {
+    target
+        .authorization
+        .as_ref()
+        .map(|value| {
+            MetadataValue::try_from(value.as_bytes())
+                .context("the token cannot travel as gRPC metadata")
+        })
+        .transpose()
+}
+
+/// `message` as a call carrying the token, if any.
+fn authorized<T>(message: T, token: Option<&MetadataValue<Ascii>>) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    if let Some(token) = token {
+        request
+            .metadata_mut()
+            .insert("authorization", token.clone());
+    }
+    request
 }
 
 impl GrpcTemplate {
@@ -66,6 +96,7 @@ impl GrpcTemplate {
             requests: requests.iter().map(|inputs| request(inputs)).collect(),
             next: AtomicUsize::new(0),
             url: target.url.clone(),
+            token: token(target)?,
         })
     }
 
@@ -86,13 +117,21 @@ impl GrpcTemplate {
         Ok(GrpcInferenceServiceClient::new(channel))
     }
 
+    /// `message` as a call to `target`, with its token (for statistics).
+    pub fn request<T>(target: &Target, message: T) -> anyhow::Result<tonic::Request<T>> {
+        Ok(authorized(message, token(target)?.as_ref()))
+    }
+
     /// One `ModelInfer`, classified like an HTTP answer.
     pub async fn attempt(&self, client: &mut GrpcClient) -> Outcome {
         let request = match self.requests.as_slice() {
             [one] => one,
             many => &many[self.next.fetch_add(1, Ordering::Relaxed) % many.len()],
         };
-        match client.model_infer(request.clone()).await {
+        match client
+            .model_infer(authorized(request.clone(), self.token.as_ref()))
+            .await
+        {
             Ok(response) => {
                 let micros = |name: &str| {
                     response
@@ -153,13 +192,24 @@ pub async fn fetch_metadata(
             .await
             .with_context(|| format!("{}: cannot connect over gRPC", target.url))?;
         let mut client = GrpcInferenceServiceClient::new(channel);
+        let question = pb::ModelMetadataRequest {
+            name: model.to_string(),
+            version: version.unwrap_or_default().to_string(),
+        };
         let answer = client
-            .model_metadata(pb::ModelMetadataRequest {
-                name: model.to_string(),
-                version: version.unwrap_or_default().to_string(),
-            })
+            .model_metadata(authorized(question, token(target)?.as_ref()))
             .await
-            .map_err(|s| anyhow::anyhow!("{}: {:?}: {}", target.url, s.code(), s.message()))?
+            .map_err(|s| match s.code() {
+                tonic::Code::Unauthenticated => anyhow::anyhow!(
+                    "{}",
+                    crate::metadata::refused_credentials(
+                        &target.url,
+                        "UNAUTHENTICATED",
+                        s.message()
+                    )
+                ),
+                code => anyhow::anyhow!("{}: {code:?}: {}", target.url, s.message()),
+            })?
             .into_inner();
         let tensors = |list: Vec<pb::model_metadata_response::TensorMetadata>| {
             list.into_iter()

@@ -276,11 +276,11 @@ fn keep(answer: &mut Answer, bytes: &[u8]) {
 /// Streams that can tell, without blocking, whether the peer has closed them.
 pub trait PeekClosed {
     /// True when the peer has closed the stream (or it has failed).
-    fn peek_closed(&self) -> bool;
+    fn peek_closed(&mut self) -> bool;
 }
 
 impl PeekClosed for tokio::net::TcpStream {
-    fn peek_closed(&self) -> bool {
+    fn peek_closed(&mut self) -> bool {
         let mut byte = [0u8; 1];
         match self.try_read(&mut byte) {
             // An unsolicited byte on an idle HTTP/1 connection is as unusable as a close.

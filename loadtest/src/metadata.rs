@@ -61,6 +61,12 @@ pub async fn fetch(
         Some(v) => format!("model '{model}' version {v}"),
         None => format!("model '{model}'"),
     };
+    if status == StatusCode::UNAUTHORIZED {
+        bail!(
+            "{}",
+            refused_credentials(&target.url, status, &server_message(&body))
+        );
+    }
     if status == StatusCode::NOT_FOUND {
         bail!(
             "{} does not serve {what}: {}",
@@ -90,12 +96,17 @@ pub async fn get(
     timeout: Duration,
     what: &str,
 ) -> anyhow::Result<(StatusCode, Bytes)> {
-    let request = Request::builder()
+    let mut request = Request::builder()
         .method(Method::GET)
         .uri(target.uri(path)?)
         .header(header::HOST, target.host.clone())
         .header(header::ACCEPT, "application/json")
         .body(Full::new(Bytes::new()))?;
+    if let Some(token) = &target.authorization {
+        request
+            .headers_mut()
+            .insert(header::AUTHORIZATION, token.clone());
+    }
     let exchange = async {
         let mut connection = target
             .connect()
@@ -116,6 +127,14 @@ pub async fn get(
             )
         })?
         .with_context(|| format!("{} is unreachable", target.url))
+}
+
+/// What a server that refused the credentials (HTTP 401, gRPC UNAUTHENTICATED) is reported as:
+/// the refusal, and the option that fixes it.
+pub fn refused_credentials(url: &str, refusal: impl std::fmt::Display, message: &str) -> String {
+    format!(
+        "{url} refused the request's credentials ({refusal}: {message}); give a token it accepts with --token-file FILE (or the SPINDLE_TOKEN environment variable)"
+    )
 }
 
 /// The `error` field of a KServe error body, or the body itself.

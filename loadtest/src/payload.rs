@@ -160,6 +160,12 @@ impl RequestTemplate {
                 if let Some(len) = p.header_len {
                     head.push_str(&format!("{HEADER_LENGTH}: {len}\r\n"));
                 }
+                if let Some(token) = &target.authorization {
+                    // Encoded once with the request: a token costs nothing per request.
+                    head.push_str("authorization: ");
+                    head.push_str(token.to_str().unwrap_or_default());
+                    head.push_str("\r\n");
+                }
                 head.push_str("\r\n");
                 let mut wire = Vec::with_capacity(head.len() + p.body.len());
                 wire.extend_from_slice(head.as_bytes());
@@ -271,7 +277,9 @@ mod tests {
 
     #[tokio::test]
     async fn requests_carry_the_header_length() {
-        let target = Target::resolve("http://127.0.0.1:9").await.unwrap();
+        let target = Target::resolve("http://127.0.0.1:9", &Default::default())
+            .await
+            .unwrap();
         let a = tensor("a", vec![1, 2, 3, 4], vec![4], ElementType::U8, "UINT8");
         let payload = encode_binary(&[a], &[]);
         let template = RequestTemplate::new(&target, "/v2/models/m/infer", &payload).unwrap();

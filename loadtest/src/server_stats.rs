@@ -200,11 +200,12 @@ impl StatsProbe {
     async fn read_grpc(&self, target: &Target) -> anyhow::Result<InferStats> {
         let call = async {
             let mut client = GrpcTemplate::client(target).await?;
+            let question = pb::ModelStatisticsRequest {
+                name: self.model.clone(),
+                version: self.version.clone().unwrap_or_default(),
+            };
             let answer = client
-                .model_statistics(pb::ModelStatisticsRequest {
-                    name: self.model.clone(),
-                    version: self.version.clone().unwrap_or_default(),
-                })
+                .model_statistics(GrpcTemplate::request(target, question)?)
                 .await
                 .map_err(|s| {
                     anyhow::anyhow!(

@@ -5,12 +5,11 @@ use crate::grpc::{GrpcClient, GrpcTemplate};
 use crate::http1::{Answer, HEADER_LENGTH, Http1Connection, Http1Error};
 use crate::payload::RequestTemplate;
 use crate::tally::{ErrorClass, Outcome, Tally};
-use crate::target::Target;
+use crate::target::{ServerStream, Target};
 use hyper::StatusCode;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
-use tokio::net::TcpStream;
 
 /// Pause after a connection failure, so that a dead server is not hammered in a tight loop.
 pub const RECONNECT_PAUSE: Duration = Duration::from_millis(20);
@@ -67,7 +66,7 @@ pub enum Template {
 /// An open connection, by protocol.
 pub enum Open {
     /// A keep-alive HTTP/1 connection.
-    Http(Http1Connection<TcpStream>),
+    Http(Http1Connection<ServerStream>),
     /// A gRPC channel (one HTTP/2 connection).
     Grpc(GrpcClient),
 }
@@ -136,7 +135,7 @@ impl Exchange {
         };
         if !usable {
             let opened = match &self.template {
-                Template::Http(_) => match self.target.connect_tcp().await {
+                Template::Http(_) => match self.target.connect_stream().await {
                     Ok(stream) => Ok(Open::Http(Http1Connection::new(stream))),
                     Err(e) => Err(e.into()),
                 },

@@ -264,6 +264,30 @@ impl Client {
         .await
     }
 
+    /// A model's configuration (`GET /v2/models/{m}/config`, a Spindle extension), from the
+    /// first HTTP endpoint: gRPC has no such call.
+    pub async fn model_config(&self, model: &str) -> Result<serde_json::Value, ClientError> {
+        let endpoints = self.snapshot();
+        let http = endpoints
+            .iter()
+            .find_map(|t| match t {
+                Transport::Http(h) => Some(h.clone()),
+                Transport::Grpc(_) => None,
+            })
+            .ok_or_else(|| {
+                ClientError::Config(format!(
+                    "reading model {model}'s config needs an http:// or https:// endpoint"
+                ))
+            })?;
+        match tokio::time::timeout(self.inner.timeout, http.model_config(model)).await {
+            Ok(answer) => answer,
+            Err(_) => Err(ClientError::Timeout {
+                endpoint: http.url().to_string(),
+                timeout: self.inner.timeout,
+            }),
+        }
+    }
+
     /// Readiness of every endpoint, in order (`Err` for unreachable ones).
     pub async fn ready(&self) -> Vec<Result<bool, ClientError>> {
         let endpoints = self.snapshot();

@@ -185,6 +185,21 @@ impl HttpTransport {
         })
     }
 
+    /// `GET /v2/models/{m}/config`: the served model's configuration as JSON.
+    pub async fn model_config(&self, model: &str) -> Result<Value, ClientError> {
+        let (_, body) = self
+            .call(
+                Method::GET,
+                &format!("/v2/models/{model}/config"),
+                Vec::new(),
+                None,
+            )
+            .await?;
+        serde_json::from_slice(&body).map_err(|e| {
+            ClientError::Protocol(format!("{}: model config is not JSON: {e}", self.base))
+        })
+    }
+
     /// `POST /v2/models/{m}[/versions/{v}]/infer` with binary inputs and outputs.
     pub async fn infer(&self, request: &InferRequest) -> Result<InferResponse, ClientError> {
         let mut raw = Vec::new();

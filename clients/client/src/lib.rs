@@ -29,5 +29,7 @@ pub mod security;
 pub mod types;
 
 pub use client::{Client, ClientBuilder, DEFAULT_RETRY, RetryPolicy};
-pub use security::{ClientSecurity, TOKEN_ENV};
+#[cfg(feature = "clap")]
+pub use security::ClientSecurityArgs;
+pub use security::{ClientSecurity, Credentials, TOKEN_ENV};
 pub use types::{ClientError, InferRequest, InferResponse, ModelMetadata, NamedTensor, Protocol};

@@ -52,8 +52,9 @@ impl ClientSecurity {
             })
     }
 
-    /// Reads the files and checks them.
-    pub(crate) fn load(&self) -> Result<Credentials, ClientError> {
+    /// Reads the files and checks them: what the transports use (also a load generator's own
+    /// connections).
+    pub fn load(&self) -> Result<Credentials, ClientError> {
         let authorization = match &self.token {
             None => None,
             Some(token) => {
@@ -148,11 +149,14 @@ fn read(flag: &str, path: &Path) -> Result<Vec<u8>, ClientError> {
 }
 
 /// TLS configurations and the `authorization` value, shared by every transport of a client.
-#[derive(Clone)]
-pub(crate) struct Credentials {
-    pub(crate) http_tls: Option<Arc<rustls::ClientConfig>>,
-    pub(crate) grpc_tls: Option<tonic::transport::ClientTlsConfig>,
-    pub(crate) authorization: Option<HeaderValue>,
+#[derive(Clone, Default)]
+pub struct Credentials {
+    /// TLS for HTTP/1.1 (`https://`); `None` without a CA.
+    pub http_tls: Option<Arc<rustls::ClientConfig>>,
+    /// TLS for gRPC (`grpcs://`); `None` without a CA.
+    pub grpc_tls: Option<tonic::transport::ClientTlsConfig>,
+    /// `Bearer <token>`, marked sensitive; `None` without a token.
+    pub authorization: Option<HeaderValue>,
 }
 
 impl std::fmt::Debug for Credentials {
@@ -161,5 +165,44 @@ impl std::fmt::Debug for Credentials {
             .field("tls", &self.http_tls.is_some())
             .field("token", &self.authorization.is_some())
             .finish()
+    }
+}
+
+/// The TLS and token flags of every command that calls servers (`infer`, `loadtest`,
+/// `score --server`): one definition, so they read and behave the same everywhere.
+#[cfg(feature = "clap")]
+#[derive(clap::Args, Debug, Clone, Default, PartialEq)]
+pub struct ClientSecurityArgs {
+    /// CA certificate (PEM) that signed the servers' certificates. Turns TLS on: use https://
+    /// or grpcs:// URLs. The system's roots are not read.
+    #[arg(long, value_name = "FILE")]
+    pub ca_cert: Option<PathBuf>,
+    /// Client certificate (PEM) for servers that require mutual TLS (with --client-key).
+    #[arg(long, value_name = "FILE", requires_all = ["client_key", "ca_cert"])]
+    pub client_cert: Option<PathBuf>,
+    /// The private key (PEM) of --client-cert.
+    #[arg(long, value_name = "FILE", requires = "client_cert")]
+    pub client_key: Option<PathBuf>,
+    /// File whose first line is a bearer token, sent with every request. Without it, the
+    /// SPINDLE_TOKEN environment variable may hold the token itself.
+    #[arg(long, value_name = "FILE", env = "SPINDLE_TOKEN_FILE")]
+    pub token_file: Option<PathBuf>,
+}
+
+#[cfg(feature = "clap")]
+impl ClientSecurityArgs {
+    /// Reads the token (file, else `SPINDLE_TOKEN`) and names the TLS files for the client.
+    pub fn load(&self) -> Result<ClientSecurity, ClientError> {
+        let token = match &self.token_file {
+            Some(path) => Some(ClientSecurity::read_token_file(path)?),
+            None => std::env::var(TOKEN_ENV)
+                .ok()
+                .filter(|t| !t.trim().is_empty()),
+        };
+        Ok(ClientSecurity {
+            ca_cert: self.ca_cert.clone(),
+            identity: self.client_cert.clone().zip(self.client_key.clone()),
+            token,
+        })
     }
 }

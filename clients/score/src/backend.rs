@@ -280,16 +280,22 @@ pub struct RemoteFactory {
 impl RemoteFactory {
     /// Connects to `urls` and reads `model`'s signature and feature spec from the first that
     /// answers.
-    pub fn open(urls: &[String], model: &str) -> anyhow::Result<RemoteFactory> {
+    pub fn open(
+        urls: &[String],
+        model: &str,
+        security: spindle_client::ClientSecurity,
+    ) -> anyhow::Result<RemoteFactory> {
         let (handle, runtime) = runtime_handle()?;
-        let client = spindle_client::Client::builder(urls.iter().cloned()).build()?;
+        let client = spindle_client::Client::builder(urls.iter().cloned())
+            .security(security)
+            .build()?;
         let http = first_http(urls).with_context(|| {
-            "remote scoring reads the model's feature spec over HTTP: give at least one http:// server URL"
+            "remote scoring reads the model's feature spec over HTTP: give at least one http:// or https:// server URL"
         })?;
         let model_name = model.to_string();
         let (metadata, text) = handle.block_on(async {
             let metadata = client.model_metadata(&model_name).await?;
-            let text = fetch_features(&http, &model_name).await?;
+            let text = fetch_features(&client, &http, &model_name).await?;
             anyhow::Ok((metadata, text))
         })?;
         let spec = FeatureSpec::from_toml(&text)
@@ -329,28 +335,20 @@ impl RemoteFactory {
     }
 }
 
-/// `GET /v2/models/{m}/config`: the served model's configuration as JSON.
-pub(crate) async fn fetch_config(base: &str, model: &str) -> anyhow::Result<serde_json::Value> {
-    use http_body_util::BodyExt;
-    let url = format!("{}/v2/models/{model}/config", base.trim_end_matches('/'));
-    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-        .build_http::<http_body_util::Empty<bytes::Bytes>>();
-    let response = client
-        .get(url.parse().with_context(|| format!("{url} is not a URL"))?)
-        .await
-        .with_context(|| format!("GET {url}"))?;
-    let status = response.status();
-    let body = response.into_body().collect().await?.to_bytes();
-    if !status.is_success() {
-        anyhow::bail!("GET {url}: {status}: {}", String::from_utf8_lossy(&body));
-    }
-    serde_json::from_slice(&body).with_context(|| format!("GET {url}: the answer is not JSON"))
+/// `GET /v2/models/{m}/config` from the client's first HTTP endpoint, with its TLS and token.
+pub(crate) async fn fetch_config(
+    client: &spindle_client::Client,
+    model: &str,
+) -> anyhow::Result<serde_json::Value> {
+    Ok(client.model_config(model).await?)
 }
 
-/// The first `http://` URL of `urls` (a bare `HOST:PORT` counts as one), for the calls the
-/// client library does not make (a model's config).
+/// The first `http://` or `https://` URL of `urls` (a bare `HOST:PORT` counts as one), where
+/// a model's config is read.
 pub(crate) fn first_http(urls: &[String]) -> Option<String> {
-    let url = urls.iter().find(|u| !u.starts_with("grpc://"))?;
+    let url = urls
+        .iter()
+        .find(|u| !u.starts_with("grpc://") && !u.starts_with("grpcs://"))?;
     Some(if url.contains("://") {
         url.clone()
     } else {
@@ -359,8 +357,12 @@ pub(crate) fn first_http(urls: &[String]) -> Option<String> {
 }
 
 /// The `features.toml` parameter of a served model's config.
-async fn fetch_features(base: &str, model: &str) -> anyhow::Result<String> {
-    let config = fetch_config(base, model).await?;
+async fn fetch_features(
+    client: &spindle_client::Client,
+    base: &str,
+    model: &str,
+) -> anyhow::Result<String> {
+    let config = fetch_config(client, model).await?;
     config["parameters"]["features.toml"]["string_value"]
         .as_str()
         .map(str::to_string)

@@ -117,39 +117,3 @@ pub fn parse_bytes(s: &str) -> Result<usize, String> {
     n.checked_mul(factor)
         .ok_or_else(|| format!("'{s}' is too large"))
 }
-
-/// TLS and token options of the commands that call servers (`infer`, `score --server`).
-#[derive(clap::Args, Debug, Clone, Default)]
-pub struct ClientSecurityArgs {
-    /// CA certificate (PEM) that signed the servers' certificates. Turns TLS on: use https://
-    /// or grpcs:// URLs (a bare HOST:PORT then uses TLS too). The system's roots are not read.
-    #[arg(long, value_name = "FILE")]
-    pub ca_cert: Option<std::path::PathBuf>,
-    /// Client certificate (PEM) for servers that require mutual TLS (with --client-key).
-    #[arg(long, value_name = "FILE", requires_all = ["client_key", "ca_cert"])]
-    pub client_cert: Option<std::path::PathBuf>,
-    /// The private key (PEM) of --client-cert.
-    #[arg(long, value_name = "FILE", requires = "client_cert")]
-    pub client_key: Option<std::path::PathBuf>,
-    /// File whose first line is a bearer token, sent with every request. Without it, the
-    /// SPINDLE_TOKEN environment variable may hold the token itself.
-    #[arg(long, value_name = "FILE", env = "SPINDLE_TOKEN_FILE")]
-    pub token_file: Option<std::path::PathBuf>,
-}
-
-impl ClientSecurityArgs {
-    /// Reads the token (file, else `SPINDLE_TOKEN`) and names the TLS files for the client.
-    pub fn load(&self) -> Result<spindle_client::ClientSecurity, spindle_client::ClientError> {
-        let token = match &self.token_file {
-            Some(path) => Some(spindle_client::ClientSecurity::read_token_file(path)?),
-            None => std::env::var(spindle_client::TOKEN_ENV)
-                .ok()
-                .filter(|t| !t.trim().is_empty()),
-        };
-        Ok(spindle_client::ClientSecurity {
-            ca_cert: self.ca_cert.clone(),
-            identity: self.client_cert.clone().zip(self.client_key.clone()),
-            token,
-        })
-    }
-}

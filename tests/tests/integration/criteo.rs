@@ -168,7 +168,7 @@ async fn scoring_through_servers_matches_scoring_in_process() {
     ];
     let (local, remote) = tokio::task::spawn_blocking(move || {
         let local = LocalFactory::open(&repo, "criteo_ctr", Default::default()).unwrap();
-        let remote = RemoteFactory::open(&servers, "criteo_ctr")
+        let remote = RemoteFactory::open(&servers, "criteo_ctr", Default::default())
             .unwrap()
             .in_flight(4);
         (
@@ -226,7 +226,7 @@ async fn a_remote_worker_keeps_batches_in_flight_and_gets_each_its_own_answer() 
             .iter()
             .map(|ids| engine.submit(ids.clone()).unwrap().wait().unwrap())
             .collect();
-        let remote = RemoteFactory::open(&servers, "criteo_ctr")
+        let remote = RemoteFactory::open(&servers, "criteo_ctr", Default::default())
             .unwrap()
             .in_flight(4);
         let mut worker = remote.backends(1).unwrap().pop().unwrap();

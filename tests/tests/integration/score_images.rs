@@ -102,7 +102,8 @@ async fn in_process_and_through_a_server_give_the_same_numbers() {
             ),
         ] {
             let local = LocalImages::open(&repo_path, model, Default::default(), 1).unwrap();
-            let remote = RemoteImages::open(std::slice::from_ref(&u), model, 0).unwrap();
+            let remote =
+                RemoteImages::open(std::slice::from_ref(&u), model, 0, Default::default()).unwrap();
             assert_eq!(local.labels(), remote.labels(), "{model}: class names");
             let a = run(
                 &job(&pattern, format, &o.join(model).join("local"), top),

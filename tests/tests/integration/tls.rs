@@ -17,17 +17,17 @@ use spindle_zoo::ZooModel;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-const TOKEN: &str = "s3cret-token-for-tests";
+pub(crate) const TOKEN: &str = "s3cret-token-for-tests";
 
 /// A CA, and leaf certificates it signs, written as PEM files into a temporary directory.
-struct Pki {
+pub(crate) struct Pki {
     dir: tempfile::TempDir,
     ca: Certificate,
     ca_key: KeyPair,
 }
 
 impl Pki {
-    fn new(name: &str) -> Pki {
+    pub(crate) fn new(name: &str) -> Pki {
         let ca_key = KeyPair::generate().unwrap();
         let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
@@ -40,7 +40,7 @@ impl Pki {
         Pki { dir, ca, ca_key }
     }
 
-    fn ca_path(&self) -> PathBuf {
+    pub(crate) fn ca_path(&self) -> PathBuf {
         self.dir.path().join("ca.pem")
     }
 
@@ -72,8 +72,19 @@ impl Pki {
 }
 
 async fn tls_server(pki: &Pki, client_ca: Option<&Path>, tokens: bool) -> TestServer {
+    tls_server_with(pki, &[ZooModel::Cifar10], client_ca, tokens).await
+}
+
+/// A server with TLS (a certificate from `pki`), serving `models`, with [`TOKEN`] required
+/// when `tokens`, and client certificates from `client_ca` when given.
+pub(crate) async fn tls_server_with(
+    pki: &Pki,
+    models: &[ZooModel],
+    client_ca: Option<&Path>,
+    tokens: bool,
+) -> TestServer {
     let (cert, key) = pki.leaf("server", true);
-    let repo = zoo_repo(&[ZooModel::Cifar10]);
+    let repo = zoo_repo(models);
     let mut config = serve_config(repo.path());
     config.security = Security {
         tls: Some(TlsFiles {

@@ -5,7 +5,7 @@
 
 use crate::backend::{block_on, fetch_config, first_http, read_model, runtime_handle};
 use anyhow::Context;
-use spindle_client::{Client, ClientError, InferRequest};
+use spindle_client::{Client, ClientError, ClientSecurity, InferRequest};
 use spindle_core::config::{Preprocess, TensorSpec};
 use spindle_core::engine::{Device, EngineChoice, Runner};
 use spindle_core::{Tensor, TensorData};
@@ -229,13 +229,20 @@ impl RemoteImages {
     /// Servers give class names only through the classification extension, so one probe
     /// request (a 1x1 PNG, asking for every class) is sent: its answer names each class, or
     /// none when the model has no `labels.txt`.
-    pub fn open(urls: &[String], model: &str, max_batch: usize) -> anyhow::Result<RemoteImages> {
+    pub fn open(
+        urls: &[String],
+        model: &str,
+        max_batch: usize,
+        security: ClientSecurity,
+    ) -> anyhow::Result<RemoteImages> {
         let (handle, runtime) = runtime_handle()?;
-        let client = Client::builder(urls.iter().cloned()).build()?;
+        let client = Client::builder(urls.iter().cloned())
+            .security(security)
+            .build()?;
         let metadata = handle.block_on(client.model_metadata(model))?;
         let max_batch = match first_http(urls) {
-            Some(http) => {
-                let config = handle.block_on(fetch_config(&http, model))?;
+            Some(_) => {
+                let config = handle.block_on(fetch_config(&client, model))?;
                 let served = config["max_batch_size"].as_u64().unwrap_or(0) as usize;
                 match (served, max_batch) {
                     (0, given) => given,

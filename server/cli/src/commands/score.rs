@@ -56,6 +56,9 @@ pub struct ScoreArgs {
     /// over them; 429, 503 and connection errors are retried with backoff.
     #[arg(long, value_delimiter = ',')]
     pub server: Vec<String>,
+    /// TLS and token options for --server and --yarn-service.
+    #[command(flatten)]
+    pub security: spindle_client::ClientSecurityArgs,
     /// Score through the READY containers of a YARN service instead: RM/NAME, like
     /// http://rm:8088/cifar (listed once, before scoring).
     #[arg(long, conflicts_with = "server")]
@@ -163,6 +166,7 @@ fn run_criteo(args: &ScoreArgs) -> anyhow::Result<()> {
             (false, _, false) => Box::new(spindle_score::backend::RemoteFactory::open(
                 &args.server,
                 &args.model,
+                args.security.load()?,
             )?),
             _ => return Err(where_to_score()),
         };
@@ -246,6 +250,7 @@ fn run_images(args: &ScoreArgs, format: InputFormat) -> anyhow::Result<()> {
             &args.server,
             &args.model,
             args.batch.unwrap_or(0),
+            args.security.load()?,
         )?),
         _ => return Err(where_to_score()),
     };

@@ -22,7 +22,7 @@ pub struct InferArgs {
     pub url: Vec<String>,
     /// TLS and token options.
     #[command(flatten)]
-    pub security: crate::args::ClientSecurityArgs,
+    pub security: spindle_client::ClientSecurityArgs,
     /// Find the servers through YARN instead: the READY containers of the service at
     /// http://RM_HOST:PORT/SERVICE (deployed with `spindle yarn deploy`).
     #[arg(long, conflicts_with = "url")]
