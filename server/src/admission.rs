@@ -36,7 +36,7 @@ impl InFlight {
     }
 
     /// A permit, or `None` when `max` requests are in flight.
-    fn admit(&self) -> Option<OwnedSemaphorePermit> {
+    fn permit(&self) -> Option<OwnedSemaphorePermit> {
         self.permits.clone().try_acquire_owned().ok()
     }
 
@@ -171,7 +171,7 @@ pub async fn admit_http(
     if exempt_http(request.uri().path()) {
         return next.run(request).await;
     }
-    let Some(permit) = in_flight.admit() else {
+    let Some(permit) = in_flight.permit() else {
         tracing::debug!(max = in_flight.max, "request refused: too many in flight");
         let mut response = (
             StatusCode::SERVICE_UNAVAILABLE,
@@ -188,44 +188,56 @@ pub async fn admit_http(
     response
 }
 
-/// A tower layer for tonic's server: the same limit for gRPC calls (health checks exempt).
-#[derive(Clone, Debug)]
-pub struct GrpcAdmissionLayer {
-    in_flight: InFlight,
+/// A decision made before a gRPC call runs: let it in, holding a guard until its answer is
+/// ready, or answer it with a status at once, before its message is read.
+pub trait GrpcPredicate: Clone {
+    /// What an admitted call holds while it runs (a permit), or `()`.
+    type Guard: Send + 'static;
+    /// Admits the call to `path` with these `headers`, or refuses it.
+    fn admit(&self, path: &str, headers: &http::HeaderMap) -> Result<Self::Guard, tonic::Status>;
 }
 
-impl GrpcAdmissionLayer {
-    /// Admits calls against `in_flight`.
-    pub fn new(in_flight: InFlight) -> GrpcAdmissionLayer {
-        GrpcAdmissionLayer { in_flight }
+/// A tower layer for tonic's server that lets calls through [`GrpcPredicate`] `P`: the
+/// in-flight limit ([`GrpcAdmissionLayer`]) and the bearer tokens
+/// ([`crate::security::auth::GrpcAuthLayer`]) are both this gate.
+#[derive(Clone, Debug)]
+pub struct GrpcGateLayer<P> {
+    predicate: P,
+}
+
+impl<P> GrpcGateLayer<P> {
+    /// Admits calls through `predicate`.
+    pub fn new(predicate: P) -> GrpcGateLayer<P> {
+        GrpcGateLayer { predicate }
     }
 }
 
-impl<S> tower::Layer<S> for GrpcAdmissionLayer {
-    type Service = GrpcAdmission<S>;
+impl<S, P: Clone> tower::Layer<S> for GrpcGateLayer<P> {
+    type Service = GrpcGate<S, P>;
 
-    fn layer(&self, inner: S) -> GrpcAdmission<S> {
-        GrpcAdmission {
+    fn layer(&self, inner: S) -> GrpcGate<S, P> {
+        GrpcGate {
             inner,
-            in_flight: self.in_flight.clone(),
+            predicate: self.predicate.clone(),
         }
     }
 }
 
-/// The service [`GrpcAdmissionLayer`] makes.
+/// The service [`GrpcGateLayer`] makes.
 #[derive(Clone, Debug)]
-pub struct GrpcAdmission<S> {
+pub struct GrpcGate<S, P> {
     inner: S,
-    in_flight: InFlight,
+    predicate: P,
 }
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
-impl<S, B, RB> tower::Service<http::Request<B>> for GrpcAdmission<S>
+impl<S, P, B, RB> tower::Service<http::Request<B>> for GrpcGate<S, P>
 where
     S: tower::Service<http::Request<B>, Response = http::Response<RB>>,
     S::Future: Send + 'static,
     S::Error: Send + 'static,
+    P: GrpcPredicate,
     RB: Default + Send + 'static,
 {
     type Response = S::Response;
@@ -237,23 +249,40 @@ where
     }
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
-        if crate::security::auth::OPEN_GRPC_PATHS.contains(&request.uri().path()) {
-            return Box::pin(self.inner.call(request));
+        match self
+            .predicate
+            .admit(request.uri().path(), request.headers())
+        {
+            Err(status) => Box::pin(std::future::ready(Ok(status.into_http()))),
+            Ok(guard) => {
+                let call = self.inner.call(request);
+                Box::pin(async move {
+                    let response = call.await;
+                    drop(guard);
+                    response
+                })
+            }
         }
-        let Some(permit) = self.in_flight.admit() else {
-            tracing::debug!(
-                max = self.in_flight.max,
-                "gRPC call refused: too many in flight"
-            );
-            let status = tonic::Status::resource_exhausted(self.in_flight.refusal());
-            return Box::pin(std::future::ready(Ok(status.into_http())));
-        };
-        let call = self.inner.call(request);
-        Box::pin(async move {
-            let response = call.await;
-            drop(permit);
-            response
-        })
+    }
+}
+
+/// The in-flight limit for gRPC calls (health checks exempt).
+pub type GrpcAdmissionLayer = GrpcGateLayer<InFlight>;
+
+impl GrpcPredicate for InFlight {
+    type Guard = Option<OwnedSemaphorePermit>;
+
+    fn admit(&self, path: &str, _: &http::HeaderMap) -> Result<Self::Guard, tonic::Status> {
+        if crate::security::auth::OPEN_GRPC_PATHS.contains(&path) {
+            return Ok(None);
+        }
+        match self.permit() {
+            Some(permit) => Ok(Some(permit)),
+            None => {
+                tracing::debug!(max = self.max, "gRPC call refused: too many in flight");
+                Err(tonic::Status::resource_exhausted(self.refusal()))
+            }
+        }
     }
 }
 

@@ -10,11 +10,8 @@
 use axum::response::IntoResponse;
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use sha2::{Digest, Sha256};
-use std::future::Future;
 use std::path::{Path, PathBuf};
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use subtle::ConstantTimeEq;
 
 /// HTTP paths answered without a token.
@@ -220,67 +217,20 @@ pub async fn require_http_token(
 
 /// A tower layer for tonic's server: UNAUTHENTICATED unless the method is open or the token is
 /// ours. Without tokens it passes every call through, so the server installs it always.
-#[derive(Clone, Debug)]
-pub struct GrpcAuthLayer {
-    tokens: Option<Tokens>,
-}
+pub type GrpcAuthLayer = crate::admission::GrpcGateLayer<Option<Tokens>>;
 
-impl GrpcAuthLayer {
-    /// Checks calls against `tokens`, or none when `None`.
-    pub fn new(tokens: Option<Tokens>) -> GrpcAuthLayer {
-        GrpcAuthLayer { tokens }
-    }
-}
+impl crate::admission::GrpcPredicate for Option<Tokens> {
+    type Guard = ();
 
-impl<S> tower::Layer<S> for GrpcAuthLayer {
-    type Service = GrpcAuth<S>;
-
-    fn layer(&self, inner: S) -> GrpcAuth<S> {
-        GrpcAuth {
-            inner,
-            tokens: self.tokens.clone(),
+    fn admit(&self, path: &str, headers: &HeaderMap) -> Result<(), tonic::Status> {
+        let Some(tokens) = self else { return Ok(()) };
+        if OPEN_GRPC_PATHS.contains(&path) {
+            return Ok(());
         }
-    }
-}
-
-/// The service [`GrpcAuthLayer`] makes.
-#[derive(Clone, Debug)]
-pub struct GrpcAuth<S> {
-    inner: S,
-    tokens: Option<Tokens>,
-}
-
-type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
-
-impl<S, B, RB> tower::Service<http::Request<B>> for GrpcAuth<S>
-where
-    S: tower::Service<http::Request<B>, Response = http::Response<RB>>,
-    S::Future: Send + 'static,
-    S::Error: Send + 'static,
-    RB: Default + Send + 'static,
-{
-    type Response = S::Response;
-    type Error = S::Error;
-    type Future = BoxFuture<Result<S::Response, S::Error>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, request: http::Request<B>) -> Self::Future {
-        if let Some(tokens) = &self.tokens
-            && !OPEN_GRPC_PATHS.contains(&request.uri().path())
-            && let Err(refusal) = tokens.check(request.headers())
-        {
-            tracing::debug!(
-                ?refusal,
-                path = request.uri().path(),
-                "gRPC call refused: no valid token"
-            );
-            let status = tonic::Status::unauthenticated(refusal.message());
-            return Box::pin(std::future::ready(Ok(status.into_http())));
-        }
-        Box::pin(self.inner.call(request))
+        tokens.check(headers).map_err(|refusal| {
+            tracing::debug!(?refusal, path, "gRPC call refused: no valid token");
+            tonic::Status::unauthenticated(refusal.message())
+        })
     }
 }
 
