@@ -33,6 +33,8 @@ pub enum DiscoveryError {
 pub struct YarnService {
     rm: ResourceManager,
     name: String,
+    /// `http`, or `https` for replicas deployed with TLS (the service's definition says).
+    scheme: &'static str,
     port: u16,
 }
 
@@ -44,13 +46,18 @@ impl YarnService {
     pub async fn resolve(spec: &str, user: Option<String>) -> Result<YarnService, DiscoveryError> {
         let (base, name) = split_service_url(spec)?;
         let rm = ResourceManager::new(&base, user.or_else(default_user))?;
-        let port = retry_transient(|| rm.service_port(&name)).await?;
-        Ok(YarnService { rm, name, port })
+        let (scheme, port) = retry_transient(|| rm.service_endpoint(&name)).await?;
+        Ok(YarnService {
+            rm,
+            name,
+            scheme,
+            port,
+        })
     }
 
     /// The READY replicas' URLs now.
     pub async fn endpoints(&self) -> Result<Vec<String>, YarnError> {
-        retry_transient(|| self.rm.ready_endpoints(&self.name, self.port)).await
+        retry_transient(|| self.rm.ready_endpoints(&self.name, self.scheme, self.port)).await
     }
 
     /// The first READY replicas' URLs; an error when there is none.

@@ -9,6 +9,7 @@ pub mod package;
 pub mod rm;
 pub mod spec;
 mod spnego;
+pub mod tls;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
@@ -142,6 +143,9 @@ pub struct SpecArgs {
     /// The service's Kerberos identity.
     #[command(flatten)]
     pub kerberos: ServiceKerberosArgs,
+    /// The replicas' TLS and tokens.
+    #[command(flatten)]
+    pub tls: tls::ServiceTlsArgs,
 }
 
 /// `spindle yarn deploy`.
@@ -164,6 +168,9 @@ pub struct DeployArgs {
     /// The service's Kerberos identity.
     #[command(flatten)]
     pub kerberos: ServiceKerberosArgs,
+    /// The replicas' TLS and tokens.
+    #[command(flatten)]
+    pub tls: tls::ServiceTlsArgs,
 }
 
 /// `spindle yarn flex`.
@@ -208,6 +215,9 @@ pub async fn run(command: YarnCommand) -> anyhow::Result<()> {
             if let Some(kerberos) = args.kerberos.identity()? {
                 spec::add_kerberos(&mut spec, &kerberos);
             }
+            args.tls
+                .apply(&mut spec)
+                .map_err(|e| UsageError(e.to_string()))?;
             spec::validate(&spec).map_err(|e| UsageError(e.to_string()))?;
             println!("{}", serde_json::to_string_pretty(&spec)?);
             Ok(())
@@ -304,6 +314,9 @@ async fn deploy(args: DeployArgs) -> anyhow::Result<()> {
     if let Some(kerberos) = &kerberos {
         spec::add_kerberos(&mut spec, kerberos);
     }
+    args.tls
+        .apply(&mut spec)
+        .map_err(|e| UsageError(e.to_string()))?;
     spec::validate(&spec).map_err(|e| UsageError(e.to_string()))?;
 
     // Checks before anything is written: the RM serves the Services API, the name is free
@@ -430,6 +443,7 @@ async fn status(args: NameArgs) -> anyhow::Result<()> {
         text(&service["queue"])
     );
     let port = rm::port_of(&service).map_or("?".to_string(), |p| p.to_string());
+    let scheme = tls::scheme_of(&service);
     for component in service["components"].as_array().into_iter().flatten() {
         let containers: Vec<rm::ContainerInstance> =
             serde_json::from_value(component["containers"].clone()).unwrap_or_default();
@@ -444,7 +458,7 @@ async fn status(args: NameArgs) -> anyhow::Result<()> {
         // hostname and node are shown for reference.
         for c in &containers {
             println!(
-                "  {:<16} {:<20} {}:{port}  (hostname {}, node {})",
+                "  {:<16} {:<20} {}:{port}  ({scheme}; hostname {}, node {})",
                 c.component_instance_name,
                 c.state.as_deref().unwrap_or("-"),
                 c.address().unwrap_or("-"),

@@ -553,8 +553,13 @@ impl ResourceManager {
     /// The HTTP port the replicas of `name` listen on, read from the service definition's
     /// [`PORT_ENV`] (component level first, then service level).
     pub async fn service_port(&self, name: &str) -> Result<u16, YarnError> {
+        Ok(self.service_endpoint(name).await?.1)
+    }
+
+    /// The replicas' scheme (`http`, or `https` for a deployment with TLS) and HTTP port.
+    pub async fn service_endpoint(&self, name: &str) -> Result<(&'static str, u16), YarnError> {
         let service = self.service(name).await?;
-        port_of(&service).ok_or_else(|| {
+        let port = port_of(&service).ok_or_else(|| {
             // Hadoop answers an ACCEPTED service (its AM not yet running) with no components.
             if service["state"] == "ACCEPTED" {
                 return YarnError::Config(format!(
@@ -566,17 +571,23 @@ impl ResourceManager {
                 "{}: service '{name}' sets no {PORT_ENV} in its configuration.env, so its port is unknown (was it deployed with `spindle yarn deploy`?)",
                 self.url(&format!("/{}", encode(name)), &[])
             ))
-        })
+        })?;
+        Ok((super::tls::scheme_of(&service), port))
     }
 
-    /// The `http://address:port` of every READY container of `name`.
-    pub async fn ready_endpoints(&self, name: &str, port: u16) -> Result<Vec<String>, YarnError> {
+    /// The `SCHEME://address:port` of every READY container of `name`.
+    pub async fn ready_endpoints(
+        &self,
+        name: &str,
+        scheme: &str,
+        port: u16,
+    ) -> Result<Vec<String>, YarnError> {
         let mut urls: Vec<String> = self
             .ready_instances(name)
             .await?
             .iter()
             .filter(|c| c.state.as_deref().is_none_or(|s| s == "READY"))
-            .filter_map(|c| c.address().map(|a| format!("http://{a}:{port}")))
+            .filter_map(|c| c.address().map(|a| format!("{scheme}://{a}:{port}")))
             .collect();
         urls.sort();
         urls.dedup();

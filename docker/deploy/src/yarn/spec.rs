@@ -179,20 +179,13 @@ impl ServiceKerberos {
                 ),
             ));
         }
-        let path = keytab
-            .strip_prefix("hdfs://")
-            .map(|rest| rest.split_once('/').map_or("", |(_, p)| p))
-            .or_else(|| keytab.strip_prefix("file://"));
-        match path {
-            Some(p) if !p.trim_matches('/').is_empty() && plain(keytab) => {}
-            _ => {
-                return Err(fail(
-                    "--yarn-keytab",
-                    format!(
-                        "'{keytab}' is not a keytab URI YARN can use: give hdfs://namenode:port/path/to.keytab (put it there with `hdfs dfs -put` and chmod 400) or file:///path/to.keytab (the same path on every node)"
-                    ),
-                ));
-            }
+        if super::tls::file_uri_path(keytab).is_none() {
+            return Err(fail(
+                "--yarn-keytab",
+                format!(
+                    "'{keytab}' is not a keytab URI YARN can use: give hdfs://namenode:port/path/to.keytab (put it there with `hdfs dfs -put` and chmod 400) or file:///path/to.keytab (the same path on every node)"
+                ),
+            ));
         }
         Ok(ServiceKerberos {
             principal: principal.to_string(),
