@@ -19,6 +19,11 @@ from tritonclient.utils import InferenceServerException
 
 HTTP = os.environ["SPINDLE_HTTP"]
 GRPC = os.environ["SPINDLE_GRPC"]
+# The second server: TLS with a private CA, and a bearer token required.
+TLS_HTTP = os.environ["SPINDLE_TLS_HTTP"]
+TLS_GRPC = os.environ["SPINDLE_TLS_GRPC"]
+TLS_CA = os.environ["SPINDLE_TLS_CA"]
+TLS_TOKEN = os.environ["SPINDLE_TLS_TOKEN"]
 LABELS = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 
 
@@ -222,6 +227,61 @@ class Errors(unittest.TestCase):
         missing = requests.get(f"http://{HTTP}/v1/models/no_such_model", timeout=10)
         self.assertEqual(missing.status_code, 404)
         self.assertIn("error", missing.json())
+
+
+class Tls(unittest.TestCase):
+    """tritonclient over TLS (verifying the server against our CA) with a bearer token."""
+
+    def http_client(self):
+        return httpclient.InferenceServerClient(TLS_HTTP, ssl=True, ssl_options={"ca_certs": TLS_CA})
+
+    def grpc_client(self):
+        return grpcclient.InferenceServerClient(TLS_GRPC, ssl=True, root_certificates=TLS_CA)
+
+    def http_infer(self, client, data, headers):
+        inp = httpclient.InferInput("images", list(data.shape), "FP32")
+        inp.set_data_from_numpy(data, binary_data=True)
+        out = httpclient.InferRequestedOutput("probabilities", binary_data=True)
+        return client.infer("cifar10", [inp], outputs=[out], headers=headers).as_numpy("probabilities")
+
+    def grpc_infer(self, client, data, headers):
+        inp = grpcclient.InferInput("images", list(data.shape), "FP32")
+        inp.set_data_from_numpy(data)
+        return client.infer("cifar10", [inp], headers=headers).as_numpy("probabilities")
+
+    def test_both_protocols_infer_with_the_token(self):
+        data = images(3, seed=7)
+        bearer = {"authorization": f"Bearer {TLS_TOKEN}"}
+        over_http = self.http_infer(self.http_client(), data, bearer)
+        over_grpc = self.grpc_infer(self.grpc_client(), data, bearer)
+        plain = http_infer(data, True)
+        self.assertEqual(over_http.shape, (3, 10))
+        # The same model behind TLS answers exactly what the plain server does.
+        np.testing.assert_array_equal(over_http, plain)
+        np.testing.assert_array_equal(over_grpc, plain)
+        np.testing.assert_allclose(over_http.sum(axis=1), 1.0, rtol=1e-5)
+
+    def test_health_is_open_without_a_token(self):
+        self.assertTrue(self.http_client().is_server_ready())
+        self.assertTrue(self.grpc_client().is_server_live())
+
+    def test_a_missing_or_wrong_token_is_refused(self):
+        data = images(1)
+        for headers in [None, {"authorization": "Bearer not-the-token"}]:
+            with self.assertRaises(InferenceServerException) as caught:
+                self.http_infer(self.http_client(), data, headers)
+            self.assertEqual(caught.exception.status(), "401")
+            self.assertIn("token", caught.exception.message())
+            with self.assertRaises(InferenceServerException) as caught:
+                self.grpc_infer(self.grpc_client(), data, headers)
+            self.assertIn("UNAUTHENTICATED", caught.exception.status())
+            self.assertIn("token", caught.exception.message())
+
+    def test_a_client_that_does_not_trust_our_ca_is_refused(self):
+        # The system's roots did not sign the certificate: verification fails, nothing is served.
+        untrusting = httpclient.InferenceServerClient(TLS_HTTP, ssl=True)
+        with self.assertRaises(Exception):
+            untrusting.is_server_ready()
 
 
 if __name__ == "__main__":
