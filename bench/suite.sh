@@ -9,18 +9,25 @@
 #   4. Seldon MLServer 1.7.1 with an onnxruntime custom runtime, KServe v2 JSON (it has no
 #      binary tensor extension), in its own venv (as bench/mlserver.sh);
 #   5. Ray Serve with a `@serve.batch` deployment over onnxruntime behind KServe v2 JSON routes
-#      (bench/ray/serve_app.py), in its own venv (bench/ray/start.sh).
+#      (bench/ray/serve_app.py), in its own venv (bench/ray/start.sh);
+#   6. BentoML: a batchable onnxruntime service behind KServe v2 JSON routes
+#      (bench/bentoml/service.py), in its own venv (bench/bentoml/start.sh).
 # Every server is measured by `spindle loadtest` at the same concurrency levels; cifar10 and
-# inception_v3 requests carry one image, criteo_ctr requests ROWS rows. Ratios to the in-process
+# inception_v3 requests carry one image, criteo_ctr requests ROWS rows. Generated criteo_ctr ids
+# are drawn from each feature's slice of the id space (the server refuses others) in the
+# version's features.toml, given to every configuration with --features so that Spindle and
+# the peers (which do not describe the model) get the same requests. A configuration whose
+# every request failed is named at the top of suite.txt and fails the suite. Ratios to the in-process
 # limit are printed; results land in bench/results/suite-<model>-<config>.{json,csv,svg} (one
 # loadtest chart each), suite.csv, suite.txt and suite.svg (best throughput of every
 # configuration as a fraction of the limit).
 #
 # Usage: bench/suite.sh [MODEL...]           (default: cifar10 inception_v3 criteo_ctr)
-# Environment: WINDOW (default 2s), MAX_WINDOWS (default 4), ROWS (criteo rows per request,
-#   default 64), SKIP (configurations to leave out, e.g. "mlserver ray tract"), PORT (first of
-#   seven ports, default 18520). Both peers batch up to MAX_BATCH (32) requests waiting up to
-#   MAX_BATCH_TIME (0.002 s).
+# Environment: WINDOW (default 2s), MAX_WINDOWS (default 4), WARMUP (default 1s), LEVELS
+#   (concurrency levels for every model, e.g. 1,16; default per model), ROWS (criteo rows per
+#   request, default 64), SKIP (configurations to leave out, e.g. "mlserver ray bentoml tract"),
+#   PORT (first of eight ports, default 18520). The peers batch up to MAX_BATCH (32) requests;
+#   MLServer and Ray wait up to MAX_BATCH_TIME (0.002 s), BentoML sizes batches adaptively.
 source "$(dirname "$0")/lib.sh"
 models=("$@"); [ ${#models[@]} -gt 0 ] || models=(cifar10 inception_v3 criteo_ctr)
 MAX_WINDOWS=${MAX_WINDOWS:-4}
@@ -68,9 +75,16 @@ fi
 
 port=${PORT:-18520}
 ort_http=$port; ort_grpc=$((port + 1)); tract_http=$((port + 2)); mls_port=$((port + 3)) # MLServer: +3..+5
-ray_port=$((port + 6))
-# Ray's venv is made before any server runs, so its install is not timed as a start-up.
+ray_port=$((port + 6)); bentoml_port=$((port + 7))
+# The peers' venvs are made before any server runs, so their installs are not timed as start-ups.
 [[ $skip == *" ray "* ]] || bench/ray/start.sh setup > /dev/null
+[[ $skip == *" bentoml "* ]] || bench/bentoml/start.sh setup > /dev/null
+failed=()
+# One configuration's sweep; one whose every request failed (loadtest exits non-zero) is
+# recorded and the suite goes on to the next.
+try_measure() {
+  measure "$@" || failed+=("$1")
+}
 echo "== starting spindle serve (ort: HTTP $ort_http, gRPC $ort_grpc; tract: HTTP $tract_http)"
 start_server spindle-ort "$spindle" serve --repo "$repo" --engine ort --poll-interval 0 \
   --http-addr "127.0.0.1:$ort_http" --grpc-addr "127.0.0.1:$ort_grpc"
@@ -87,39 +101,58 @@ for model in "${models[@]}"; do
     criteo_ctr) levels=1,4,16; batches=64,256,1024,4096; batch=$rows; data=$samples/criteo_ctr.tsv ;;
     *) echo "suite.sh: no settings for model '$model' (cifar10, inception_v3, criteo_ctr)" >&2; exit 64 ;;
   esac
+  levels=${LEVELS:-$levels}
   name=suite-$model
+  version=$(latest_version "$model")
+  generated=()
+  [ ! -f "$repo/$model/$version/features.toml" ] || generated=(--features "$repo/$model/$version/features.toml")
   echo "== $model: in-process ONNX Runtime, batches $batches"
   "$spindle" bench engine --repo "$repo" --model "$model" --engine ort --batches "$batches" \
     --duration "$window" --json "$out/$name-inprocess.json"
   echo "== $model: spindle (ort), HTTP binary"
-  measure "$name-ort-http-binary" "http://127.0.0.1:$ort_http" "$model" http-binary "$levels" --batch "$batch"
+  try_measure "$name-ort-http-binary" "http://127.0.0.1:$ort_http" "$model" http-binary "$levels" --batch "$batch" "${generated[@]}"
   echo "== $model: spindle (ort), gRPC"
-  measure "$name-ort-grpc" "grpc://127.0.0.1:$ort_grpc" "$model" grpc "$levels" --batch "$batch"
+  try_measure "$name-ort-grpc" "grpc://127.0.0.1:$ort_grpc" "$model" grpc "$levels" --batch "$batch" "${generated[@]}"
   echo "== $model: spindle (ort), HTTP binary, real samples from $data"
-  measure "$name-ort-samples" "http://127.0.0.1:$ort_http" "$model" http-binary "$levels" --batch "$batch" --input-data "$data"
+  try_measure "$name-ort-samples" "http://127.0.0.1:$ort_http" "$model" http-binary "$levels" --batch "$batch" --input-data "$data"
   echo "== $model: spindle (ort), KServe v2 JSON"
-  measure "$name-ort-http-json" "http://127.0.0.1:$ort_http" "$model" http-json "$levels" --batch "$batch"
+  try_measure "$name-ort-http-json" "http://127.0.0.1:$ort_http" "$model" http-json "$levels" --batch "$batch" "${generated[@]}"
   if [[ $skip != *" tract "* ]]; then
     echo "== $model: spindle (tract), HTTP binary"
-    measure "$name-tract-http-binary" "http://127.0.0.1:$tract_http" "$model" http-binary "$levels" --batch "$batch"
+    try_measure "$name-tract-http-binary" "http://127.0.0.1:$tract_http" "$model" http-binary "$levels" --batch "$batch" "${generated[@]}"
   fi
   if [[ $skip != *" mlserver "* ]]; then
     echo "== $model: MLServer 1.7.1 + onnxruntime, KServe v2 JSON"
     mlserver_start mlserver "$model" "$mls_port"
     wait_ready "http://127.0.0.1:$mls_port" "/v2/models/$model/ready"
-    measure "$name-mlserver-http-json" "http://127.0.0.1:$mls_port" "$model" http-json "$levels" --batch "$batch"
+    try_measure "$name-mlserver-http-json" "http://127.0.0.1:$mls_port" "$model" http-json "$levels" --batch "$batch" "${generated[@]}"
     stop_server mlserver
   fi
   if [[ $skip != *" ray "* ]]; then
     echo "== $model: Ray Serve + onnxruntime (@serve.batch), KServe v2 JSON"
     start_server ray bench/ray/start.sh "$repo/$model/config.toml" \
-      "$PWD/$repo/$model/$(latest_version "$model")/model.onnx" "$ray_port"
+      "$PWD/$repo/$model/$version/model.onnx" "$ray_port"
     wait_ready "http://127.0.0.1:$ray_port" "/v2/models/$model/ready"
-    measure "$name-ray-http-json" "http://127.0.0.1:$ray_port" "$model" http-json "$levels" --batch "$batch"
+    try_measure "$name-ray-http-json" "http://127.0.0.1:$ray_port" "$model" http-json "$levels" --batch "$batch" "${generated[@]}"
     stop_server ray
+  fi
+  if [[ $skip != *" bentoml "* ]]; then
+    echo "== $model: BentoML + onnxruntime (adaptive batching), KServe v2 JSON"
+    # BentoML's max_batch_size counts rows: as many as MAX_BATCH requests carry.
+    MAX_BATCH_ROWS=$((${MAX_BATCH:-32} * batch)) start_server bentoml bench/bentoml/start.sh "$repo/$model/config.toml" \
+      "$repo/$model/$version/model.onnx" "$bentoml_port"
+    wait_ready "http://127.0.0.1:$bentoml_port" "/v2/models/$model/ready"
+    try_measure "$name-bentoml-http-json" "http://127.0.0.1:$bentoml_port" "$model" http-json "$levels" --batch "$batch" "${generated[@]}"
+    stop_server bentoml
   fi
 done
 stop_all_servers
 
-python3 bench/suite_report.py "$out" "${models[@]}" | tee "$out/suite.txt"
+{
+  for name in "${failed[@]}"; do
+    echo "FAILED: $name: spindle loadtest failed (every request of a level failed, or no load could start); see the suite's log and $out/$name.json"
+  done
+  python3 bench/suite_report.py "$out" "${models[@]}"
+} | tee "$out/suite.txt"
 echo "suite finished in $(python3 -c "print(round($(now) - $started))") s; $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$out/suite.txt"
+[ ${#failed[@]} -eq 0 ] || { echo "suite.sh: ${#failed[@]} configuration(s) failed: ${failed[*]}" >&2; exit 1; }

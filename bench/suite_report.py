@@ -19,10 +19,19 @@ CONFIGS = [
     ("tract-http-binary", "Spindle, tract, HTTP binary"),
     ("mlserver-http-json", "MLServer 1.7.1 + onnxruntime, v2 JSON"),
     ("ray-http-json", "Ray Serve + onnxruntime, v2 JSON"),
+    ("bentoml-http-json", "BentoML + onnxruntime, v2 JSON"),
 ]
-COLOURS = ["#1f77b4", "#17becf", "#2ca02c", "#9467bd", "#ff7f0e", "#d62728", "#8c564b"]
+COLOURS = ["#1f77b4", "#17becf", "#2ca02c", "#9467bd", "#ff7f0e", "#d62728", "#8c564b", "#e377c2"]
 # The peers, each against Spindle with the same JSON requests and with its best protocol.
-PEERS = [("mlserver-http-json", "MLServer"), ("ray-http-json", "Ray Serve")]
+PEERS = [("mlserver-http-json", "MLServer"), ("ray-http-json", "Ray Serve"), ("bentoml-http-json", "BentoML")]
+
+
+def read_report(path):
+    """A loadtest JSON report, or None when the run wrote none (it failed before any load:
+    the file is created empty up front) or left none."""
+    if not path.exists() or path.stat().st_size == 0:
+        return None
+    return json.loads(path.read_text())
 
 
 def load(results, models):
@@ -31,10 +40,9 @@ def load(results, models):
         limit = json.loads((results / f"suite-{model}-inprocess.json").read_text())
         rows = []
         for key, label in CONFIGS:
-            path = results / f"suite-{model}-{key}.json"
-            if not path.exists():
+            report = read_report(results / f"suite-{model}-{key}.json")
+            if report is None or not report["levels"]:
                 continue
-            report = json.loads(path.read_text())
             levels = report["levels"]
             best = max(levels, key=lambda l: l["inferences_per_s"])
             first = levels[0]
@@ -81,18 +89,18 @@ def print_tables(table):
 def print_peers(results, models):
     """Per concurrency level: each peer beside Spindle with the same KServe v2 JSON requests."""
     for model in models:
-        ours_path = results / f"suite-{model}-ort-http-json.json"
-        if not ours_path.exists():
+        ours = read_report(results / f"suite-{model}-ort-http-json.json")
+        if ours is None:
             continue
-        ours = {l["concurrency"]: l for l in json.loads(ours_path.read_text())["levels"]}
+        ours = {l["concurrency"]: l for l in ours["levels"]}
         for key, name in PEERS:
-            path = results / f"suite-{model}-{key}.json"
-            if not path.exists():
+            peer = read_report(results / f"suite-{model}-{key}.json")
+            if peer is None:
                 continue
             print(f"\n{model}: Spindle (ORT) vs {name}, same KServe v2 JSON requests")
             print(f"{'concurrency':>11} {name + ' inf/s':>16} {'p50 ms':>8} {'p99 ms':>8} "
                   f"{'Spindle inf/s':>14} {'p50 ms':>8} {'p99 ms':>8} {'ratio':>6}")
-            for level in json.loads(path.read_text())["levels"]:
+            for level in peer["levels"]:
                 mine = ours.get(level["concurrency"])
                 if mine is None:
                     continue

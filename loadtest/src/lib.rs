@@ -11,7 +11,8 @@
 //! - [`metadata`]: `GET /v2/models/{model}` on every target before any load, so an unreachable
 //!   server or unknown model fails fast with the server's message.
 //! - [`tensors`]: concrete input shapes and deterministic pseudo-random values, per datatype
-//!   as [`element`] defines them; or [`samples`]: real images, Criteo rows or JSON tensors
+//!   as [`element`] defines them, ids of transformed Criteo rows from each feature's slice
+//!   ([`id_slices`], from the server's model configuration or `--features`); or [`samples`]: real images, Criteo rows or JSON tensors
 //!   from `--input-data`, checked against the model's metadata and configuration. Either way
 //!   the result is [`inputs`]: each request's tensors as little-endian bytes.
 //! - [`payload`]: the HTTP request, encoded once (binary tensor extension, JSON, or TF
@@ -38,8 +39,8 @@
 //! Imports point one way, so each module can be read (and tested) knowing only those above it.
 //! Each line uses only lines above it; the first imports nothing from the crate:
 //!
-//! 1. [`options`], [`element`], [`tally`], [`target`], [`http1`], `range` (the level-list
-//!    syntax).
+//! 1. [`options`], [`element`], [`tally`], [`target`], [`http1`], [`id_slices`], `range` (the
+//!    level-list syntax).
 //! 2. [`concurrency`], [`rates`] (range); [`inputs`] (element); [`metadata`] (target).
 //! 3. [`args`] (options, concurrency, rates); [`tensors`]; [`payload`] (http1); [`grpc`] (inputs,
 //!    metadata, tally).
@@ -55,6 +56,7 @@ pub mod concurrency;
 pub mod element;
 pub mod grpc;
 pub mod http1;
+pub mod id_slices;
 pub mod inputs;
 pub mod level;
 pub mod metadata;
@@ -78,7 +80,8 @@ pub use rates::RateLevels;
 pub use report::{LevelResult, Report, WindowResult};
 pub use tally::ErrorCounts;
 
-use anyhow::{Context, ensure};
+use anyhow::{Context, bail, ensure};
+use id_slices::{CRITEO_ROWS, IdSlices};
 use inputs::{GeneratedInputs, InputTensor};
 use level::{LevelSettings, Targets};
 use metadata::ModelMetadata;
@@ -91,7 +94,9 @@ use target::Target;
 use worker::Template;
 
 /// Runs the sweep: checks every target, then measures each concurrency level in turn, printing
-/// progress and a final table; writes `--csv` and `--json` when asked.
+/// progress and a final table; writes `--csv` and `--json` when asked. A level whose every
+/// request failed ends the sweep, and the run is an error that says so (after the files are
+/// written).
 pub async fn run(args: LoadtestArgs) -> anyhow::Result<Report> {
     args.validate()?;
     // Open the output files first, so an unwritable path fails before minutes of load.
@@ -214,13 +219,20 @@ pub async fn run(args: LoadtestArgs) -> anyhow::Result<Report> {
     let loads = args.loads();
     println!("{}", report::table_header(args.rate.is_some()));
     let mut levels = Vec::with_capacity(loads.len());
+    let mut failed = None;
     for load in loads {
         let level = match load {
             Load::Concurrency(c) => level::run_level(c, &targets, &settings).await,
             Load::Rate { .. } => open_loop::run_rate_level(load, &targets, &settings).await,
         };
         println!("{}", report::table_row(&level));
+        // A level whose every request was refused would have the next ones refused too: stop,
+        // and fail the run after writing what was measured (the first error is the diagnosis).
+        failed = report::all_failed(&level);
         levels.push(level);
+        if failed.is_some() {
+            break;
+        }
     }
 
     let report = Report {
@@ -232,6 +244,9 @@ pub async fn run(args: LoadtestArgs) -> anyhow::Result<Report> {
         levels,
     };
     println!();
+    if let Some(failed) = &failed {
+        println!("FAILED: {failed}");
+    }
     report::print_table(&report);
     if let (Some(file), Some(path)) = (csv, &args.csv) {
         let mut out = BufWriter::new(file);
@@ -252,6 +267,13 @@ pub async fn run(args: LoadtestArgs) -> anyhow::Result<Report> {
             .and_then(|()| out.flush())
             .with_context(|| format!("writing {}", path.display()))?;
     }
+    if let Some(failed) = failed {
+        bail!(
+            "model '{}' on {}: {failed}",
+            report.model,
+            report.urls.join(", ")
+        );
+    }
     Ok(report)
 }
 
@@ -263,7 +285,16 @@ async fn request_inputs(
     model: &ModelMetadata,
 ) -> anyhow::Result<Vec<GeneratedInputs>> {
     let Some(path) = &args.input_data else {
-        let inputs = tensors::generate(&model.inputs, args.batch, &args.shape)
+        let ids = generated_id_slices(args, target, model).await?;
+        if let Some(ids) = &ids {
+            println!(
+                "Input '{}': each position's ids drawn from its feature's slice of the id space ({} features, features.toml from {})",
+                ids.input,
+                ids.fields.len(),
+                ids.source
+            );
+        }
+        let inputs = tensors::generate(&model.inputs, args.batch, &args.shape, ids.as_ref())
             .with_context(|| format!("cannot generate inputs for model '{}'", args.model))?;
         return Ok(vec![inputs]);
     };
@@ -282,4 +313,82 @@ async fn request_inputs(
         _ => preprocessing.await?,
     };
     samples::load(path, model, &preprocessing, args.protocol, args.batch)
+}
+
+/// For generated inputs of a model with INT64 inputs: the id slices of the input that takes
+/// transformed Criteo rows, from `--features` or else the server's model configuration. `None`
+/// when neither describes one (plain integer inputs then get small values, see
+/// [`element::ElementType`]).
+async fn generated_id_slices(
+    args: &LoadtestArgs,
+    target: &Target,
+    model: &ModelMetadata,
+) -> anyhow::Result<Option<IdSlices>> {
+    let int64: Vec<&str> = model
+        .inputs
+        .iter()
+        .filter(|i| i.datatype == "INT64")
+        .map(|i| i.name.as_str())
+        .collect();
+    if int64.is_empty() {
+        if let Some(path) = &args.features {
+            bail!(
+                "--features {}: model '{}' has no INT64 input to take ids",
+                path.display(),
+                args.model
+            );
+        }
+        return Ok(None);
+    }
+    let version = args.model_version.as_deref();
+    // A server that is not Spindle (MLServer, Ray Serve) has no model configuration: then
+    // only --features says where ids belong.
+    let described =
+        samples::fetch_preprocessing(target, args.protocol, &args.model, version, args.timeout)
+            .await;
+    let (declared, server_features) = match &described {
+        Ok(p) => (
+            p.inputs
+                .iter()
+                .find(|(_, pre)| pre.as_str() == CRITEO_ROWS)
+                .map(|(input, _)| input.clone()),
+            p.features.clone(),
+        ),
+        Err(_) => (None, None),
+    };
+    let Some(path) = &args.features else {
+        return match (declared, server_features, described) {
+            (Some(input), Some(text), _) => {
+                IdSlices::from_features(&text, &input, "the server's model configuration").map(Some)
+            }
+            (_, _, Err(e)) => {
+                println!(
+                    "Note: {} does not describe model '{}' ({e:#}), so INT64 inputs get values 0..=100; if they are ids checked per feature, give the model's --features FEATURES.toml",
+                    target.url, args.model
+                );
+                Ok(None)
+            }
+            _ => Ok(None),
+        };
+    };
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("--features {}: cannot read it", path.display()))?;
+    let input = match (declared, int64.as_slice()) {
+        (Some(input), _) => input,
+        (None, [only]) => only.to_string(),
+        (None, several) => bail!(
+            "--features {}: model '{}' has several INT64 inputs ({}) and the server does not say which takes the ids",
+            path.display(),
+            args.model,
+            several.join(", ")
+        ),
+    };
+    if server_features.is_some_and(|served| served != text) {
+        println!(
+            "Note: --features {} differs from the features.toml {} serves; ids follow --features, and the server refuses those outside its own slices",
+            path.display(),
+            target.url
+        );
+    }
+    IdSlices::from_features(&text, &input, &format!("--features {}", path.display())).map(Some)
 }

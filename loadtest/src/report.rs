@@ -254,20 +254,42 @@ pub fn print_table(report: &Report) {
         println!("{}", table_row(level));
     }
     for level in report.levels.iter().filter(|l| l.errors.total > 0) {
-        let e = &level.errors;
         println!(
-            "{}: {} errors (429: {}, other 4xx: {}, 5xx: {}, timeout: {}, connection: {}, invalid: {}); first: {}",
+            "{}: {} errors ({}); first: {}",
             level.load.label(),
-            e.total,
-            e.too_many_requests,
-            e.client_error,
-            e.server_error,
-            e.timeout,
-            e.connection,
-            e.invalid_response,
+            level.errors.total,
+            error_classes(&level.errors),
             level.first_error.as_deref().unwrap_or("-")
         );
     }
+}
+
+/// Failures by class, as the table's notes and [`all_failed`] print them.
+fn error_classes(e: &ErrorCounts) -> String {
+    format!(
+        "429: {}, other 4xx: {}, 5xx: {}, timeout: {}, connection: {}, invalid: {}",
+        e.too_many_requests,
+        e.client_error,
+        e.server_error,
+        e.timeout,
+        e.connection,
+        e.invalid_response
+    )
+}
+
+/// When every measured request of `level` failed, what to tell the user: the level, the
+/// failures by class and the first one's message. Such a level measured nothing, so the run
+/// stops there and fails rather than report throughputs of refusals.
+pub fn all_failed(level: &LevelResult) -> Option<String> {
+    (level.requests == 0 && level.errors.total > 0).then(|| {
+        format!(
+            "every request at {} failed ({} errors: {}); nothing was measured. First error: {}",
+            level.load.label(),
+            level.errors.total,
+            error_classes(&level.errors),
+            level.first_error.as_deref().unwrap_or("-")
+        )
+    })
 }
 
 /// The CSV heading, perf_analyzer's columns (the first is "Request Rate" in rate mode, as in

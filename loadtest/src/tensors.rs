@@ -2,6 +2,7 @@
 //! pseudo-random values for each datatype, held as little-endian bytes.
 
 use crate::element::ElementType;
+use crate::id_slices::IdSlices;
 use crate::inputs::{GeneratedInputs, InputTensor};
 use crate::metadata::TensorMetadata;
 use crate::options::ShapeOverride;
@@ -24,14 +25,23 @@ impl SplitMix64 {
 }
 
 /// Builds every input from the metadata: a leading -1 is the batch dimension (`batch` rows);
-/// other -1 dimensions must be fixed with `--shape`.
+/// other -1 dimensions must be fixed with `--shape`. The input `ids` names (transformed
+/// Criteo rows) takes each position's id from that feature's slice of the id space.
 pub fn generate(
     inputs: &[TensorMetadata],
     batch: usize,
     overrides: &[ShapeOverride],
+    ids: Option<&IdSlices>,
 ) -> anyhow::Result<GeneratedInputs> {
     if inputs.is_empty() {
         bail!("the model's metadata lists no inputs");
+    }
+    if let Some(ids) = ids.filter(|ids| !inputs.iter().any(|i| i.name == ids.input)) {
+        bail!(
+            "the model has no input '{}' for the ids of the features.toml from {}",
+            ids.input,
+            ids.source
+        );
     }
     if let Some(unknown) = overrides
         .iter()
@@ -77,8 +87,25 @@ pub fn generate(
         };
         let mut random = SplitMix64(0x5eed_0000 + index as u64);
         let mut raw = Vec::with_capacity(bytes);
-        for _ in 0..bytes / element.size() {
-            element.push(random.next(), &mut raw);
+        match ids.filter(|ids| ids.input == meta.name) {
+            Some(ids) => {
+                if element != ElementType::I64 {
+                    bail!(
+                        "input '{}' is {}, but ids from features.toml are INT64",
+                        meta.name,
+                        meta.datatype
+                    );
+                }
+                ids.check_shape(&shape)?;
+                for i in 0..bytes / element.size() {
+                    raw.extend_from_slice(&ids.id(i, random.next()).to_le_bytes());
+                }
+            }
+            None => {
+                for _ in 0..bytes / element.size() {
+                    element.push(random.next(), &mut raw);
+                }
+            }
         }
         tensors.push(InputTensor {
             name: meta.name.clone(),
@@ -146,11 +173,11 @@ mod tests {
 
     #[test]
     fn batch_dimension_takes_the_batch() {
-        let g = generate(&[meta("x", "FP32", &[-1, 24, 24, 3])], 4, &[]).unwrap();
+        let g = generate(&[meta("x", "FP32", &[-1, 24, 24, 3])], 4, &[], None).unwrap();
         assert_eq!(g.rows, 4);
         assert_eq!(g.tensors[0].shape, vec![4, 24, 24, 3]);
         assert_eq!(g.tensors[0].raw.len(), 4 * 24 * 24 * 3 * 4);
-        let again = generate(&[meta("x", "FP32", &[-1, 24, 24, 3])], 4, &[]).unwrap();
+        let again = generate(&[meta("x", "FP32", &[-1, 24, 24, 3])], 4, &[], None).unwrap();
         assert_eq!(
             g.tensors[0].raw, again.tensors[0].raw,
             "values are deterministic"
@@ -160,14 +187,14 @@ mod tests {
     #[test]
     fn values_stay_in_range_per_datatype() {
         for dtype in ["FP32", "FP64", "FP16", "BF16"] {
-            let g = generate(&[meta("x", dtype, &[-1, 64])], 1, &[]).unwrap();
+            let g = generate(&[meta("x", dtype, &[-1, 64])], 1, &[], None).unwrap();
             for v in g.tensors[0].json_data().as_array().unwrap() {
                 let v = v.as_f64().unwrap();
                 assert!((0.0..1.0).contains(&v), "{dtype}: {v}");
             }
         }
         for dtype in ["INT8", "UINT8", "INT16", "INT32", "INT64", "UINT64"] {
-            let g = generate(&[meta("x", dtype, &[64])], 1, &[]).unwrap();
+            let g = generate(&[meta("x", dtype, &[64])], 1, &[], None).unwrap();
             let values = g.tensors[0].json_data();
             assert!(
                 values
@@ -178,25 +205,25 @@ mod tests {
                 "{dtype}"
             );
         }
-        let g = generate(&[meta("b", "BOOL", &[16])], 1, &[]).unwrap();
+        let g = generate(&[meta("b", "BOOL", &[16])], 1, &[], None).unwrap();
         assert!(g.tensors[0].raw.iter().all(|&b| b <= 1));
         assert_eq!(g.tensors[0].json_data().as_array().unwrap().len(), 16);
     }
 
     #[test]
     fn unusable_metadata_is_explained() {
-        let e = generate(&[meta("s", "BYTES", &[-1, 1])], 1, &[])
+        let e = generate(&[meta("s", "BYTES", &[-1, 1])], 1, &[], None)
             .unwrap_err()
             .to_string();
         assert!(e.contains("needs real samples"), "{e}");
-        let e = generate(&[meta("t", "INT64", &[-1, -1])], 1, &[])
+        let e = generate(&[meta("t", "INT64", &[-1, -1])], 1, &[], None)
             .unwrap_err()
             .to_string();
         assert!(
             e.contains("fixed shapes") && e.contains("--shape t:N"),
             "{e}"
         );
-        let e = generate(&[meta("x", "FP32", &[3, 4])], 2, &[])
+        let e = generate(&[meta("x", "FP32", &[3, 4])], 2, &[], None)
             .unwrap_err()
             .to_string();
         assert!(e.contains("no batch dimension"), "{e}");
@@ -204,7 +231,7 @@ mod tests {
             name: "y".into(),
             dims: vec![3],
         };
-        let e = generate(&[meta("x", "FP32", &[3])], 1, &[over])
+        let e = generate(&[meta("x", "FP32", &[3])], 1, &[over], None)
             .unwrap_err()
             .to_string();
         assert!(e.contains("does not have"), "{e}");
@@ -216,18 +243,54 @@ mod tests {
             name: "t".into(),
             dims: vec![128],
         };
-        let g = generate(&[meta("t", "INT64", &[-1, -1])], 2, &[over]).unwrap();
+        let g = generate(&[meta("t", "INT64", &[-1, -1])], 2, &[over], None).unwrap();
         assert_eq!(g.tensors[0].shape, vec![2, 128]);
         let wrong = ShapeOverride {
             name: "t".into(),
             dims: vec![5, 5],
         };
-        assert!(generate(&[meta("t", "INT64", &[-1, 4, -1])], 1, &[wrong]).is_err());
+        assert!(generate(&[meta("t", "INT64", &[-1, 4, -1])], 1, &[wrong], None).is_err());
+    }
+
+    #[test]
+    fn criteo_ids_come_from_each_features_slice() {
+        let spec = spindle_criteo::spec::FeatureSpec::criteo_default();
+        let transformer = spindle_criteo::transform::Transformer::new(spec.clone()).unwrap();
+        let slices = IdSlices::from_features(&spec.to_toml(), "ids", "a test").unwrap();
+        let fields = transformer.fields() as i64;
+        let inputs = [
+            meta("ids", "INT64", &[-1, fields]),
+            meta("x", "INT64", &[-1, 2]),
+        ];
+        let g = generate(&inputs, 64, &[], Some(&slices)).unwrap();
+        let ids: Vec<i64> = g.tensors[0]
+            .raw
+            .chunks_exact(8)
+            .map(|b| i64::from_le_bytes(b.try_into().unwrap()))
+            .collect();
+        assert_eq!(ids.len(), 64 * fields as usize);
+        transformer.check_ids(&ids).unwrap();
+        // Only the named input takes ids; the other keeps the small generated values.
+        let other = g.tensors[1].json_data();
+        assert!(
+            other
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|v| v.as_i64().unwrap() <= 100)
+        );
+
+        let e = generate(&[meta("ids", "FP32", &[-1, fields])], 1, &[], Some(&slices));
+        assert!(e.unwrap_err().to_string().contains("INT64"));
+        let e = generate(&[meta("ids", "INT64", &[-1, 3])], 1, &[], Some(&slices));
+        assert!(e.unwrap_err().to_string().contains("ids per row"));
+        let e = generate(&[meta("other", "INT64", &[-1, 3])], 1, &[], Some(&slices));
+        assert!(e.unwrap_err().to_string().contains("no input 'ids'"));
     }
 
     #[test]
     fn fixed_shape_models_send_one_inference() {
-        let g = generate(&[meta("x", "FP32", &[3, 4])], 1, &[]).unwrap();
+        let g = generate(&[meta("x", "FP32", &[3, 4])], 1, &[], None).unwrap();
         assert_eq!((g.rows, g.tensors[0].shape.clone()), (1, vec![3, 4]));
     }
 }

@@ -88,6 +88,35 @@ async fn errors_are_classified() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_level_whose_every_request_is_refused_fails_the_run() {
+    let server = start(&[-1, 8], vec![Fault::Status(400)]);
+    let dir = tempfile::tempdir().unwrap();
+    let mut args = quick(&server.url, &[2, 4], 30);
+    args.json = Some(dir.path().join("out.json"));
+    let error = format!("{:#}", run(args).await.unwrap_err());
+    assert!(
+        error.contains("every request at concurrency 2 failed")
+            && error.contains("other 4xx: 30")
+            && error.contains("400"),
+        "{error}"
+    );
+    assert_eq!(server.infers(), 30, "the sweep stops at the refused level");
+    // What was measured is still written, with the refusals counted.
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("out.json")).unwrap()).unwrap();
+    assert_eq!(json["levels"].as_array().unwrap().len(), 1);
+    assert_eq!(json["levels"][0]["errors"]["client_error"], 30);
+
+    // One success among refusals is a measurement, not a failed run.
+    let mixed = start(&[-1, 8], vec![Fault::Status(400), Fault::None]);
+    let report = run(quick(&mixed.url, &[1], 10)).await.unwrap();
+    assert_eq!(
+        (report.levels[0].requests, report.levels[0].errors.total),
+        (5, 5)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn timeouts_and_dropped_connections_reconnect() {
     let script = vec![
         Fault::None,

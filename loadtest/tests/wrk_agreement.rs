@@ -51,7 +51,7 @@ fn wrk_script(dir: &Path) -> PathBuf {
         datatype: "FP32".into(),
         shape: SHAPE.to_vec(),
     }];
-    let inputs = tensors::generate(&metadata, 1, &[]).unwrap();
+    let inputs = tensors::generate(&metadata, 1, &[], None).unwrap();
     let body = payload::encode(Protocol::HttpBinary, &inputs.tensors, &["y".to_string()]);
     let body_path = dir.join("body.bin");
     std::fs::write(&body_path, &body.body).unwrap();

@@ -5,6 +5,7 @@
 
 use super::checks::{MAX_SAMPLES, batches, sample_input};
 use super::preprocessing::Preprocessing;
+use crate::id_slices::CRITEO_ROWS as ROWS_PREPROCESSING;
 use crate::inputs::GeneratedInputs;
 use crate::metadata::{ModelMetadata, TensorMetadata};
 use anyhow::{Context, anyhow, ensure};
@@ -12,9 +13,6 @@ use spindle_criteo::spec::FeatureSpec;
 use spindle_criteo::transform::Transformer;
 use std::io::BufRead;
 use std::path::Path;
-
-/// The preprocessing name for raw Criteo TSV rows.
-const ROWS_PREPROCESSING: &str = "criteo_rows";
 
 /// Reads the rows of `file` and cuts them into requests of `batch` rows.
 pub(super) fn requests(

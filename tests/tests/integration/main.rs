@@ -11,6 +11,7 @@ mod hostile;
 mod http_v2;
 mod kerberos;
 mod loader_lifecycle;
+mod loadtest_criteo;
 mod loadtest_samples;
 mod netcut;
 mod protocols;
