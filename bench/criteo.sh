@@ -17,25 +17,14 @@
 #              instead of building one), BASELINE (an older binary: its remote scoring runs too,
 #              against the same server, as criteo-remote-baseline.json).
 set -euo pipefail
-cd "$(dirname "$0")/.."
+# lib.sh: the binary ($SPINDLE or a release build), ONNX Runtime unless ENGINE=tract, `out`.
+source "$(dirname "$0")/lib.sh"
 rows=${ROWS:-2000000}
 shards=${SHARDS:-8}
 engine=${ENGINE:-ort}
-if [ "$engine" != tract ]; then
-  ORT_DYLIB_PATH=${ORT_DYLIB_PATH:-$(scripts/setup-ort.sh)}
-  export ORT_DYLIB_PATH
-fi
-if [ -n "${SPINDLE:-}" ]; then
-  spindle=$SPINDLE
-else
-  cargo build --release -q -p spindle-cli --bin spindle
-  spindle=${CARGO_TARGET_DIR:-target}/release/spindle
-fi
 work=$(mktemp -d)
 server_pid=
 trap '[ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null; rm -rf "$work"' EXIT
-out=bench/results
-mkdir -p "$out"
 
 "$spindle" zoo --out "$work/repo" --models criteo_ctr >/dev/null
 for compress in none gz; do

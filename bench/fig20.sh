@@ -25,31 +25,17 @@
 # Results: bench/results/fig20-<model>.tsv (mode, executors, cores, images, seconds, images/s,
 # limit = executors x the engine's best images/s, ratio) and fig20-<model>.md (the same table).
 set -euo pipefail
-cd "$(dirname "$0")/.."
-cores=$(nproc)
-read -r -a layout <<< "${LAYOUT:-$(seq -s ' ' 0 $((cores - 1)))}"
-[ ${#layout[@]} -gt 0 ] || { echo "fig20: LAYOUT lists no core sets" >&2; exit 64; }
-command -v taskset > /dev/null || { echo "fig20: taskset is missing (apt-get install util-linux)" >&2; exit 69; }
-for set in "${layout[@]}"; do
-  taskset -c "$set" true 2> /dev/null || {
-    echo "fig20: core set '$set' is not usable here (this machine has cores 0-$((cores - 1)))" >&2
-    exit 64
-  }
-done
+# lib.sh: the binary ($SPINDLE or a release build), ONNX Runtime, the zoo in .cache/bench-repo,
+# and core_layout (LAYOUT read and checked as bench/scaling.sh and bench/yarn.sh read it).
+source "$(dirname "$0")/lib.sh"
+core_layout fig20
+SPINDLE=$spindle
 models=("$@")
 [ ${#models[@]} -gt 0 ] || models=(cifar10 inception_v3)
 shards=${SHARDS:-8}
 duration=${DURATION:-3s}
-out=bench/results
 work=.cache/fig20
-mkdir -p "$out" "$work"
-ORT_DYLIB_PATH=${ORT_DYLIB_PATH:-$(scripts/setup-ort.sh)}; export ORT_DYLIB_PATH
-if [ -z "${SPINDLE:-}" ]; then
-  cargo build --release -q -p spindle-cli --bin spindle
-  SPINDLE=${CARGO_TARGET_DIR:-target}/release/spindle
-fi
-repo=.cache/bench-repo
-[ -f "$repo/inception_v3/config.toml" ] || "$SPINDLE" zoo --out "$repo" > /dev/null
+mkdir -p "$work"
 # The cores a core set holds, as the pinned process sees them.
 cores_of() { taskset -c "$1" nproc; }
 json_field() { python3 -c "import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])" "$1" "$2"; }
