@@ -242,6 +242,9 @@ class Tls(unittest.TestCase):
         inp = httpclient.InferInput("images", list(data.shape), "FP32")
         inp.set_data_from_numpy(data, binary_data=True)
         out = httpclient.InferRequestedOutput("probabilities", binary_data=True)
+        # A copy: tritonclient.http adds its own headers (an int Inference-Header-Content-Length
+        # for binary data) to the dict it is given, which gRPC metadata then refuses.
+        headers = dict(headers) if headers else None
         return client.infer("cifar10", [inp], outputs=[out], headers=headers).as_numpy("probabilities")
 
     def grpc_infer(self, client, data, headers):
