@@ -5,7 +5,9 @@
 //! one of them in constant time, so neither the position of the first differing byte nor a
 //! token's length shows in the answer's timing. Health endpoints stay open without a token, so
 //! that load balancers' and YARN's probes keep working: HTTP `/v2/health/live` and
-//! `/v2/health/ready`, gRPC `grpc.health.v1.Health` and `ServerLive`/`ServerReady`.
+//! `/v2/health/ready`, gRPC `grpc.health.v1.Health` and `ServerLive`/`ServerReady`; with
+//! `--auth-health` ([`Tokens::guarding_health`]) they want a token too, for deployments whose
+//! probes can send one and where even liveness is not to be told to strangers.
 
 use axum::response::IntoResponse;
 use http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -29,11 +31,18 @@ pub const OPEN_GRPC_PATHS: &[&str] = &[
 #[derive(Clone)]
 pub struct Tokens {
     digests: Arc<Vec<[u8; 32]>>,
+    /// Health endpoints want a token too (`--auth-health`).
+    health: bool,
 }
 
 impl std::fmt::Debug for Tokens {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Tokens({} accepted)", self.digests.len())
+        write!(
+            f,
+            "Tokens({} accepted, health {})",
+            self.digests.len(),
+            if self.health { "guarded" } else { "open" }
+        )
     }
 }
 
@@ -112,7 +121,21 @@ impl Tokens {
                     .map(|t| digest(t.as_ref().as_bytes()))
                     .collect(),
             ),
+            health: false,
         }
+    }
+
+    /// The same tokens, wanted on the health endpoints too (`--auth-health`).
+    pub fn guarding_health(self) -> Tokens {
+        Tokens {
+            health: true,
+            ..self
+        }
+    }
+
+    /// Whether a request to `path` needs no token: a health endpoint, unless they are guarded.
+    fn open(&self, path: &str, open_paths: &[&str]) -> bool {
+        !self.health && open_paths.contains(&path)
     }
 
     /// Reads a token file: one token per line, blank lines and `#` comments skipped.
@@ -184,7 +207,7 @@ pub async fn require_http_token(
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
-    if OPEN_HTTP_PATHS.contains(&request.uri().path()) {
+    if tokens.open(request.uri().path(), OPEN_HTTP_PATHS) {
         return next.run(request).await;
     }
     match tokens.check(request.headers()) {
@@ -224,7 +247,7 @@ impl crate::admission::GrpcPredicate for Option<Tokens> {
 
     fn admit(&self, path: &str, headers: &HeaderMap) -> Result<(), tonic::Status> {
         let Some(tokens) = self else { return Ok(()) };
-        if OPEN_GRPC_PATHS.contains(&path) {
+        if tokens.open(path, OPEN_GRPC_PATHS) {
             return Ok(());
         }
         tokens.check(headers).map_err(|refusal| {

@@ -357,3 +357,49 @@ async fn tokens_without_tls_say_how_to_authenticate() {
     serves(&with_token).await.unwrap();
     server.stop().await.unwrap();
 }
+
+/// `--auth-health`: the probes want the token too, over HTTP and gRPC, and are answered with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn guarded_health_wants_the_token_too() {
+    let repo = zoo_repo(&[ZooModel::Cifar10]);
+    let mut config = serve_config(repo.path());
+    config.security.tokens = Some(Tokens::new([TOKEN]).guarding_health());
+    let mut server = start(config).await.unwrap();
+    server.keep(repo);
+    let http = reqwest::Client::new();
+    for path in ["/v2/health/live", "/v2/health/ready"] {
+        let anonymous = http.get(server.url(path)).send().await.unwrap();
+        assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED, "{path}");
+        let probe = http
+            .get(server.url(path))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(probe.status(), StatusCode::OK, "{path} with the token");
+    }
+
+    let grpc = format!("grpc://{}", server.grpc_addr);
+    let channel = tonic::transport::Channel::from_shared(grpc.replace("grpc://", "http://"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
+    let refused = health
+        .check(tonic_health::pb::HealthCheckRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::Unauthenticated, "{refused:?}");
+    let with_token = client(
+        grpc,
+        ClientSecurity {
+            token: Some(TOKEN.into()),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(with_token.ready().await[0].as_ref().ok(), Some(&true));
+    serves(&with_token).await.unwrap();
+    server.stop().await.unwrap();
+}

@@ -112,11 +112,15 @@ pub struct ServeArgs {
     pub tls_client_ca: Option<PathBuf>,
     /// Require `Authorization: Bearer <token>` (gRPC: `authorization` metadata) with one of
     /// the tokens in FILE, one per line (blank lines and # comments skipped); others get 401 /
-    /// UNAUTHENTICATED. Health endpoints stay open for probes: /v2/health/live and /ready,
-    /// gRPC's grpc.health.v1.Health, ServerLive and ServerReady. Use with TLS: a token sent in
+    /// UNAUTHENTICATED. Health endpoints stay open for probes (unless --auth-health):
+    /// /v2/health/live and /ready, gRPC's grpc.health.v1.Health, ServerLive and ServerReady. Use with TLS: a token sent in
     /// clear text can be read on the way.
     #[arg(long, value_name = "FILE")]
     pub auth_token_file: Option<PathBuf>,
+    /// With --auth-token-file: the health endpoints want a token too (probes must send one).
+    /// Without it they stay open, which YARN's and most load balancers' probes need.
+    #[arg(long, requires = "auth_token_file")]
+    pub auth_health: bool,
     /// Threads for the HTTP and gRPC front ends (the engines run on threads of their own).
     /// Default: half the cores this process may use, at least 1. The engines want the cores
     /// too, and fewer front-end threads interrupt them less: on 2 cores, one front-end thread
@@ -178,7 +182,14 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             .as_deref()
             .map(Tokens::load)
             .transpose()
-            .map_err(|e| UsageError(e.to_string()))?,
+            .map_err(|e| UsageError(e.to_string()))?
+            .map(|tokens| {
+                if args.auth_health {
+                    tokens.guarding_health()
+                } else {
+                    tokens
+                }
+            }),
     };
     if args.max_inflight == 0 {
         return Err(UsageError("--max-inflight must be at least 1".into()).into());
