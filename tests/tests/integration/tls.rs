@@ -125,6 +125,21 @@ async fn serves(client: &Client) -> Result<(), ClientError> {
     Ok(())
 }
 
+/// One `grpc.health.v1.Health/Check` on the server's plain gRPC port, without a token.
+async fn grpc_health_check(
+    server: &TestServer,
+) -> Result<tonic_health::pb::HealthCheckResponse, tonic::Status> {
+    let channel = tonic::transport::Channel::from_shared(format!("http://{}", server.grpc_addr))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    tonic_health::pb::health_client::HealthClient::new(channel)
+        .check(tonic_health::pb::HealthCheckRequest::default())
+        .await
+        .map(tonic::Response::into_inner)
+}
+
 fn status_of(result: Result<(), ClientError>) -> Option<u16> {
     match result {
         Err(ClientError::Server { status, .. }) => Some(status),
@@ -334,17 +349,7 @@ async fn tokens_without_tls_say_how_to_authenticate() {
     let anonymous = client(grpc.clone(), ClientSecurity::default()).unwrap();
     assert_eq!(status_of(serves(&anonymous).await), Some(401));
     assert_eq!(anonymous.ready().await[0].as_ref().ok(), Some(&true));
-    let channel = tonic::transport::Channel::from_shared(grpc.replace("grpc://", "http://"))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
-    let serving = health
-        .check(tonic_health::pb::HealthCheckRequest::default())
-        .await
-        .unwrap()
-        .into_inner();
+    let serving = grpc_health_check(&server).await.unwrap();
     assert_eq!(serving.status, 1, "grpc.health.v1 SERVING without a token");
     let with_token = client(
         grpc,
@@ -380,16 +385,7 @@ async fn guarded_health_wants_the_token_too() {
     }
 
     let grpc = format!("grpc://{}", server.grpc_addr);
-    let channel = tonic::transport::Channel::from_shared(grpc.replace("grpc://", "http://"))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
-    let refused = health
-        .check(tonic_health::pb::HealthCheckRequest::default())
-        .await
-        .unwrap_err();
+    let refused = grpc_health_check(&server).await.unwrap_err();
     assert_eq!(refused.code(), tonic::Code::Unauthenticated, "{refused:?}");
     let with_token = client(
         grpc,
