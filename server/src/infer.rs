@@ -294,13 +294,24 @@ fn check_batch_limit(config: &ModelConfig, inputs: &[Tensor]) -> Result<(), Infe
         return Ok(());
     }
     for (spec, tensor) in config.inputs.iter().zip(inputs) {
-        let rows = tensor.shape.first().copied().unwrap_or(0);
-        if rows > config.max_batch_size {
-            return Err(InferError::invalid(format!(
-                "input '{}': batch of {rows} rows is larger than the model's max_batch_size {}; split the request",
-                spec.name, config.max_batch_size
-            )));
-        }
+        check_batch_rows(config, &spec.name, &tensor.shape)?;
+    }
+    Ok(())
+}
+
+/// Refuses input `name` of `shape` when its batch dimension exceeds the model's
+/// `max_batch_size`: what front ends check from a request's header, before its data.
+pub fn check_batch_rows(
+    config: &ModelConfig,
+    name: &str,
+    shape: &[usize],
+) -> Result<(), InferError> {
+    let rows = shape.first().copied().unwrap_or(0);
+    if config.max_batch_size > 0 && rows > config.max_batch_size {
+        return Err(InferError::invalid(format!(
+            "input '{name}': batch of {rows} rows is larger than the model's max_batch_size {}; split the request",
+            config.max_batch_size
+        )));
     }
     Ok(())
 }

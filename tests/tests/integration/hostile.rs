@@ -437,24 +437,36 @@ async fn probe_while(addr: SocketAddr, busy: &tokio::task::JoinHandle<()>) -> (u
 async fn health_answers_promptly_while_a_large_json_body_parses() {
     let server = strict_server().await;
     let addr = server.addr;
-    // 20 MiB of JSON numbers: 2,025 rows of the model's 24x24x3 values, more than its batch.
-    let mut values = String::with_capacity(21 << 20);
-    for i in 0..2_025 * 24 * 24 * 3 {
-        if i > 0 {
-            values.push(',');
+    // 20 MiB of JSON that must be read to its end: a full batch of the model's 24x24x3 values
+    // (128 rows), each written with 100 digits, and a last value that is not a number. (A body
+    // over the batch limit would be refused from its header, before its data.)
+    let count = 128 * 24 * 24 * 3;
+    let long_values = |nested: bool| {
+        let mut values = String::with_capacity(23 << 20);
+        for i in 0..count {
+            let start_row = i % (24 * 24 * 3) == 0;
+            if i > 0 {
+                values.push_str(if nested && start_row { "],[" } else { "," });
+            }
+            if i == count - 1 {
+                values.push_str("\"end\"");
+            } else {
+                values.push_str(&format!("0.{:0>100}", i % 1000));
+            }
         }
-        values.push_str(&format!("0.{:03}", i % 1000));
-    }
+        values
+    };
     let bodies = [
         (
             "/v2/models/cifar10/infer",
             format!(
-                r#"{{"inputs":[{{"name":"images","shape":[2025,24,24,3],"datatype":"FP32","data":[{values}]}}]}}"#
+                r#"{{"inputs":[{{"name":"images","shape":[128,24,24,3],"datatype":"FP32","data":[{}]}}]}}"#,
+                long_values(false)
             ),
         ),
         (
             "/v1/models/cifar10:predict",
-            format!(r#"{{"instances":[[{values}]]}}"#),
+            format!(r#"{{"inputs":[[{}]]}}"#, long_values(true)),
         ),
     ];
     for (path, body) in bodies {
@@ -468,8 +480,14 @@ async fn health_answers_promptly_while_a_large_json_body_parses() {
                 .send()
                 .await
                 .expect("an answer to the large body");
-            // Too many rows for the model, once parsed: a 400 that names the input.
+            // The last value, once reached: a 400 that names the input and the element.
             assert_eq!(answer.status(), reqwest::StatusCode::BAD_REQUEST);
+            let body: serde_json::Value = answer.json().await.unwrap();
+            let message = body["error"].as_str().unwrap_or_default();
+            assert!(
+                message.contains("input 'images'") && message.contains("\"end\", not a number"),
+                "{message}"
+            );
         });
         let (probes, worst) = probe_while(addr, &big).await;
         big.await.unwrap();
@@ -483,4 +501,214 @@ async fn health_answers_promptly_while_a_large_json_body_parses() {
         );
     }
     server.stop().await.unwrap();
+}
+
+/// A request body and how to send it.
+struct Body {
+    what: &'static str,
+    path: &'static str,
+    /// `Some(n)`: a v2 binary body whose first n bytes are its JSON header.
+    header_len: Option<usize>,
+    bytes: Vec<u8>,
+}
+
+impl Body {
+    fn json(what: &'static str, path: &'static str, text: String) -> Body {
+        Body {
+            what,
+            path,
+            header_len: None,
+            bytes: text.into_bytes(),
+        }
+    }
+
+    /// A v2 binary body: `header` (JSON), then `raw`.
+    fn binary(what: &'static str, header: serde_json::Value, raw: &[u8]) -> Body {
+        let mut bytes = header.to_string().into_bytes();
+        let header_len = Some(bytes.len());
+        bytes.extend_from_slice(raw);
+        Body {
+            what,
+            path: "/v2/models/cifar10/infer",
+            header_len,
+            bytes,
+        }
+    }
+
+    async fn post(&self, http: &reqwest::Client, url: &str) -> (reqwest::StatusCode, String) {
+        let mut request = http.post(format!("{url}{}", self.path));
+        request = match self.header_len {
+            Some(n) => request
+                .header("inference-header-content-length", n)
+                .header("content-type", "application/octet-stream"),
+            None => request.header("content-type", "application/json"),
+        };
+        let response = request
+            .body(self.bytes.clone())
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{}: no answer: {e}", self.what));
+        let status = response.status();
+        (status, response.text().await.unwrap_or_default())
+    }
+}
+
+/// `n` JSON values `value`, comma separated.
+fn repeated(value: &str, n: usize) -> String {
+    let mut out = String::with_capacity(n * (value.len() + 1));
+    for i in 0..n {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(value);
+    }
+    out
+}
+
+// Memory is the point of these requests: each is at most --max-body, and none may raise the
+// server's peak RSS by more than a small multiple of its own size (the body buffered, then its
+// typed tensors) on top of what a full batch of the model already costs. A JSON tree of a 20 MiB
+// body of short numbers took 10 times its size; 30,000 empty image elements once made the decoder
+// reserve 32 GB. One child serves every case, one at a time, so that each peak is its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_and_many_element_bodies_cost_a_small_multiple_of_their_size() {
+    let repo = zoo_repo(&[ZooModel::Cifar10]);
+    let server = serve_child(repo.path(), &["--max-body", "32MiB"]).await;
+    let pid = server.child.id();
+    let http = reqwest::Client::new();
+    let pixels = 24 * 24 * 3;
+    // Warm: a full batch (128 rows) through the engine, so the baseline holds its working memory.
+    let warm = Body::binary(
+        "a full batch as binary tensors",
+        serde_json::json!({"inputs": [{"name": "images", "shape": [128, 24, 24, 3], "datatype": "FP32",
+            "parameters": {"binary_data_size": 128 * pixels * 4}}]}),
+        &vec![0u8; 128 * pixels * 4],
+    );
+    let (status, message) = warm.post(&http, &server.url).await;
+    assert_eq!(status, reqwest::StatusCode::OK, "{message}");
+    let baseline = peak_rss(pid);
+
+    let short = repeated("0.5", 6_000_000);
+    let empty_strings = repeated(r#""""#, 1_000_000);
+    let cases = [
+        (
+            Body::json(
+                "v2 JSON over max_batch_size, 23 MiB of short numbers",
+                "/v2/models/cifar10/infer",
+                format!(
+                    r#"{{"inputs":[{{"name":"images","shape":[3000,24,24,3],"datatype":"FP32","data":[{short}]}}]}}"#
+                ),
+            ),
+            reqwest::StatusCode::BAD_REQUEST,
+            "max_batch_size 128",
+        ),
+        (
+            Body::json(
+                "v2 JSON with more elements than its shape declares",
+                "/v2/models/cifar10/infer",
+                format!(
+                    r#"{{"inputs":[{{"name":"images","shape":[128,24,24,3],"datatype":"FP32","data":[{short}]}}]}}"#
+                ),
+            ),
+            reqwest::StatusCode::BAD_REQUEST,
+            "needs 221184 elements but more were given",
+        ),
+        (
+            Body::json(
+                "v2 JSON, a full batch of 90-digit numbers (20 MiB)",
+                "/v2/models/cifar10/infer",
+                format!(
+                    r#"{{"inputs":[{{"name":"images","shape":[128,24,24,3],"datatype":"FP32","data":[{}]}}]}}"#,
+                    repeated(&format!("0.{:0>90}", 5), 128 * pixels)
+                ),
+            ),
+            reqwest::StatusCode::OK,
+            "probabilities",
+        ),
+        (
+            Body::json(
+                "TF REST, one row of 6 million short numbers",
+                "/v1/models/cifar10:predict",
+                format!(r#"{{"instances":[[{short}]]}}"#),
+            ),
+            reqwest::StatusCode::BAD_REQUEST,
+            "the most the model takes",
+        ),
+        (
+            Body::json(
+                "TF REST, a million empty BYTES elements in one row",
+                "/v1/models/cifar10:predict",
+                format!(r#"{{"instances":[[{empty_strings}]]}}"#),
+            ),
+            reqwest::StatusCode::BAD_REQUEST,
+            "the most the model takes",
+        ),
+        (
+            Body::json(
+                "TF REST, 30,000 empty b64 images",
+                "/v1/models/cifar10:predict",
+                format!(r#"{{"instances":[{}]}}"#, repeated(r#"{"b64":""}"#, 30_000)),
+            ),
+            reqwest::StatusCode::BAD_REQUEST,
+            "max_batch_size",
+        ),
+        (
+            Body::binary(
+                "v2 binary, 30,000 empty BYTES elements",
+                serde_json::json!({"inputs": [{"name": "images", "shape": [30_000], "datatype": "BYTES",
+                    "parameters": {"binary_data_size": 30_000 * 4}}]}),
+                &vec![0u8; 30_000 * 4],
+            ),
+            reqwest::StatusCode::BAD_REQUEST,
+            "max_batch_size 128",
+        ),
+        (
+            Body::binary(
+                "v2 binary, one 30 MiB BYTES element that is no image",
+                serde_json::json!({"inputs": [{"name": "images", "shape": [1], "datatype": "BYTES",
+                    "parameters": {"binary_data_size": (30 << 20) + 4}}]}),
+                &[&((30u32 << 20).to_le_bytes())[..], &vec![7u8; 30 << 20]].concat(),
+            ),
+            reqwest::StatusCode::BAD_REQUEST,
+            "images",
+        ),
+    ];
+    let mut largest = 0;
+    for (body, want, fragment) in &cases {
+        let size = body.bytes.len() as u64;
+        assert!(
+            size <= 32 << 20,
+            "{}: {} bytes, over --max-body",
+            body.what,
+            size
+        );
+        largest = largest.max(size);
+        let started = Instant::now();
+        let (status, message) = body.post(&http, &server.url).await;
+        assert_eq!(status, *want, "{}: {message}", body.what);
+        assert!(message.contains(fragment), "{}: {message}", body.what);
+        // The body, buffered, and at most that again while it is collected and parsed; 64 MiB
+        // for the allocator's and the engine's slack on a loaded machine.
+        let peak = peak_rss(pid);
+        let bound = baseline + 4 * largest + (64 << 20);
+        eprintln!(
+            "{}: {} MiB body, {status} in {:?}; peak RSS {} MiB (baseline {} MiB, bound {} MiB)",
+            body.what,
+            size >> 20,
+            started.elapsed(),
+            peak >> 20,
+            baseline >> 20,
+            bound >> 20
+        );
+        assert!(
+            peak <= bound,
+            "{}: peak RSS {} MiB over the baseline {} MiB plus 4 x {} MiB plus 64 MiB",
+            body.what,
+            peak >> 20,
+            baseline >> 20,
+            largest >> 20
+        );
+    }
+    let (status, _) = warm.post(&http, &server.url).await;
+    assert_eq!(status, reqwest::StatusCode::OK, "still serving");
 }

@@ -17,18 +17,24 @@ impl TensorSpec {
                 tensor.dtype()
             ));
         }
-        let fits = tensor.shape.len() == self.dims.len()
+        self.check_shape(&tensor.shape)
+    }
+
+    /// Checks a request's shape alone against this spec's dims (what a front end can do from a
+    /// request's header, before its data is read).
+    pub fn check_shape(&self, shape: &[usize]) -> Result<(), String> {
+        let fits = shape.len() == self.dims.len()
             && self
                 .dims
                 .iter()
-                .zip(&tensor.shape)
+                .zip(shape)
                 .all(|(&want, &got)| want < 0 || want as usize == got);
         if !fits {
             return Err(format!(
                 "input '{}': expected shape {} but got {:?}",
                 self.name,
                 self.dims_display(),
-                tensor.shape
+                shape
             ));
         }
         Ok(())
