@@ -2,7 +2,7 @@
 //! version atomically.
 
 use crate::error::RepoError;
-use crate::storage::{FileInfo, RetryPolicy, Storage, sha256_hex};
+use crate::storage::{FileInfo, RetryPolicy, Storage, sha256_hex_yielding};
 use crate::{CONFIG_FILE, LABELS_FILE, MODEL_FILE, SHA256_FILE, SUCCESS_FILE};
 use spindle_core::config::{ConfigError, ModelConfig, is_valid_name};
 
@@ -342,7 +342,7 @@ impl ModelRepository {
             self.storage
                 .write(&format!("{tmp}/{MODEL_FILE}"), model)
                 .await?;
-            let sidecar = format!("{}  {MODEL_FILE}\n", sha256_hex(model));
+            let sidecar = format!("{}  {MODEL_FILE}\n", sha256_hex_yielding(model).await);
             self.storage
                 .write(&format!("{tmp}/{SHA256_FILE}"), sidecar.as_bytes())
                 .await?;

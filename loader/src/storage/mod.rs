@@ -120,8 +120,14 @@ impl Storage {
         match self {
             Storage::Local(root) => {
                 // A copy, so the blocking thread owns what it writes (publishing is a command,
-                // not the server's hot path).
-                let (root, rel, data) = (root.clone(), rel.to_string(), data.to_vec());
+                // not the server's hot path), made in steps so a large model does not hold the
+                // runtime's thread while its pages are faulted in.
+                let mut owned = Vec::with_capacity(data.len());
+                for chunk in data.chunks(STEP) {
+                    owned.extend_from_slice(chunk);
+                    tokio::task::yield_now().await;
+                }
+                let (root, rel, data) = (root.clone(), rel.to_string(), owned);
                 blocking(move || local::write(&root, &rel, &data)).await
             }
             Storage::Hdfs(hdfs) => hdfs.write(rel, data).await,
@@ -207,6 +213,23 @@ fn hex(bytes: &[u8]) -> String {
 /// The sha256 of `data`, lowercase hex.
 pub fn sha256_hex(data: &[u8]) -> String {
     hex(&Sha256::digest(data))
+}
+
+/// How much of a borrowed buffer async code copies or hashes between two yields: about a
+/// millisecond of work.
+const STEP: usize = 1 << 20;
+
+/// [`sha256_hex`] for async callers that hold the bytes borrowed (so they cannot hand them to
+/// the blocking pool): hashed 1 MiB at a time, yielding between steps, so that a model of
+/// hundreds of MB (about a second of hashing) never holds a runtime thread for more than a
+/// few milliseconds at once.
+pub async fn sha256_hex_yielding(data: &[u8]) -> String {
+    let mut hasher = Sha256::new();
+    for chunk in data.chunks(STEP) {
+        hasher.update(chunk);
+        tokio::task::yield_now().await;
+    }
+    hex(&hasher.finalize())
 }
 
 #[cfg(test)]
