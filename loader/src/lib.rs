@@ -34,7 +34,8 @@ pub use cache_dir::CacheDir;
 pub use error::{FailureKind, Mismatch, RepoError};
 pub use repository::{ModelEntry, ModelRepository, VersionEntry, check_name};
 pub use storage::{
-    HDFS_RETRY, KerberosLogin, RetryPolicy, Storage, is_hdfs, kerberos_login, set_kerberos_login,
+    HDFS_RETRY, KerberosLogin, RetryPolicy, Storage, UPLOAD_CHUNK, is_hdfs, kerberos_login,
+    set_kerberos_login,
 };
 
 /// The name of every model's config file.

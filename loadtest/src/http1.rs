@@ -13,6 +13,10 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 /// The largest response head accepted; also the read buffer's size.
 const HEAD_LIMIT: usize = 64 * 1024;
 
+/// Finds the end of a response head: built once, not at each search as `memmem::find` does.
+static HEAD_END: std::sync::LazyLock<memmem::Finder<'static>> =
+    std::sync::LazyLock::new(|| memmem::Finder::new(b"\r\n\r\n"));
+
 /// The header that carries the JSON part's length in binary-tensor bodies.
 pub const HEADER_LENGTH: &str = "inference-header-content-length";
 
@@ -63,8 +67,9 @@ pub struct Answer {
     pub status: u16,
     /// Body bytes received.
     pub body_len: usize,
-    /// `inference-header-content-length` as sent (trimmed), when present.
-    pub header_length: Option<String>,
+    /// `inference-header-content-length` when present: its value, or the text sent when
+    /// that is not a byte count (kept only then, so a good answer allocates nothing).
+    pub header_length: Option<Result<usize, String>>,
     /// `x-spindle-queue-us`, when present and a number.
     pub queue_us: Option<u64>,
     /// `x-spindle-compute-us`, when present and a number.
@@ -86,6 +91,8 @@ pub struct Http1Connection<S> {
     buf: Box<[u8]>,
     start: usize,
     end: usize,
+    /// When the connection was last checked for reuse ([`Http1Connection::closed_while_idle`]):
+    /// the start of the previous request, so no clock is read per answer.
     last_used: Instant,
     /// False once the server said `Connection: close` or the body ran to the end of the stream.
     reusable: bool,
@@ -128,7 +135,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Http1Connection<S> {
                 break self.read_body(answer, framing).await?;
             }
         };
-        self.last_used = Instant::now();
         Ok(answer)
     }
 
@@ -162,7 +168,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Http1Connection<S> {
         let head_end = loop {
             // Look again only at what is new, from three bytes back (a split "\r\n\r\n").
             let from = searched.saturating_sub(3).max(self.start);
-            if let Some(at) = memmem::find(&self.buf[from..self.end], b"\r\n\r\n") {
+            if let Some(at) = HEAD_END.find(&self.buf[from..self.end]) {
                 break from + at + 4;
             }
             searched = self.end;
@@ -253,13 +259,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Http1Connection<S> {
         Ok(answer)
     }
 
-    /// Whether the server has closed an idle connection (checked only after [`IDLE_CHECK`]
-    /// of idleness, so the hot path makes no extra system call).
-    pub fn closed_while_idle(&mut self) -> bool
+    /// Whether the server has closed an idle connection, asked at `now`, just before a request
+    /// is sent. Checked only when the previous request started more than [`IDLE_CHECK`]
+    /// before, so the hot path makes no extra system call and reads no clock.
+    pub fn closed_while_idle(&mut self, now: Instant) -> bool
     where
         S: PeekClosed,
     {
-        self.last_used.elapsed() > IDLE_CHECK && self.stream.peek_closed()
+        let idle = now.saturating_duration_since(self.last_used) > IDLE_CHECK;
+        self.last_used = now;
+        idle && self.stream.peek_closed()
     }
 }
 
@@ -291,11 +300,12 @@ impl PeekClosed for tokio::net::TcpStream {
 }
 
 /// Parses a response head (status line and headers, ending with the empty line): the answer's
-/// fields, its framing, and whether the server will close the connection.
+/// fields, its framing, and whether the server will close the connection. Lines are found with
+/// `memchr` and header names compared by length first: this runs once per request.
 fn parse_head(head: &[u8]) -> Result<(Answer, Framing, bool), Http1Error> {
     let text = std::str::from_utf8(head)
         .map_err(|_| Http1Error::Malformed("the response head is not UTF-8".into()))?;
-    let mut lines = text.split("\r\n");
+    let mut lines = Lines { text };
     let status_line = lines.next().unwrap_or_default();
     let mut parts = status_line.splitn(3, ' ');
     let (version, code) = (parts.next().unwrap_or_default(), parts.next());
@@ -314,10 +324,10 @@ fn parse_head(head: &[u8]) -> Result<(Answer, Framing, bool), Http1Error> {
     let mut close = version == "HTTP/1.0";
     let (mut length, mut chunked) = (None, false);
     for line in lines.filter(|l| !l.is_empty()) {
-        let Some((name, value)) = line.split_once(':') else {
+        let Some(colon) = memchr::memchr(b':', line.as_bytes()) else {
             return Err(Http1Error::Malformed(format!("'{line}' is not a header")));
         };
-        let value = value.trim();
+        let (name, value) = (&line[..colon], line[colon + 1..].trim_ascii());
         let is = |wanted: &str| name.eq_ignore_ascii_case(wanted);
         if is("content-length") {
             length = Some(value.parse::<usize>().map_err(|_| {
@@ -332,7 +342,7 @@ fn parse_head(head: &[u8]) -> Result<(Answer, Framing, bool), Http1Error> {
                 close = false;
             }
         } else if is(HEADER_LENGTH) {
-            answer.header_length = Some(value.to_string());
+            answer.header_length = Some(value.parse().map_err(|_| value.to_string()));
         } else if is("x-spindle-queue-us") {
             answer.queue_us = value.parse().ok();
         } else if is("x-spindle-compute-us") {
@@ -350,6 +360,27 @@ fn parse_head(head: &[u8]) -> Result<(Answer, Framing, bool), Http1Error> {
         Framing::UntilClose
     };
     Ok((answer, framing, close))
+}
+
+/// The CRLF-separated lines of a head, found with `memchr` (a bare LF ends a line too).
+struct Lines<'a> {
+    text: &'a str,
+}
+
+impl<'a> Iterator for Lines<'a> {
+    type Item = &'a str;
+
+    fn next(&mut self) -> Option<&'a str> {
+        if self.text.is_empty() {
+            return None;
+        }
+        let (line, rest) = match memchr::memchr(b'\n', self.text.as_bytes()) {
+            Some(at) => (&self.text[..at], &self.text[at + 1..]),
+            None => (self.text, ""),
+        };
+        self.text = rest;
+        Some(line.strip_suffix('\r').unwrap_or(line))
+    }
 }
 
 #[cfg(test)]
@@ -384,7 +415,7 @@ mod tests {
             let (got, reusable) = answer(reply, piece).await;
             let got = got.unwrap();
             assert_eq!((got.status, got.body_len), (200, 5), "pieces of {piece}");
-            assert_eq!(got.header_length.as_deref(), Some("3"));
+            assert_eq!(got.header_length, Some(Ok(3)));
             assert_eq!((got.queue_us, got.compute_us), (Some(12), Some(340)));
             assert!(got.error_body.is_empty(), "a success's body is not kept");
             assert!(reusable);

@@ -96,18 +96,35 @@ impl Exchange {
     /// Sends one request on `connection`, opening it first if needed, within the timeout.
     /// A broken connection is reset to `None`.
     pub async fn send(&self, connection: &mut Option<Open>) -> Sent {
-        let mut sent_at = Instant::now();
-        let attempt = tokio::time::timeout(self.timeout, self.attempt(connection, &mut sent_at));
-        let outcome = attempt.await.unwrap_or_else(|_| {
-            Outcome::Failure(
+        let now = Instant::now();
+        let timer = std::pin::pin!(tokio::time::sleep_until((now + self.timeout).into()));
+        self.send_with(connection, timer, now).await
+    }
+
+    /// [`Exchange::send`] for a caller that sends request after request: `now` is the time
+    /// just read, and `timer` a timer of its own, moved to this request's deadline. Moving a
+    /// registered timer later is an atomic store, where a fresh timeout per request would
+    /// register and remove a timer each time (and read the clock again).
+    pub async fn send_with(
+        &self,
+        connection: &mut Option<Open>,
+        mut timer: std::pin::Pin<&mut tokio::time::Sleep>,
+        now: Instant,
+    ) -> Sent {
+        timer.as_mut().reset((now + self.timeout).into());
+        let mut sent_at = now;
+        let outcome = tokio::select! {
+            biased;
+            outcome = self.attempt(connection, &mut sent_at) => outcome,
+            () = timer => Outcome::Failure(
                 ErrorClass::Timeout,
                 format!(
                     "{}: no answer within {}",
                     self.target.url,
                     humantime::format_duration(self.timeout)
                 ),
-            )
-        });
+            ),
+        };
         let broken = matches!(
             outcome,
             Outcome::Failure(ErrorClass::Connection | ErrorClass::Timeout, _)
@@ -124,11 +141,12 @@ impl Exchange {
         }
     }
 
-    /// One request, reconnecting first if needed. `sent_at` is set once the connection is ready,
-    /// so latency excludes connecting.
+    /// One request, reconnecting first if needed. `sent_at` holds the time the request was
+    /// asked for and is read again after a new connection is made, so latency excludes
+    /// connecting.
     async fn attempt(&self, connection: &mut Option<Open>, sent_at: &mut Instant) -> Outcome {
         let usable = match connection.as_mut() {
-            Some(Open::Http(open)) => open.reusable() && !open.closed_while_idle(),
+            Some(Open::Http(open)) => open.reusable() && !open.closed_while_idle(*sent_at),
             // A channel reconnects by itself; a broken one fails its call and is replaced.
             Some(Open::Grpc(_)) => true,
             None => false,
@@ -142,7 +160,10 @@ impl Exchange {
                 Template::Grpc(grpc) => grpc.connect().await.map(Open::Grpc),
             };
             match opened {
-                Ok(open) => *connection = Some(open),
+                Ok(open) => {
+                    *connection = Some(open);
+                    *sent_at = Instant::now();
+                }
                 Err(e) => {
                     *connection = None;
                     return Outcome::Failure(
@@ -152,7 +173,6 @@ impl Exchange {
                 }
             }
         }
-        *sent_at = Instant::now();
         let (Some(open), template) = (connection.as_mut(), &self.template) else {
             unreachable!("connected above")
         };
@@ -187,12 +207,18 @@ pub struct Worker {
 }
 
 impl Worker {
-    /// Sends requests until the level stops or its budget runs out.
+    /// Sends requests until the level stops or its budget runs out. Two clock reads per
+    /// request, as wrk makes: when it leaves and when its answer is complete.
     pub async fn run(self) {
         let mut connection: Option<Open> = None;
+        let mut timer = std::pin::pin!(tokio::time::sleep(self.exchange.timeout));
         while self.control.next_ticket() {
-            let sent = self.exchange.send(&mut connection).await;
-            let latency = sent.sent_at.elapsed();
+            let now = Instant::now();
+            let sent = self
+                .exchange
+                .send_with(&mut connection, timer.as_mut(), now)
+                .await;
+            let latency = Instant::now().saturating_duration_since(sent.sent_at);
             self.tally
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
@@ -208,11 +234,14 @@ impl Worker {
 fn success(answer: &Answer, url: &str) -> Outcome {
     let received = answer.body_len;
     if let Some(value) = &answer.header_length {
-        let Ok(json_len) = value.parse::<usize>() else {
-            return Outcome::Failure(
-                ErrorClass::InvalidResponse,
-                format!("{url}: {HEADER_LENGTH} is {value:?}, not a byte count"),
-            );
+        let json_len = match value {
+            Ok(n) => *n,
+            Err(text) => {
+                return Outcome::Failure(
+                    ErrorClass::InvalidResponse,
+                    format!("{url}: {HEADER_LENGTH} is {text:?}, not a byte count"),
+                );
+            }
         };
         if received < json_len {
             return Outcome::Failure(

@@ -14,8 +14,13 @@ use crate::error::{HdfsFailure, RepoError};
 use futures::StreamExt;
 use hdfs_native::{Client, ClientBuilder, HdfsError, WriteOptions};
 use std::fs::File;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
+
+/// How much of a local file [`HdfsStorage::upload`] reads before sending it on: what an
+/// upload holds, besides the HDFS writer's own packet queue.
+pub const UPLOAD_CHUNK: usize = 1 << 20;
 
 /// A Kerberos identity from a keytab, for every HDFS client (and the ResourceManager's SPNEGO)
 /// of this process.
@@ -275,6 +280,65 @@ impl HdfsStorage {
         })
         .await
         .map_err(|e| e.into_error(self, rel))
+    }
+
+    /// Uploads the local file `src` to `rel` (replacing it; parents created), read and sent
+    /// [`UPLOAD_CHUNK`] bytes at a time, so memory stays bounded however large the file is
+    /// (a scorer's part can be gigabytes). A failed attempt starts over from the file's first
+    /// byte (the writer replaces what an earlier attempt left). Not under the per-operation
+    /// timeout as a whole, which a large file may rightly exceed; each chunk is.
+    pub(super) async fn upload(&self, rel: &str, src: &Path) -> Result<u64, RepoError> {
+        let path = self.path(rel);
+        let options = WriteOptions::default().overwrite(true).create_parent(true);
+        let mut attempts = Attempts::new(self.retry);
+        loop {
+            let (src_path, mut sent) = (src.to_path_buf(), 0u64);
+            let mut file = Some(
+                super::blocking(move || {
+                    File::open(&src_path).map_err(|e| RepoError::io(&src_path, e))
+                })
+                .await?,
+            );
+            let attempt: Result<(), Result<HdfsError, RepoError>> = async {
+                let mut writer = retry::timed(self.client.create(&path, &options))
+                    .await
+                    .map_err(Ok)?;
+                loop {
+                    // The local read runs on the blocking pool, one chunk at a time.
+                    let (mut taken, src_path) =
+                        (file.take().expect("put back below"), src.to_path_buf());
+                    let (chunk, back) = super::blocking(move || {
+                        let mut chunk = Vec::with_capacity(UPLOAD_CHUNK);
+                        (&mut taken)
+                            .take(UPLOAD_CHUNK as u64)
+                            .read_to_end(&mut chunk)
+                            .map_err(|e| RepoError::io(&src_path, e))?;
+                        Ok((chunk, taken))
+                    })
+                    .await
+                    .map_err(Err)?;
+                    file = Some(back);
+                    if chunk.is_empty() {
+                        break;
+                    }
+                    sent += chunk.len() as u64;
+                    retry::timed(writer.write_bytes(bytes::Bytes::from(chunk)))
+                        .await
+                        .map_err(Ok)?;
+                }
+                retry::timed(writer.close()).await.map_err(Ok)
+            }
+            .await;
+            match attempt {
+                Ok(()) => return Ok(sent),
+                Err(Err(local)) => return Err(local),
+                Err(Ok(error)) => {
+                    if let Err(e) = attempts.failed(self, rel, error).await {
+                        return Err(e.into_error(self, rel));
+                    }
+                }
+            }
+        }
     }
 
     pub(super) async fn mkdirs(&self, rel: &str) -> Result<(), RepoError> {

@@ -17,7 +17,7 @@ mod retry;
 mod sink;
 
 use crate::error::RepoError;
-pub use hdfs::{HdfsStorage, KerberosLogin, kerberos_login, set_kerberos_login};
+pub use hdfs::{HdfsStorage, KerberosLogin, UPLOAD_CHUNK, kerberos_login, set_kerberos_login};
 use sha2::{Digest, Sha256};
 pub use spindle_core::retry::RetryPolicy;
 use std::path::{Path, PathBuf};
@@ -131,6 +131,25 @@ impl Storage {
                 blocking(move || local::write(&root, &rel, &data)).await
             }
             Storage::Hdfs(hdfs) => hdfs.write(rel, data).await,
+        }
+    }
+
+    /// Copies the local file `src` to `rel` (replacing it; parents created) without holding
+    /// it in memory: on HDFS it is sent in chunks of [`UPLOAD_CHUNK`] bytes; locally it
+    /// is copied on the blocking pool. Returns the bytes copied.
+    pub async fn upload(&self, rel: &str, src: &Path) -> Result<u64, RepoError> {
+        match self {
+            Storage::Local(root) => {
+                let (path, src) = (root.join(rel), src.to_path_buf());
+                blocking(move || {
+                    if let Some(parent) = path.parent() {
+                        std::fs::create_dir_all(parent).map_err(|e| RepoError::io(parent, e))?;
+                    }
+                    std::fs::copy(&src, &path).map_err(|e| RepoError::io(&path, e))
+                })
+                .await
+            }
+            Storage::Hdfs(hdfs) => hdfs.upload(rel, src).await,
         }
     }
 

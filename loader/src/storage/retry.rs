@@ -24,19 +24,25 @@ where
 {
     let mut attempts = Attempts::new(storage.retry);
     loop {
-        let outcome = tokio::time::timeout(OPERATION_TIMEOUT, op())
-            .await
-            .unwrap_or_else(|_| {
-                Err(HdfsError::IOError(std::io::Error::new(
-                    std::io::ErrorKind::TimedOut,
-                    format!("no answer within {OPERATION_TIMEOUT:?}"),
-                )))
-            });
-        match outcome {
+        match timed(op()).await {
             Ok(value) => return Ok(value),
             Err(error) => attempts.failed(storage, rel, error).await?,
         }
     }
+}
+
+/// `op` under the per-operation timeout: running past it is a failed attempt.
+pub(super) async fn timed<T>(
+    op: impl Future<Output = Result<T, HdfsError>>,
+) -> Result<T, HdfsError> {
+    tokio::time::timeout(OPERATION_TIMEOUT, op)
+        .await
+        .unwrap_or_else(|_| {
+            Err(HdfsError::IOError(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("no answer within {OPERATION_TIMEOUT:?}"),
+            )))
+        })
 }
 
 /// Counts attempts of one operation and waits between them.

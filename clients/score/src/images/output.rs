@@ -76,34 +76,54 @@ impl Output {
     /// Publishes a finished part: written under `.NAME.tmp` beside it, then renamed to `rel`.
     /// A temporary left by an interrupted run is overwritten.
     pub fn publish(&self, rel: &str, bytes: &[u8]) -> anyhow::Result<()> {
-        let temporary = match rel.rsplit_once('/') {
-            Some((dir, name)) => format!("{dir}/.{name}.tmp"),
-            None => format!(".{rel}.tmp"),
-        };
-        self.write(&temporary, bytes)?;
-        let renamed = self.io.block_on(self.storage.rename(&temporary, rel));
-        if renamed.is_err() {
-            let _ = self.io.block_on(self.storage.delete(&temporary));
-        }
-        renamed.with_context(|| format!("renaming {} into place", self.display(&temporary)))
+        self.publish_with(rel, |temporary| self.write(temporary, bytes))
     }
 
     /// Publishes a finished part written to the local file `file` (which is gone afterwards).
     /// Into a local directory, `file` is renamed to `rel` (write it under
     /// [`Output::local_temporary`] so the rename stays on one file system); into HDFS, it is
-    /// uploaded under `.NAME.tmp` and renamed like [`Output::publish`].
-    ///
-    /// The upload holds the part in memory while it is sent: a Criteo part is about 20 bytes
-    /// per row, 20 MB for a shard of a million rows.
+    /// uploaded under `.NAME.tmp` and renamed like [`Output::publish`]. The upload streams the
+    /// file in chunks of [`spindle_loader::UPLOAD_CHUNK`] bytes: a part of any size costs the
+    /// same memory (issue 18).
     pub fn publish_file(&self, rel: &str, file: &Path) -> anyhow::Result<()> {
         if let Storage::Local(root) = &self.storage {
             let target = root.join(rel);
             return std::fs::rename(file, &target)
                 .with_context(|| format!("renaming {} to {}", file.display(), target.display()));
         }
-        let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()));
+        let published = self.publish_with(rel, |temporary| {
+            self.io
+                .block_on(self.storage.upload(temporary, file))
+                .with_context(|| {
+                    format!(
+                        "uploading {} to {}",
+                        file.display(),
+                        self.display(temporary)
+                    )
+                })
+                .map(drop)
+        });
         let _ = std::fs::remove_file(file);
-        self.publish(rel, &bytes?)
+        published
+    }
+
+    /// Writes a part under `.NAME.tmp` with `write`, then renames it to `rel`; the temporary
+    /// is removed when the rename fails.
+    fn publish_with(
+        &self,
+        rel: &str,
+        write: impl FnOnce(&str) -> anyhow::Result<()>,
+    ) -> anyhow::Result<()> {
+        let temporary = match rel.rsplit_once('/') {
+            Some((dir, name)) => format!("{dir}/.{name}.tmp"),
+            None => format!(".{rel}.tmp"),
+        };
+        write(&temporary)?;
+        let renamed = self.io.block_on(self.storage.rename(&temporary, rel));
+        if renamed.is_err() {
+            let _ = self.io.block_on(self.storage.delete(&temporary));
+        }
+        renamed.with_context(|| format!("renaming {} into place", self.display(&temporary)))
     }
 
     /// Where a part is written locally before [`Output::publish_file`]: `.NAME.tmp` beside it
