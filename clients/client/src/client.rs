@@ -1,5 +1,6 @@
 //! [`Client`]: several endpoints, round-robin, retries with backoff.
 
+use crate::discovery::{Discovery, Rediscovery, Waiting};
 use crate::grpc::GrpcTransport;
 use crate::http::HttpTransport;
 use crate::security::{ClientSecurity, Credentials};
@@ -52,6 +53,7 @@ pub struct ClientBuilder {
     retry: RetryPolicy,
     max_message: usize,
     security: ClientSecurity,
+    rediscovery: Option<Rediscovery>,
 }
 
 impl ClientBuilder {
@@ -92,9 +94,18 @@ impl ClientBuilder {
         self
     }
 
-    /// The client; fails on an empty or malformed endpoint list.
+    /// Endpoints that come from `source` (a deployment's discovery): a request that can reach
+    /// none of them asks `source` again and waits up to `wait` for a replica, rather than
+    /// failing at once (see [`crate::discovery`]). The endpoint list may then start empty.
+    pub fn discovery(mut self, source: Arc<dyn Discovery>, wait: Duration) -> Self {
+        self.rediscovery = Some(Rediscovery::new(source, wait));
+        self
+    }
+
+    /// The client; fails on an empty or malformed endpoint list (an empty one is allowed with
+    /// a [`ClientBuilder::discovery`]).
     pub fn build(self) -> Result<Client, ClientError> {
-        if self.urls.is_empty() {
+        if self.urls.is_empty() && self.rediscovery.is_none() {
             return Err(ClientError::Config(
                 "no endpoints given (pass at least one URL like http://127.0.0.1:8000)".into(),
             ));
@@ -118,6 +129,7 @@ impl ClientBuilder {
                 timeout: self.timeout,
                 retry: self.retry,
                 budget: RetryBudget::new(RETRY_BUDGET_RATIO, RETRY_BUDGET_CAP),
+                rediscovery: self.rediscovery,
             }),
         })
     }
@@ -197,6 +209,8 @@ pub(crate) struct Inner {
     retry: RetryPolicy,
     // Shared by every clone: retries across all of this client's calls stay a share of them.
     budget: RetryBudget,
+    // With discovered endpoints: asked again while no replica can be reached.
+    rediscovery: Option<Rediscovery>,
 }
 
 /// A KServe v2 client over one or more endpoints (the replicas of a deployment). Cheap to
@@ -224,6 +238,7 @@ impl Client {
             retry: DEFAULT_RETRY,
             max_message: 64 << 20,
             security: ClientSecurity::default(),
+            rediscovery: None,
         }
     }
 
@@ -396,6 +411,7 @@ impl Client {
         let mut backoff = inner.retry.backoff();
         inner.budget.deposit();
         let mut tried: Vec<String> = Vec::new();
+        let mut waiting = Waiting::default();
         loop {
             let endpoints = self.snapshot();
             let (url, result) = if endpoints.is_empty() {
@@ -431,6 +447,17 @@ impl Client {
                 Err(e) if e.is_retryable() => e,
                 Err(e) => return Err(e),
             };
+            if let Some(rediscovery) = &inner.rediscovery
+                && matches!(error, ClientError::Connection { .. })
+            {
+                if !self.all_tried(&endpoints, &tried) {
+                    continue;
+                }
+                self.wait_for_replica(rediscovery, &mut waiting, error)
+                    .await?;
+                tried.clear();
+                continue;
+            }
             let attempt = backoff.attempts_made();
             let Some(next) = backoff.next_wait() else {
                 return Err(error);
@@ -451,5 +478,40 @@ impl Client {
             tracing::debug!(endpoint = %url, attempt, ?wait, error = %error, "retrying");
             tokio::time::sleep(wait).await;
         }
+    }
+
+    /// Whether every known endpoint was tried by this call or failed to connect lately.
+    fn all_tried(&self, endpoints: &[Transport], tried: &[String]) -> bool {
+        let now = Instant::now();
+        let ejected = self.inner.ejected.lock().unwrap_or_else(|e| e.into_inner());
+        endpoints.iter().all(|t| {
+            tried.iter().any(|u| u == t.url())
+                || ejected.get(t.url()).is_some_and(|until| *until > now)
+        })
+    }
+
+    /// No replica could be reached (`error` says how the last attempt failed): asks the
+    /// discovery again and pauses; the wait's final error once the client's wait has passed.
+    async fn wait_for_replica(
+        &self,
+        rediscovery: &Rediscovery,
+        waiting: &mut Waiting,
+        error: ClientError,
+    ) -> Result<(), ClientError> {
+        let Some(pause) = waiting.next_pause(rediscovery.wait) else {
+            return Err(ClientError::NoReplica {
+                waited: waiting.waited(),
+                state: rediscovery.describe().await,
+                last: error.to_string(),
+            });
+        };
+        if let Some(urls) = rediscovery.ask().await
+            && let Err(e) = self.set_endpoints(&urls)
+        {
+            tracing::warn!(error = %e, "ignoring an unusable replica list");
+        }
+        tracing::debug!(?pause, error = %error, "no replica reachable; waiting for one");
+        tokio::time::sleep(pause).await;
+        Ok(())
     }
 }

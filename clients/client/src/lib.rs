@@ -8,8 +8,11 @@
 //! - [`security`]: TLS (a private CA, optionally a client certificate) and bearer tokens.
 //! - [`types`]: requests, responses, metadata and the error type.
 //!
+//! - [`discovery`]: with endpoints from a [`Discovery`], a request that can reach no replica
+//!   asks it again and waits (up to a deadline) instead of failing at once.
+//!
 //! Finding the replicas of a YARN deployment is deployment code (`spindle-deploy`'s discovery),
-//! which hands this client its endpoint lists.
+//! which hands this client its endpoint lists and implements [`Discovery`].
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), spindle_client::ClientError> {
@@ -23,12 +26,14 @@
 //! ```
 
 pub mod client;
+pub mod discovery;
 pub mod grpc;
 pub mod http;
 pub mod security;
 pub mod types;
 
 pub use client::{Client, ClientBuilder, DEFAULT_RETRY, RetryPolicy};
+pub use discovery::{DEFAULT_REPLICA_WAIT, Discovered, Discovery};
 #[cfg(feature = "clap")]
 pub use security::ClientSecurityArgs;
 pub use security::{ClientSecurity, Credentials, TOKEN_ENV};

@@ -161,6 +161,17 @@ pub enum ClientError {
         /// The timeout.
         timeout: Duration,
     },
+    /// No replica of a discovered deployment could be reached, however long the client
+    /// waited for one (see `ClientBuilder::discovery`).
+    #[error("no replica answered within {}s: {state} (last attempt: {last})", waited.as_secs())]
+    NoReplica {
+        /// How long the request waited.
+        waited: Duration,
+        /// The deployment's state, from its discovery, and what to do about it.
+        state: String,
+        /// How the last attempt failed.
+        last: String,
+    },
     /// The answer could not be understood, or the request could not be built.
     #[error("{0}")]
     Protocol(String),
@@ -176,7 +187,9 @@ impl ClientError {
         match self {
             ClientError::Server { status, .. } => matches!(status, 429 | 502 | 503),
             ClientError::Connection { .. } | ClientError::Timeout { .. } => true,
-            ClientError::Protocol(_) | ClientError::Config(_) => false,
+            ClientError::NoReplica { .. } | ClientError::Protocol(_) | ClientError::Config(_) => {
+                false
+            }
         }
     }
 }

@@ -4,7 +4,8 @@
 //! carry requests over a replica that has just gone.
 
 use crate::yarn::rm::{ResourceManager, YarnError, default_user, split_service_url};
-use spindle_client::{Client, ClientBuilder, ClientError};
+use spindle_client::{Client, ClientBuilder, ClientError, Discovered, Discovery};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Why discovery could not produce a client.
@@ -73,6 +74,36 @@ impl YarnService {
     }
 }
 
+/// The client asks the ResourceManager again while no replica can be reached, and says the
+/// service's state when it gives up waiting.
+impl Discovery for YarnService {
+    fn endpoints(&self) -> Discovered<'_, Result<Vec<String>, String>> {
+        Box::pin(async move {
+            YarnService::endpoints(self)
+                .await
+                .map_err(|e| e.to_string())
+        })
+    }
+
+    fn describe(&self) -> Discovered<'_, String> {
+        Box::pin(async move {
+            let name = &self.name;
+            let rm = self.rm.base();
+            match self.rm.service(name).await {
+                Ok(service) => match service["state"].as_str().unwrap_or("in an unknown state") {
+                    "STOPPED" => format!(
+                        "service '{name}' at {rm} is STOPPED; start it with `spindle yarn start {name} --rm {rm}`"
+                    ),
+                    state => format!(
+                        "service '{name}' at {rm} is {state} with no replica reachable; see `spindle yarn status {name} --rm {rm}`"
+                    ),
+                },
+                Err(e) => format!("service '{name}': its state is unknown ({e})"),
+            }
+        })
+    }
+}
+
 /// Attempts at a listing the ResourceManager answers with a 5xx.
 const TRANSIENT_ATTEMPTS: u64 = 4;
 
@@ -106,12 +137,16 @@ pub trait BuildFromYarn {
     /// A client over the READY containers of a YARN service (`http://RM_HOST:PORT/SERVICE`),
     /// re-listed every `refresh`. The refresher stops when the last clone of the client is
     /// dropped; a failed refresh keeps the last list (a ResourceManager restart does not stop
-    /// traffic).
+    /// traffic). A request that reaches no replica lists them again at once and waits up to
+    /// `wait` for one (a stopped or restarting service), then fails naming the service's state;
+    /// a zero `wait` fails such a request at once, and a service with no READY container then
+    /// fails the build.
     async fn build_yarn_service(
         self,
         spec: &str,
         user: Option<String>,
         refresh: Duration,
+        wait: Duration,
     ) -> Result<Client, DiscoveryError>;
 }
 
@@ -121,10 +156,21 @@ impl BuildFromYarn for ClientBuilder {
         spec: &str,
         user: Option<String>,
         refresh: Duration,
+        wait: Duration,
     ) -> Result<Client, DiscoveryError> {
         let service = YarnService::resolve(spec, user).await?;
-        let urls = service.require_endpoints().await?;
-        let client = self.with_urls(urls.clone()).build()?;
+        let (urls, builder) = if wait.is_zero() {
+            (service.require_endpoints().await?, self)
+        } else {
+            // None READY yet (or, while the service starts, Hadoop refusing the listing) is
+            // no error: the first request waits for a replica.
+            let urls = service.endpoints().await.unwrap_or_else(|e| {
+                tracing::info!(error = %e, "no replica listed yet; the first request waits for one");
+                Vec::new()
+            });
+            (urls, self.discovery(Arc::new(service.clone()), wait))
+        };
+        let client = builder.with_urls(urls.clone()).build()?;
         tracing::info!(service = %spec, endpoints = ?urls, "discovered replicas");
         let weak = client.downgrade();
         tokio::spawn(async move {

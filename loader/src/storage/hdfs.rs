@@ -7,12 +7,13 @@
 //! long-running `serve` stays logged in); without one, a secured cluster is reached with the
 //! ticket cache of `kinit` (`KRB5CCNAME`). An authentication failure is never retried.
 
+use super::namenode::NamenodeClient;
 use super::retry::{self, Attempts, RetryError, classify};
 use super::sink::FileSink;
 use super::{FileInfo, RetryPolicy};
 use crate::error::{HdfsFailure, RepoError};
 use futures::StreamExt;
-use hdfs_native::{Client, ClientBuilder, HdfsError, WriteOptions};
+use hdfs_native::{HdfsError, WriteOptions};
 use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -103,7 +104,8 @@ pub(super) fn kerberos_hint(error: &HdfsError) -> Option<String> {
 /// A directory on HDFS: one shared NameNode client and the retry settings for it.
 #[derive(Clone, Debug)]
 pub struct HdfsStorage {
-    client: Client,
+    /// Replaced after a call timed out (see `namenode.rs`).
+    pub(super) client: NamenodeClient,
     /// `hdfs://authority` (host:port or a name service from `HADOOP_CONF_DIR`).
     base: String,
     /// The root directory's absolute path on HDFS, without a trailing '/'.
@@ -132,30 +134,7 @@ impl HdfsStorage {
         }
         let root = normalize_root(path).map_err(root_error)?;
         let base = format!("{scheme}://{authority}");
-        // hdfs-native reads HADOOP_CONF_DIR (core-site.xml, hdfs-site.xml) for name services,
-        // HA NameNodes, Kerberos and delegation tokens. Its own failover loop defaults to 15
-        // attempts with sleeps up to 15 s, which kept a poll against a stopped NameNode hanging
-        // for minutes; a short failover round here, and our backoff around it, bound that.
-        let mut config = vec![
-            ("dfs.client.failover.max.attempts", "2"),
-            ("dfs.client.failover.sleep.base.millis", "100"),
-            ("dfs.client.failover.sleep.max.millis", "500"),
-        ];
-        // A keytab means Kerberos, even without the cluster's core-site.xml at hand (the data
-        // transfer protection still comes from its hdfs-site.xml, in HADOOP_CONF_DIR).
-        if kerberos_login().is_some() {
-            config.push(("hadoop.security.authentication", "kerberos"));
-        }
-        let mut builder = ClientBuilder::new()
-            .with_url(base.clone())
-            .with_config(config);
-        if let Some(login) = kerberos_login() {
-            builder = builder
-                .with_kerberos_principal(login.principal.clone())
-                .with_kerberos_keytab(login.keytab.display().to_string());
-        }
-        let client = builder
-            .build()
+        let client = NamenodeClient::new(&base)
             .map_err(|e| root_error(format!("cannot create an HDFS client: {e}")))?;
         Ok(HdfsStorage {
             client,
@@ -185,8 +164,13 @@ impl HdfsStorage {
 
     /// Unsorted: the caller sorts every backend's listing the same way.
     pub(super) async fn list(&self, rel: &str) -> Result<Option<Vec<FileInfo>>, RepoError> {
-        let path = self.path(rel);
-        let listed = retry::run(self, rel, || self.client.list_status(&path, false)).await;
+        let path = &self.path(rel);
+        let listed = retry::run(
+            self,
+            rel,
+            |c| async move { c.list_status(path, false).await },
+        )
+        .await;
         match listed {
             Ok(statuses) => Ok(Some(
                 statuses
@@ -205,9 +189,9 @@ impl HdfsStorage {
     }
 
     pub(super) async fn read(&self, rel: &str) -> Result<Option<Vec<u8>>, RepoError> {
-        let path = self.path(rel);
-        let read = retry::run(self, rel, || async {
-            let reader = self.client.read(&path).await?;
+        let path = &self.path(rel);
+        let read = retry::run(self, rel, |c| async move {
+            let reader = c.read(path).await?;
             let bytes = reader.read_range(0, reader.file_length()).await?;
             Ok(bytes.to_vec())
         })
@@ -228,13 +212,18 @@ impl HdfsStorage {
         rel: &str,
         dest: &Path,
     ) -> Result<(u64, String), RepoError> {
-        let path = self.path(rel);
+        let path = &self.path(rel);
         let sink = FileSink::create(dest);
         let mut written: u64 = 0;
         let mut attempts = Attempts::new(self.retry);
         loop {
             let attempt: Result<bool, HdfsError> = async {
-                let reader = self.client.read(&path).await?;
+                // Opening asks the NameNode, under the attempt timeout; the blocks' bytes
+                // come from DataNodes under hdfs-native's socket timeout.
+                let reader = retry::timed(self, retry::ATTEMPT_TIMEOUT, |c| async move {
+                    c.read(path).await
+                })
+                .await?;
                 let len = reader.file_length();
                 let start = written as usize;
                 if start > len {
@@ -269,10 +258,10 @@ impl HdfsStorage {
     }
 
     pub(super) async fn write(&self, rel: &str, data: &[u8]) -> Result<(), RepoError> {
-        let path = self.path(rel);
-        let options = WriteOptions::default().overwrite(true).create_parent(true);
-        retry::run(self, rel, || async {
-            let mut writer = self.client.create(&path, &options).await?;
+        let path = &self.path(rel);
+        let options = &WriteOptions::default().overwrite(true).create_parent(true);
+        retry::run(self, rel, |c| async move {
+            let mut writer = c.create(path, options).await?;
             writer
                 .write_bytes(bytes::Bytes::copy_from_slice(data))
                 .await?;
@@ -300,9 +289,12 @@ impl HdfsStorage {
                 .await?,
             );
             let attempt: Result<(), Result<HdfsError, RepoError>> = async {
-                let mut writer = retry::timed(self.client.create(&path, &options))
-                    .await
-                    .map_err(Ok)?;
+                let (path, options) = (&path, &options);
+                let mut writer = retry::timed(self, retry::ATTEMPT_TIMEOUT, |c| async move {
+                    c.create(path, options).await
+                })
+                .await
+                .map_err(Ok)?;
                 loop {
                     // The local read runs on the blocking pool, one chunk at a time.
                     let (mut taken, src_path) =
@@ -322,11 +314,16 @@ impl HdfsStorage {
                         break;
                     }
                     sent += chunk.len() as u64;
-                    retry::timed(writer.write_bytes(bytes::Bytes::from(chunk)))
-                        .await
-                        .map_err(Ok)?;
+                    retry::bounded(
+                        retry::ATTEMPT_TIMEOUT,
+                        writer.write_bytes(bytes::Bytes::from(chunk)),
+                    )
+                    .await
+                    .map_err(Ok)?;
                 }
-                retry::timed(writer.close()).await.map_err(Ok)
+                retry::bounded(retry::ATTEMPT_TIMEOUT, writer.close())
+                    .await
+                    .map_err(Ok)
             }
             .await;
             match attempt {
@@ -342,17 +339,24 @@ impl HdfsStorage {
     }
 
     pub(super) async fn mkdirs(&self, rel: &str) -> Result<(), RepoError> {
-        let path = self.path(rel);
-        retry::run(self, rel, || self.client.mkdirs(&path, 0o755, true))
-            .await
-            .map_err(|e| e.into_error(self, rel))
+        let path = &self.path(rel);
+        retry::run(
+            self,
+            rel,
+            |c| async move { c.mkdirs(path, 0o755, true).await },
+        )
+        .await
+        .map_err(|e| e.into_error(self, rel))
     }
 
     pub(super) async fn rename(&self, from: &str, to: &str) -> Result<(), RepoError> {
         let (src, dst) = (self.path(from), self.path(to));
         // Not retried: a rename whose answer was lost may have happened, and a second attempt
         // would then fail confusingly.
-        self.client.rename(&src, &dst, false).await.map_err(|e| {
+        let renamed = retry::timed(self, retry::ATTEMPT_TIMEOUT, |c| async move {
+            c.rename(&src, &dst, false).await
+        });
+        renamed.await.map_err(|e| {
             let (_, unreachable) = classify(&e);
             let hint = kerberos_hint(&e).map_or_else(String::new, |h| format!("; {h}"));
             RepoError::Hdfs {
@@ -368,16 +372,16 @@ impl HdfsStorage {
     }
 
     pub(super) async fn delete(&self, rel: &str) -> Result<(), RepoError> {
-        let path = self.path(rel);
-        match retry::run(self, rel, || self.client.delete(&path, true)).await {
+        let path = &self.path(rel);
+        match retry::run(self, rel, |c| async move { c.delete(path, true).await }).await {
             Ok(_) | Err(RetryError::NotFound) => Ok(()),
             Err(RetryError::Failed(e)) => Err(e),
         }
     }
 
     pub(super) async fn exists(&self, rel: &str) -> Result<bool, RepoError> {
-        let path = self.path(rel);
-        match retry::run(self, rel, || self.client.get_file_info(&path)).await {
+        let path = &self.path(rel);
+        match retry::run(self, rel, |c| async move { c.get_file_info(path).await }).await {
             Ok(_) => Ok(true),
             Err(RetryError::NotFound) => Ok(false),
             Err(RetryError::Failed(e)) => Err(e),

@@ -13,6 +13,7 @@
 
 mod hdfs;
 mod local;
+mod namenode;
 mod retry;
 mod sink;
 

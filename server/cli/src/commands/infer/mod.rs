@@ -63,6 +63,12 @@ pub struct InferArgs {
     /// How often the READY containers are listed again with --yarn-service.
     #[arg(long, default_value = "10s", requires = "yarn_service", value_parser = spindle_core::config::parse_duration)]
     pub yarn_refresh: Duration,
+    /// With --yarn-service: how long a request waits for a replica when none can be reached
+    /// (the service stopped and starting again, restarting, flexed to 0), asking the
+    /// ResourceManager again meanwhile, before it fails with the service's state. 0 fails at
+    /// once. Errors answered by a replica are retried as usual, not waited for.
+    #[arg(long, default_value = "30s", requires = "yarn_service", value_parser = spindle_core::config::parse_duration)]
+    pub wait_for_replica: Duration,
 }
 
 fn read_input(path: &PathBuf) -> anyhow::Result<Vec<u8>> {
@@ -144,7 +150,12 @@ pub async fn run(args: InferArgs) -> anyhow::Result<()> {
     let client = match &args.yarn_service {
         Some(service) => {
             builder
-                .build_yarn_service(service, args.yarn_user.clone(), args.yarn_refresh)
+                .build_yarn_service(
+                    service,
+                    args.yarn_user.clone(),
+                    args.yarn_refresh,
+                    args.wait_for_replica,
+                )
                 .await?
         }
         None => builder.build()?,
