@@ -23,6 +23,9 @@
 #   LOADGEN_CORES  taskset core list for spindle loadtest (default: unpinned)
 #   CONCURRENCY    closed-loop connections per replica (default 8)
 #   WINDOW         measurement window (default 3s); PORT replicas' HTTP port (default 18720)
+#   SETTLE         seconds to wait after the YARN replicas are READY before the load (default 15):
+#                  the NodeManager and the service AM are busy for a while after a container
+#                  starts, which is YARN's start-up cost, not what a serving replica costs
 #   SPINDLE        the binary (default: target/release/spindle, built); the YARN tarball packs
 #                  this same binary, so both sides run the same code
 #   USER           the cluster's user (user.name), as for scripts/hadoop.sh
@@ -46,6 +49,7 @@ node_managers=("$SPINDLE_HADOOP3_DIR/nm1/pid" "$SPINDLE_HADOOP3_DIR/nm3/pid")
   exit 64
 }
 concurrency=${CONCURRENCY:-8}
+settle=${SETTLE:-15}
 port=${PORT:-18720}
 rm_args=(--rm "$SPINDLE_YARN_RM" --user "$user")
 
@@ -85,14 +89,27 @@ serve_pid() {
   return 1
 }
 
+# CPU ticks (utime + stime) of every JVM (the cluster's daemons and, on the YARN side, the
+# service AM): what they take from the replicas' cores during a run is printed beside it.
+jvm_ticks() {
+  local t=0 p f
+  for p in $(pgrep -x java || true); do
+    read -r -a f < "/proc/$p/stat" 2> /dev/null || continue
+    t=$((t + f[13] + f[14]))
+  done
+  echo "$t"
+}
+
 # run SIDE N TARGET...: the load against N replicas; prints "inferences/s p99_ms".
 run() {
   local side=$1 n=$2
   shift 2
-  local json=$out/yarn-$model-$side-n$n.json
+  local json=$out/yarn-$model-$side-n$n.json jvm_before
   echo "== $model, $side: $n replica(s) on cores ${layout[*]:0:$n}, $((n * concurrency)) connections" >&2
+  jvm_before=$(jvm_ticks)
   "${loadgen[@]}" "$SPINDLE" loadtest "$@" --model "$model" --concurrency $((n * concurrency)) \
     --warmup 1s --window "$window" --max-windows 6 --json "$json" >&2
+  echo "yarn.sh: the JVMs used $(python3 -c "print(($(jvm_ticks) - $jvm_before) / $(getconf CLK_TCK))") CPU-s during the $side run" >&2
   python3 - "$json" << 'EOF'
 import json, sys
 level = json.load(open(sys.argv[1]))["levels"][0]
@@ -144,6 +161,9 @@ wait_ready() {
     k=$((k + 1))
   done
   [ "$k" -ge "$n" ] || { echo "yarn.sh: $n replica processes not found: $status" >&2; exit 1; }
+  # A container that has just started leaves its NodeManager (localization, the JIT) and the
+  # service AM busy for a while on a small machine; the bare side has no such start to settle.
+  sleep "$settle"
 }
 
 pin_node_managers "${layout[0]}" "${layout[1]:-${layout[0]}}"
