@@ -105,10 +105,10 @@ async fn a_tls_deployment_serves_https_with_tokens_from_hdfs() {
         "infer over https: {out} {err}"
     );
 
-    // Without the token: refused, and the message says so.
+    // Without the token: refused, and the message names the refusal and the flag.
     let (ok, out, err) = infer(&["--ca-cert", &ca]);
     assert!(!ok, "answered without a token: {out}");
-    assert!(err.contains("401"), "{err}");
+    assert!(err.contains("401") && err.contains("--token-file"), "{err}");
     // Without the CA: the replica's certificate is not trusted.
     let (ok, out, err) = infer(&["--token-file", &token_file]);
     assert!(!ok, "answered without --ca-cert: {out}");
