@@ -33,7 +33,7 @@ async fn upload_shards(dir: &str) -> Storage {
 
 /// Writes `shards` synthetic CIFAR-10 shards of `records` images in all under `dir/data` on
 /// HDFS (`data_batch_1.bin`, ...).
-async fn upload_cifar10(dir: &str, shards: usize, records: u64) -> Storage {
+pub(crate) async fn upload_cifar10(dir: &str, shards: usize, records: u64) -> Storage {
     let local = tempfile::tempdir().unwrap();
     synth::write_cifar10(&SynthConfig {
         out: local.path().to_path_buf(),
@@ -183,7 +183,22 @@ fn score_model_on_yarn(
     dir: &str,
     repo: &str,
     name: &str,
+    model_input: (&str, &str),
+    extra: &[&str],
+) -> (bool, String, String) {
+    let extra = [&["--repo", repo][..], extra].concat();
+    yarn_score_job(cluster, dir, name, model_input, "2", &extra)
+}
+
+/// `spindle score --yarn` of `model` over `input` into `DIR/out` (staging in `DIR/staging`),
+/// with `executors` executors of 1 vcore and 512 MB on the CPU partition, and `extra` flags
+/// (what they score with, first).
+pub(crate) fn yarn_score_job(
+    cluster: &Hadoop3,
+    dir: &str,
+    name: &str,
     (model, input): (&str, &str),
+    executors: &str,
     extra: &[&str],
 ) -> (bool, String, String) {
     let output = format!("{dir}/out");
@@ -192,8 +207,6 @@ fn score_model_on_yarn(
         "score",
         "--model",
         model,
-        "--repo",
-        repo,
         "--input",
         input,
         "--output",
@@ -207,7 +220,7 @@ fn score_model_on_yarn(
         "--staging",
         &staging,
         "--executors",
-        "2",
+        executors,
         "--queue",
         "CPU_Q",
         "--node-partition",

@@ -44,15 +44,12 @@ impl Pki {
         self.dir.path().join("ca.pem")
     }
 
-    /// Writes `<name>.pem` and `<name>.key`: a server certificate for 127.0.0.1 and
-    /// localhost, or a client certificate.
-    fn leaf(&self, name: &str, server: bool) -> (PathBuf, PathBuf) {
+    /// Writes `<name>.pem` and `<name>.key`: a server certificate for `hosts` (names or IP
+    /// addresses), or a client certificate when there are none.
+    pub(crate) fn leaf(&self, name: &str, hosts: &[&str]) -> (PathBuf, PathBuf) {
         let key = KeyPair::generate().unwrap();
-        let names = if server {
-            vec!["localhost".to_string(), "127.0.0.1".to_string()]
-        } else {
-            Vec::new()
-        };
+        let server = !hosts.is_empty();
+        let names = hosts.iter().map(|h| h.to_string()).collect::<Vec<_>>();
         let mut params = CertificateParams::new(names).unwrap();
         params.distinguished_name.push(DnType::CommonName, name);
         params.extended_key_usages = vec![if server {
@@ -83,7 +80,7 @@ pub(crate) async fn tls_server_with(
     client_ca: Option<&Path>,
     tokens: bool,
 ) -> TestServer {
-    let (cert, key) = pki.leaf("server", true);
+    let (cert, key) = pki.leaf("server", &["localhost", "127.0.0.1"]);
     let repo = zoo_repo(models);
     let mut config = serve_config(repo.path());
     config.security = Security {
@@ -241,9 +238,9 @@ async fn mutual_tls_refuses_clients_without_our_certificate() {
     let pki = Pki::new("server");
     let clients = Pki::new("clients");
     let server = tls_server(&pki, Some(&clients.ca_path()), false).await;
-    let (good_cert, good_key) = clients.leaf("good-client", false);
+    let (good_cert, good_key) = clients.leaf("good-client", &[]);
     let other = Pki::new("other");
-    let (bad_cert, bad_key) = other.leaf("other-client", false);
+    let (bad_cert, bad_key) = other.leaf("other-client", &[]);
     let with = |identity: Option<(PathBuf, PathBuf)>| ClientSecurity {
         ca_cert: Some(pki.ca_path()),
         identity,

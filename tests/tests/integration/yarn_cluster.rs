@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 mod node_loss;
 mod scoring;
+mod tls;
 
 /// A container turns READY 15-20 s after the POST on this cluster (2 shared cores); the
 /// bound leaves room for a loaded machine.

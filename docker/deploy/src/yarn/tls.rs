@@ -71,41 +71,13 @@ impl ServiceTlsArgs {
     /// Adds the files, the `serve` flags and, with TLS, the scheme and the port probe to a
     /// spec from [`super::spec::build`]. A URI YARN cannot use is refused, naming the flag.
     pub fn apply(&self, spec: &mut Value) -> Result<(), SpecError> {
-        let mut flags = String::new();
-        let mut localized = Vec::new();
+        let mut files = ContainerFiles::default();
         for (flag, uri, name) in self.files() {
-            if file_uri_path(uri).is_none() {
-                return Err(SpecError {
-                    field: flag.to_string(),
-                    message: format!(
-                        "'{uri}' is not a URI YARN can localize: give hdfs://namenode:port/path (put it there with `hdfs dfs -put`) or file:///path (the same path on every node)"
-                    ),
-                });
-            }
-            let path = match uri.strip_prefix("file://") {
-                Some(path) => path,
-                None => {
-                    localized.push(json!({ "type": "STATIC", "src_file": uri, "dest_file": name }));
-                    name
-                }
-            };
-            flags.push_str(&format!(" {flag} {path}"));
+            files.add(flag, uri, name)?;
         }
         let tls = self.tls_cert.is_some();
         for component in spec["components"].as_array_mut().into_iter().flatten() {
-            if let Some(launch) = component["launch_command"].as_str() {
-                component["launch_command"] = json!(format!("{launch}{flags}"));
-            }
-            if !localized.is_empty() {
-                let files = &mut component["configuration"]["files"];
-                if !files.is_array() {
-                    *files = json!([]);
-                }
-                files
-                    .as_array_mut()
-                    .expect("an array")
-                    .extend(localized.iter().cloned());
-            }
+            files.apply_to(component);
             if tls {
                 let env = &mut component["configuration"]["env"];
                 env[SCHEME_ENV] = json!("https");
@@ -115,6 +87,60 @@ impl ServiceTlsArgs {
             }
         }
         Ok(())
+    }
+}
+
+/// Files a container's command needs, each given as a URI every node can reach: an `hdfs://`
+/// one is localized into the container under a fixed name (a STATIC file of the component),
+/// a `file://` one is read where it lies. The replicas' TLS files (`yarn deploy`) and the
+/// scorer's executors' client TLS files (`score --yarn`) go the same way.
+#[derive(Debug, Default)]
+pub struct ContainerFiles {
+    /// ` FLAG PATH` for each file, as the container's command line takes it.
+    flags: String,
+    /// The STATIC files YARN localizes.
+    localized: Vec<Value>,
+}
+
+impl ContainerFiles {
+    /// Adds `uri` as the value of `flag`, localized as `name` when it is on HDFS. A URI YARN
+    /// cannot use is refused, naming the flag.
+    pub fn add(&mut self, flag: &str, uri: &str, name: &str) -> Result<(), SpecError> {
+        if file_uri_path(uri).is_none() {
+            return Err(SpecError {
+                field: flag.to_string(),
+                message: format!(
+                    "'{uri}' is not a URI YARN can localize: give hdfs://namenode:port/path (put it there with `hdfs dfs -put`) or file:///path (the same path on every node)"
+                ),
+            });
+        }
+        let path = match uri.strip_prefix("file://") {
+            Some(path) => path,
+            None => {
+                self.localized
+                    .push(json!({ "type": "STATIC", "src_file": uri, "dest_file": name }));
+                name
+            }
+        };
+        self.flags.push_str(&format!(" {flag} {path}"));
+        Ok(())
+    }
+
+    /// Appends the flags to `component`'s launch command and the files to its configuration.
+    pub fn apply_to(&self, component: &mut Value) {
+        if let Some(launch) = component["launch_command"].as_str() {
+            component["launch_command"] = json!(format!("{launch}{}", self.flags));
+        }
+        if !self.localized.is_empty() {
+            let files = &mut component["configuration"]["files"];
+            if !files.is_array() {
+                *files = json!([]);
+            }
+            files
+                .as_array_mut()
+                .expect("an array")
+                .extend(self.localized.iter().cloned());
+        }
     }
 }
 

@@ -10,7 +10,9 @@
 //! and destroys the service and removes the tarball however the job ended. An executor that
 //! ends without a summary (killed, out of memory, lost with its node) is named with the shards
 //! of its share that have no part, and the job fails. A rerun scores only the shards whose part
-//! is missing; when none is, it submits nothing.
+//! is missing; when none is, it submits nothing. With `--server` or `--yarn-service` the
+//! executors run `spindle score --server` instead, sending their batches to those servers,
+//! with the client TLS files and token localized into each container.
 
 use super::{ScoreArgs, outcome, print_image_summary, print_score_summary, write_summary};
 use anyhow::Context;
@@ -20,6 +22,7 @@ use spindle_core::engine::EngineChoice;
 use spindle_deploy::yarn::package;
 use spindle_deploy::yarn::rm::{ContainerInstance, ResourceManager, YarnError};
 use spindle_deploy::yarn::spec;
+use spindle_deploy::yarn::tls::ContainerFiles;
 use spindle_score::ScoreSummary;
 use spindle_score::images::InputFormat;
 use spindle_score::images::input::{Io, expand};
@@ -37,9 +40,13 @@ const FINISHED: [&str; 3] = ["SUCCEEDED", "FAILED", "STOPPED"];
 /// `spindle score --yarn ...`: where the executors run.
 #[derive(Args, Debug)]
 pub struct YarnJobArgs {
-    /// Score as a YARN job: ResourceManager web address (http://rm:8088). Needs --repo, --input
-    /// and --output on HDFS; each executor runs the model in-process in its container.
-    #[arg(long, value_name = "RM", requires = "repo", conflicts_with_all = ["server", "yarn_service"])]
+    /// Score as a YARN job: ResourceManager web address (http://rm:8088). Needs --input and
+    /// --output on HDFS; each executor runs the model in-process in its container (from
+    /// --repo, on HDFS), or, with --server or --yarn-service, sends its batches to those
+    /// servers. Their --ca-cert, --client-cert, --client-key and --token-file are then URIs
+    /// every node can reach: hdfs://nn:port/path (localized into each container) or
+    /// file:///path (at that path on every node).
+    #[arg(long, value_name = "RM")]
     pub yarn: Option<String>,
     /// --yarn: executors (containers); executor I scores the shards at positions I, I+N, ...
     #[arg(long, default_value_t = 2, allow_negative_numbers = true)]
@@ -78,15 +85,19 @@ pub struct YarnJobArgs {
 pub fn run(args: &ScoreArgs, format: Option<InputFormat>) -> anyhow::Result<()> {
     let job = &args.yarn_job;
     let rm_url = job.yarn.as_deref().expect("called with --yarn");
-    let repo = args
-        .repo
-        .as_deref()
-        .expect("clap requires --repo with --yarn");
-    for (flag, value) in [
-        ("--repo", repo),
-        ("--input", &args.input),
-        ("--output", &args.output),
-    ] {
+    let through_servers = !args.server.is_empty();
+    let repo = match (args.repo.as_deref(), through_servers) {
+        (Some(repo), false) => Some(("--repo", repo)),
+        (None, false) => {
+            return Err(UsageError(
+                "--yarn: say what the executors score with: --repo hdfs://... (in-process), or --server URL / --yarn-service RM/NAME".into(),
+            )
+            .into());
+        }
+        (_, true) => None,
+    };
+    let locations = [("--input", args.input.as_str()), ("--output", &args.output)];
+    for (flag, value) in repo.into_iter().chain(locations) {
         if !spindle_loader::is_hdfs(value) {
             return Err(UsageError(format!(
                 "{flag} {value}: the executors run in YARN containers on other nodes and cannot reach a local path; give hdfs://namenode:port/path"
@@ -505,6 +516,20 @@ fn service_spec(
     if let Some(lib) = ort_library {
         env["ORT_DYLIB_PATH"] = json!(format!("lib/{lib}"));
     }
+    let mut files = ContainerFiles::default();
+    let security = &args.security;
+    for (flag, path, name) in [
+        ("--ca-cert", &security.ca_cert, "spindle-ca.pem"),
+        ("--client-cert", &security.client_cert, "spindle-client.pem"),
+        ("--client-key", &security.client_key, "spindle-client.key"),
+        ("--token-file", &security.token_file, "spindle-token"),
+    ] {
+        if let Some(path) = path {
+            files
+                .add(flag, &path.to_string_lossy(), name)
+                .map_err(|e| UsageError(e.to_string()))?;
+        }
+    }
     let mut component = json!({
         "name": COMPONENT,
         "number_of_containers": executors,
@@ -516,6 +541,7 @@ fn service_spec(
         "restart_policy": "NEVER",
         "configuration": { "env": env },
     });
+    files.apply_to(&mut component);
     if let Some(partition) = &job.node_partition {
         // Affinity to the partition alone (no tags): any node in it, several executors per node
         // allowed (they bind no port).
@@ -552,10 +578,22 @@ fn launch_command(
         EngineChoice::Ort => "ort",
         EngineChoice::Tract => "tract",
     };
-    let repo = args.repo.as_deref().unwrap_or_default();
-    let mut command = String::from("exec lib/spindle score --local --quiet");
+    let servers = args.server.join(",");
+    let (mut command, scorer) = if args.server.is_empty() {
+        let repo = args.repo.as_deref().unwrap_or_default();
+        (
+            "exec lib/spindle score --local --quiet".to_string(),
+            ("--repo", repo),
+        )
+    } else {
+        // The servers the submitter listed (with --yarn-service, once, as `score` does).
+        (
+            "exec lib/spindle score --quiet".to_string(),
+            ("--server", servers.as_str()),
+        )
+    };
     for (flag, value) in [
-        ("--repo", repo),
+        scorer,
         ("--model", &args.model),
         ("--input", &args.input),
         ("--output", &args.output),
@@ -574,9 +612,12 @@ fn launch_command(
         .unwrap_or((job.executor_cpus as usize / args.engines.unwrap_or(1)).max(1));
     let format = format.map_or_else(|| "criteo".to_string(), |f| f.to_string());
     command.push_str(&format!(
-        " --format {format} --engine {engine} --top {} --max-errors {} --jobs {jobs} --intra-op-threads {threads} --executor ${{COMPONENT_ID}}/{executors}",
+        " --format {format} --top {} --max-errors {} --jobs {jobs} --executor ${{COMPONENT_ID}}/{executors}",
         args.top, args.max_errors
     ));
+    if args.server.is_empty() {
+        command.push_str(&format!(" --engine {engine} --intra-op-threads {threads}"));
+    }
     if let Some(batch) = args.batch {
         command.push_str(&format!(" --batch {batch}"));
     }
@@ -611,6 +652,105 @@ fn default_name() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::Parser;
+
+    fn score_args(argv: &[&str]) -> ScoreArgs {
+        let full = ["spindle", "score"].iter().chain(argv).copied();
+        match crate::Cli::try_parse_from(full)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .command
+        {
+            crate::Command::Score(args) => args,
+            _ => panic!("not a score command line: {argv:?}"),
+        }
+    }
+
+    const JOB: [&str; 8] = [
+        "--yarn",
+        "http://rm:8088",
+        "--model",
+        "criteo_ctr",
+        "--input",
+        "hdfs://nn:8020/rows",
+        "--output",
+        "hdfs://nn:8020/scores",
+    ];
+
+    fn spec_of(extra: &[&str]) -> anyhow::Result<serde_json::Value> {
+        let args = score_args(&[&JOB[..], extra].concat());
+        let spec = service_spec(
+            &args,
+            None,
+            "job",
+            2,
+            "hdfs://nn:8020/s.tar.gz",
+            None,
+            "ann",
+        )?;
+        spec::validate(&spec)?;
+        Ok(spec)
+    }
+
+    #[test]
+    fn executors_through_servers_get_the_client_tls_files_localized() {
+        let spec = spec_of(&[
+            "--server",
+            "https://127.0.0.2:8443,https://127.0.0.4:8443",
+            "--ca-cert",
+            "hdfs://nn:8020/tls/ca.pem",
+            "--client-cert",
+            "file:///etc/spindle/client.pem",
+            "--client-key",
+            "hdfs://nn:8020/tls/client.key",
+            "--token-file",
+            "hdfs://nn:8020/tls/token",
+        ])
+        .unwrap();
+        let component = &spec["components"][0];
+        let launch = component["launch_command"].as_str().unwrap();
+        assert!(
+            launch.starts_with(
+                "exec lib/spindle score --quiet --server 'https://127.0.0.2:8443,https://127.0.0.4:8443' --model 'criteo_ctr'"
+            ),
+            "{launch}"
+        );
+        assert!(
+            launch.ends_with(
+                " --ca-cert spindle-ca.pem --client-cert /etc/spindle/client.pem --client-key spindle-client.key --token-file spindle-token"
+            ),
+            "{launch}"
+        );
+        assert!(
+            !launch.contains("--repo") && !launch.contains("--engine"),
+            "{launch}"
+        );
+        assert_eq!(
+            component["configuration"]["files"],
+            serde_json::json!([
+                {"type": "STATIC", "src_file": "hdfs://nn:8020/tls/ca.pem", "dest_file": "spindle-ca.pem"},
+                {"type": "STATIC", "src_file": "hdfs://nn:8020/tls/client.key", "dest_file": "spindle-client.key"},
+                {"type": "STATIC", "src_file": "hdfs://nn:8020/tls/token", "dest_file": "spindle-token"},
+            ])
+        );
+    }
+
+    #[test]
+    fn in_process_executors_and_unusable_client_files() {
+        let spec = spec_of(&["--repo", "hdfs://nn:8020/models"]).unwrap();
+        let launch = spec["components"][0]["launch_command"].as_str().unwrap();
+        assert!(
+            launch.starts_with(
+                "exec lib/spindle score --local --quiet --repo 'hdfs://nn:8020/models'"
+            ),
+            "{launch}"
+        );
+        assert!(spec["components"][0]["configuration"]["files"].is_null());
+        // A path on the submitting machine: the containers run elsewhere.
+        let e = spec_of(&["--server", "https://h:1", "--ca-cert", "/home/ann/ca.pem"])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("--ca-cert") && e.contains("hdfs://"), "{e}");
+    }
 
     #[test]
     fn staging_defaults_to_the_users_directory_on_the_outputs_namenode() {
