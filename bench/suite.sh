@@ -12,6 +12,9 @@
 #      (bench/ray/serve_app.py), in its own venv (bench/ray/start.sh);
 #   6. BentoML: a batchable onnxruntime service behind KServe v2 JSON routes
 #      (bench/bentoml/service.py), in its own venv (bench/bentoml/start.sh).
+#   7. TorchServe 0.12.0: its own server-side batching and KServe v2 infer route in front of a
+#      custom onnxruntime handler (bench/torchserve/handler.py), in its own venv
+#      (bench/torchserve/start.sh).
 # Every server is measured by `spindle loadtest` at the same concurrency levels; cifar10 and
 # inception_v3 requests carry one image, criteo_ctr requests ROWS rows. Generated criteo_ctr ids
 # are drawn from each feature's slice of the id space (the server refuses others) in the
@@ -25,9 +28,10 @@
 # Usage: bench/suite.sh [MODEL...]           (default: cifar10 inception_v3 criteo_ctr)
 # Environment: WINDOW (default 2s), MAX_WINDOWS (default 4), WARMUP (default 1s), LEVELS
 #   (concurrency levels for every model, e.g. 1,16; default per model), ROWS (criteo rows per
-#   request, default 64), SKIP (configurations to leave out, e.g. "mlserver ray bentoml tract"),
-#   PORT (first of eight ports, default 18520). The peers batch up to MAX_BATCH (32) requests;
-#   MLServer and Ray wait up to MAX_BATCH_TIME (0.002 s), BentoML sizes batches adaptively.
+#   request, default 64), SKIP (configurations to leave out, e.g. "mlserver ray bentoml
+#   torchserve tract"), PORT (first of eleven ports, default 18520). The peers batch up to
+#   MAX_BATCH (32) requests; MLServer, Ray and TorchServe wait up to MAX_BATCH_TIME (0.002 s),
+#   BentoML sizes batches adaptively.
 source "$(dirname "$0")/lib.sh"
 models=("$@"); [ ${#models[@]} -gt 0 ] || models=(cifar10 inception_v3 criteo_ctr)
 MAX_WINDOWS=${MAX_WINDOWS:-4}
@@ -75,15 +79,28 @@ fi
 
 port=${PORT:-18520}
 ort_http=$port; ort_grpc=$((port + 1)); tract_http=$((port + 2)); mls_port=$((port + 3)) # MLServer: +3..+5
-ray_port=$((port + 6)); bentoml_port=$((port + 7))
+ray_port=$((port + 6)); bentoml_port=$((port + 7)); torchserve_port=$((port + 8)) # TorchServe: +8..+10
 # The peers' venvs are made before any server runs, so their installs are not timed as start-ups.
 [[ $skip == *" ray "* ]] || bench/ray/start.sh setup > /dev/null
 [[ $skip == *" bentoml "* ]] || bench/bentoml/start.sh setup > /dev/null
+[[ $skip == *" torchserve "* ]] || bench/torchserve/start.sh setup > /dev/null
 failed=()
 # One configuration's sweep; one whose every request failed (loadtest exits non-zero) is
 # recorded and the suite goes on to the next.
 try_measure() {
   measure "$@" || failed+=("$1")
+}
+# One peer's sweep, unless SKIP names it: START... starts its server (as server KEY, on PORT);
+# wait for the model, measure KServe v2 JSON at every level, stop the server.
+measure_peer() {
+  local key=$1 port=$2 label=$3
+  shift 3
+  [[ $skip != *" $key "* ]] || return 0
+  echo "== $model: $label, KServe v2 JSON"
+  "$@"
+  wait_ready "http://127.0.0.1:$port" "/v2/models/$model/ready"
+  try_measure "$name-$key-http-json" "http://127.0.0.1:$port" "$model" http-json "$levels" --batch "$batch" "${generated[@]}"
+  stop_server "$key"
 }
 echo "== starting spindle serve (ort: HTTP $ort_http, gRPC $ort_grpc; tract: HTTP $tract_http)"
 start_server spindle-ort "$spindle" serve --repo "$repo" --engine ort --poll-interval 0 \
@@ -121,30 +138,16 @@ for model in "${models[@]}"; do
     echo "== $model: spindle (tract), HTTP binary"
     try_measure "$name-tract-http-binary" "http://127.0.0.1:$tract_http" "$model" http-binary "$levels" --batch "$batch" "${generated[@]}"
   fi
-  if [[ $skip != *" mlserver "* ]]; then
-    echo "== $model: MLServer 1.7.1 + onnxruntime, KServe v2 JSON"
-    mlserver_start mlserver "$model" "$mls_port"
-    wait_ready "http://127.0.0.1:$mls_port" "/v2/models/$model/ready"
-    try_measure "$name-mlserver-http-json" "http://127.0.0.1:$mls_port" "$model" http-json "$levels" --batch "$batch" "${generated[@]}"
-    stop_server mlserver
-  fi
-  if [[ $skip != *" ray "* ]]; then
-    echo "== $model: Ray Serve + onnxruntime (@serve.batch), KServe v2 JSON"
-    start_server ray bench/ray/start.sh "$repo/$model/config.toml" \
-      "$PWD/$repo/$model/$version/model.onnx" "$ray_port"
-    wait_ready "http://127.0.0.1:$ray_port" "/v2/models/$model/ready"
-    try_measure "$name-ray-http-json" "http://127.0.0.1:$ray_port" "$model" http-json "$levels" --batch "$batch" "${generated[@]}"
-    stop_server ray
-  fi
-  if [[ $skip != *" bentoml "* ]]; then
-    echo "== $model: BentoML + onnxruntime (adaptive batching), KServe v2 JSON"
-    # BentoML's max_batch_size counts rows: as many as MAX_BATCH requests carry.
-    MAX_BATCH_ROWS=$((${MAX_BATCH:-32} * batch)) start_server bentoml bench/bentoml/start.sh "$repo/$model/config.toml" \
-      "$repo/$model/$version/model.onnx" "$bentoml_port"
-    wait_ready "http://127.0.0.1:$bentoml_port" "/v2/models/$model/ready"
-    try_measure "$name-bentoml-http-json" "http://127.0.0.1:$bentoml_port" "$model" http-json "$levels" --batch "$batch" "${generated[@]}"
-    stop_server bentoml
-  fi
+  measure_peer mlserver "$mls_port" "MLServer 1.7.1 + onnxruntime" mlserver_start mlserver "$model" "$mls_port"
+  measure_peer ray "$ray_port" "Ray Serve + onnxruntime (@serve.batch)" start_server ray bench/ray/start.sh \
+    "$repo/$model/config.toml" "$PWD/$repo/$model/$version/model.onnx" "$ray_port"
+  # BentoML's max_batch_size counts rows: as many as MAX_BATCH requests carry.
+  MAX_BATCH_ROWS=$((${MAX_BATCH:-32} * batch)) measure_peer bentoml "$bentoml_port" \
+    "BentoML + onnxruntime (adaptive batching)" start_server bentoml bench/bentoml/start.sh \
+    "$repo/$model/config.toml" "$repo/$model/$version/model.onnx" "$bentoml_port"
+  measure_peer torchserve "$torchserve_port" "TorchServe 0.12.0 + onnxruntime (batchSize ${MAX_BATCH:-32} requests)" \
+    start_server torchserve bench/torchserve/start.sh "$repo/$model/config.toml" \
+    "$repo/$model/$version/model.onnx" "$torchserve_port"
 done
 stop_all_servers
 

@@ -20,10 +20,16 @@ CONFIGS = [
     ("mlserver-http-json", "MLServer 1.7.1 + onnxruntime, v2 JSON"),
     ("ray-http-json", "Ray Serve + onnxruntime, v2 JSON"),
     ("bentoml-http-json", "BentoML + onnxruntime, v2 JSON"),
+    ("torchserve-http-json", "TorchServe 0.12.0 + onnxruntime, v2 JSON"),
 ]
-COLOURS = ["#1f77b4", "#17becf", "#2ca02c", "#9467bd", "#ff7f0e", "#d62728", "#8c564b", "#e377c2"]
+COLOURS = ["#1f77b4", "#17becf", "#2ca02c", "#9467bd", "#ff7f0e", "#d62728", "#8c564b", "#e377c2", "#bcbd22"]
 # The peers, each against Spindle with the same JSON requests and with its best protocol.
-PEERS = [("mlserver-http-json", "MLServer"), ("ray-http-json", "Ray Serve"), ("bentoml-http-json", "BentoML")]
+PEERS = [
+    ("mlserver-http-json", "MLServer"),
+    ("ray-http-json", "Ray Serve"),
+    ("bentoml-http-json", "BentoML"),
+    ("torchserve-http-json", "TorchServe"),
+]
 
 
 def read_report(path):
