@@ -202,18 +202,15 @@ impl HttpTransport {
 
     /// `POST /v2/models/{m}[/versions/{v}]/infer` with binary inputs and outputs.
     pub async fn infer(&self, request: &InferRequest) -> Result<InferResponse, ClientError> {
-        let mut raw = Vec::new();
         let inputs: Vec<Value> = request
             .inputs
             .iter()
             .map(|input| {
-                let before = raw.len();
-                input.tensor.write_le_bytes(&mut raw);
                 json!({
                     "name": input.name,
                     "shape": input.tensor.shape,
                     "datatype": input.tensor.dtype().name(),
-                    "parameters": {"binary_data_size": raw.len() - before},
+                    "parameters": {"binary_data_size": input.tensor.le_byte_len()},
                 })
             })
             .collect();
@@ -238,9 +235,17 @@ impl HttpTransport {
         if !outputs.is_empty() {
             header["outputs"] = Value::Array(outputs);
         }
-        let mut body = serde_json::to_vec(&header).expect("request header serialises");
-        let header_len = body.len();
-        body.extend_from_slice(&raw);
+        // The body is sized once and each tensor written into it once: a Criteo batch is 1.4 MB,
+        // and building it in a growing buffer, then copying that behind the header, cost the
+        // batch scorer a tenth of its CPU.
+        let header = serde_json::to_vec(&header).expect("request header serialises");
+        let header_len = header.len();
+        let tensors: usize = request.inputs.iter().map(|i| i.tensor.le_byte_len()).sum();
+        let mut body = Vec::with_capacity(header_len + tensors);
+        body.extend_from_slice(&header);
+        for input in &request.inputs {
+            input.tensor.write_le_bytes(&mut body);
+        }
         let path = match &request.version {
             Some(v) => format!("/v2/models/{}/versions/{v}/infer", request.model),
             None => format!("/v2/models/{}/infer", request.model),

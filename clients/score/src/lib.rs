@@ -366,14 +366,16 @@ impl PartWriter {
     ) -> anyhow::Result<()> {
         self.write_answers(backend.depth().saturating_sub(1), shared)?;
         let rows = batch.rows.len();
-        let ids = std::mem::take(&mut batch.ids);
+        // The next batch starts at this one's size: growing a 1.4 MB vector from empty, batch
+        // after batch, cost the remote scorer reallocation copies and fresh-page faults.
+        let ids = std::mem::replace(&mut batch.ids, Vec::with_capacity(rows * fields));
         let tensor =
             Tensor::new(vec![rows, fields], TensorData::I64(ids)).expect("rows x fields ids");
         let scoring = backend.submit(tensor)?;
         let submitted = Batch {
             ids: Vec::new(),
-            rows: std::mem::take(&mut batch.rows),
-            labels: std::mem::take(&mut batch.labels),
+            rows: std::mem::replace(&mut batch.rows, Vec::with_capacity(rows)),
+            labels: std::mem::replace(&mut batch.labels, Vec::with_capacity(rows)),
         };
         self.in_flight.push_back((scoring, submitted));
         Ok(())

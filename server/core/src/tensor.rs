@@ -232,13 +232,20 @@ impl Tensor {
                 actual: raw.len(),
             });
         }
+        // On a little-endian machine the wire layout is the memory layout: one copy into a
+        // fresh, aligned vector (the body's bytes need not be aligned). A Criteo batch is
+        // 172,000 ids; element by element this was a visible share of the server's CPU.
         macro_rules! decode {
             ($t:ty, $variant:ident) => {
-                TensorData::$variant(
+                TensorData::$variant(if cfg!(target_endian = "little") {
+                    let mut values: Vec<$t> = vec![Default::default(); count];
+                    bytemuck::cast_slice_mut(&mut values).copy_from_slice(raw);
+                    values
+                } else {
                     raw.chunks_exact(size)
                         .map(|c| <$t>::from_le_bytes(c.try_into().expect("chunk size")))
-                        .collect(),
-                )
+                        .collect()
+                })
             };
         }
         let data = match dtype {
@@ -264,27 +271,30 @@ impl Tensor {
         Ok(Tensor { shape, data })
     }
 
-    /// Appends the KServe binary layout of the elements to `out`.
+    /// Appends the KServe binary layout of the elements to `out`, reserving its size first.
     pub fn write_le_bytes(&self, out: &mut Vec<u8>) {
+        out.reserve(self.le_byte_len());
+        // Little-endian numbers are written as one copy of their memory; element by element,
+        // with a capacity check each, cost a client 4 % of its CPU on Criteo batches.
+        macro_rules! numbers {
+            ($v:expr) => {
+                if cfg!(target_endian = "little") {
+                    out.extend_from_slice(bytemuck::cast_slice($v.as_slice()))
+                } else {
+                    $v.iter()
+                        .for_each(|x| out.extend_from_slice(&x.to_le_bytes()))
+                }
+            };
+        }
         match &self.data {
             TensorData::Bool(v) => out.extend(v.iter().map(|&b| b as u8)),
             TensorData::U8(v) => out.extend_from_slice(v),
-            TensorData::I8(v) => out.extend(v.iter().map(|&x| x as u8)),
-            TensorData::I16(v) => v
-                .iter()
-                .for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
-            TensorData::I32(v) => v
-                .iter()
-                .for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
-            TensorData::I64(v) => v
-                .iter()
-                .for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
-            TensorData::F32(v) => v
-                .iter()
-                .for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
-            TensorData::F64(v) => v
-                .iter()
-                .for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
+            TensorData::I8(v) => numbers!(v),
+            TensorData::I16(v) => numbers!(v),
+            TensorData::I32(v) => numbers!(v),
+            TensorData::I64(v) => numbers!(v),
+            TensorData::F32(v) => numbers!(v),
+            TensorData::F64(v) => numbers!(v),
             TensorData::Bytes(v) => {
                 for element in v {
                     out.extend_from_slice(&(element.len() as u32).to_le_bytes());
@@ -402,6 +412,26 @@ mod tests {
             let back = Tensor::from_le_bytes(t.dtype(), t.shape.clone(), &raw).unwrap();
             assert_eq!(back, t);
         }
+    }
+
+    #[test]
+    fn the_binary_layout_is_little_endian_and_read_from_any_alignment() {
+        let t = Tensor::new(vec![2], TensorData::I64(vec![0x0102_0304_0506_0708, -2])).unwrap();
+        let mut raw = vec![0xAA];
+        t.write_le_bytes(&mut raw);
+        assert_eq!(
+            raw,
+            [
+                0xAA, 8, 7, 6, 5, 4, 3, 2, 1, 0xFE, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF
+            ]
+        );
+        // The body's tensor bytes can start at any offset: here, one past an 8-byte boundary.
+        let back = Tensor::from_le_bytes(DataType::I64, vec![2], &raw[1..]).unwrap();
+        assert_eq!(back, t);
+        let f = Tensor::new(vec![1], TensorData::F32(vec![1.5])).unwrap();
+        let mut raw = Vec::new();
+        f.write_le_bytes(&mut raw);
+        assert_eq!(raw, [0, 0, 0xC0, 0x3F]);
     }
 
     #[test]

@@ -183,6 +183,17 @@ impl Transformer {
     /// taken from the end of the table and give a wrong answer without a word.
     pub fn check_ids(&self, ids: &[i64]) -> Result<(), String> {
         let fields = self.fields_ids.len();
+        // Row by row, position by position: no division per id (a batch is 172,000 ids, and
+        // `i % fields` per id was most of this function's cost). The slow path below runs only
+        // to name the first id out of range.
+        let in_range = ids.chunks(fields).all(|row| {
+            row.iter()
+                .zip(&self.fields_ids)
+                .all(|(id, (_, range))| range.contains(id))
+        });
+        if in_range {
+            return Ok(());
+        }
         for (i, &id) in ids.iter().enumerate() {
             let (name, range) = &self.fields_ids[i % fields];
             if !range.contains(&id) {

@@ -310,3 +310,30 @@ fn integers_parse_as_tensorflow_parses_them() {
     // 5: boundaries 0, 1, 2, 3, 4 at or below it, plus one.
     assert_eq!(ids[3], 3 * size + 6);
 }
+
+#[test]
+fn check_ids_accepts_transformed_rows_and_names_the_first_id_out_of_range() {
+    let t = transformer();
+    let fields = t.fields();
+    let mut ids = vec![0; 3 * fields];
+    for chunk in ids.chunks_mut(fields) {
+        t.transform(row(Some("0"), ["1"; 13], TOKENS).as_bytes(), chunk)
+            .unwrap();
+    }
+    assert_eq!(t.check_ids(&ids), Ok(()));
+    assert_eq!(t.check_ids(&[]), Ok(()));
+
+    // Row 2, position 5: one past its feature's slice, which is the next feature's first id.
+    let (_, range) = &t.fields_ids[5];
+    ids[2 * fields + 5] = range.end;
+    let err = t.check_ids(&ids).unwrap_err();
+    assert!(err.contains("at row 2, position 5"), "{err}");
+    assert!(
+        err.contains(&format!("{}..{}", range.start, range.end)),
+        "{err}"
+    );
+    // A negative id in an earlier row is the one named.
+    ids[fields] = -1;
+    let err = t.check_ids(&ids).unwrap_err();
+    assert!(err.contains("id -1 at row 1, position 0"), "{err}");
+}
