@@ -15,13 +15,21 @@
 # Environment: ROWS (rows per day, default 2000000), SHARDS (per day, default 8),
 #              ENGINE (default ort; tract needs no library), SPINDLE (a built binary to use
 #              instead of building one), BASELINE (an older binary: its remote scoring runs too,
-#              against the same server, as criteo-remote-baseline.json).
+#              against the same server, as criteo-remote-baseline.json), PIN (1: the scorer
+#              on CPU 0 and the server on CPU 1, local scoring on CPU 0 alone: a scorer whose
+#              server has cores of its own, as a YARN executor scoring through replicas on
+#              other nodes; results as criteo-pinned-*.json).
 set -euo pipefail
 # lib.sh: the binary ($SPINDLE or a release build), ONNX Runtime unless ENGINE=tract, `out`.
 source "$(dirname "$0")/lib.sh"
 rows=${ROWS:-2000000}
 shards=${SHARDS:-8}
 engine=${ENGINE:-ort}
+# PIN=1: every scorer on CPU 0, the server on CPU 1; the summaries get their own names.
+scorer_cpu=() server_cpus=() tag=criteo
+if [ "${PIN:-}" = 1 ]; then
+  scorer_cpu=(taskset -c 0) server_cpus=(taskset -c 1) tag=criteo-pinned
+fi
 work=$(mktemp -d)
 server_pid=
 trap '[ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null; rm -rf "$work"' EXIT
@@ -56,14 +64,14 @@ PY
 printf '%-8s %12s %10s %14s %8s %14s\n' input rows seconds rows/s cpu-s rows/cpu-s
 for compress in none gz; do
   name=$([ "$compress" = none ] && echo plain || echo gz)
-  with_cpu "$out/criteo-$name.json" "$spindle" score --model criteo_ctr \
+  with_cpu "$out/$tag-$name.json" "${scorer_cpu[@]}" "$spindle" score --model criteo_ctr \
     --input "$work/data-$compress/day_*/part-*" --output "$work/scores-$compress" \
-    --local --repo "$work/repo" --engine "$engine" --quiet --summary "$out/criteo-$name.json"
-  show "$out/criteo-$name.json" "$name"
+    --local --repo "$work/repo" --engine "$engine" --quiet --summary "$out/$tag-$name.json"
+  show "$out/$tag-$name.json" "$name"
 done
 
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-"$spindle" serve --repo "$work/repo" --http-addr "127.0.0.1:$port" --no-grpc \
+"${server_cpus[@]}" "$spindle" serve --repo "$work/repo" --http-addr "127.0.0.1:$port" --no-grpc \
   --engine "$engine" --poll-interval 0 2>"$work/server.log" &
 server_pid=$!
 for _ in $(seq 1 300); do
@@ -76,7 +84,7 @@ server_cpu() { awk -v t="$ticks" '{print ($14 + $15) / t}' "/proc/$server_pid/st
 remote() {
   local before
   before=$(server_cpu)
-  with_cpu "$2" "$1" score --model criteo_ctr \
+  with_cpu "$2" "${scorer_cpu[@]}" "$1" score --model criteo_ctr \
     --input "$work/data-none/day_*/part-*" --output "$work/scores-$(basename "$2" .json)" \
     --server "http://127.0.0.1:$port" --quiet --summary "$2"
   python3 - "$2" "$before" "$(server_cpu)" <<'PY'
@@ -86,22 +94,22 @@ s["server_cpu_seconds"] = float(sys.argv[3]) - float(sys.argv[2])
 json.dump(s, open(sys.argv[1], "w"), indent=2)
 PY
 }
-remote "$spindle" "$out/criteo-remote.json"
-show "$out/criteo-remote.json" remote
+remote "$spindle" "$out/$tag-remote.json"
+show "$out/$tag-remote.json" remote
 if [ -n "${BASELINE:-}" ]; then
-  remote "$BASELINE" "$out/criteo-remote-baseline.json"
-  show "$out/criteo-remote-baseline.json" baseline
+  remote "$BASELINE" "$out/$tag-remote-baseline.json"
+  show "$out/$tag-remote-baseline.json" baseline
 fi
 # The parts must agree with local scoring row for row (the same rows, in order).
-cmp -s <(cat "$work"/scores-none/*.tsv) <(cat "$work"/scores-criteo-remote/*.tsv) &&
+cmp -s <(cat "$work"/scores-none/*.tsv) <(cat "$work/scores-$tag-remote"/*.tsv) &&
   echo "remote parts: identical to local" || echo "remote parts: DIFFER from local"
-python3 - "$out" <<'PY'
+python3 - "$out" "$tag" <<'PY'
 import json, os, sys
-d = sys.argv[1]
-local = json.load(open(f"{d}/criteo-plain.json"))
+d, tag = sys.argv[1], sys.argv[2]
+local = json.load(open(f"{d}/{tag}-plain.json"))
 for name in ("remote", "remote-baseline"):
-    if os.path.exists(f"{d}/criteo-{name}.json") and (name == "remote" or os.environ.get("BASELINE")):
-        s = json.load(open(f"{d}/criteo-{name}.json"))
+    if os.path.exists(f"{d}/{tag}-{name}.json") and (name == "remote" or os.environ.get("BASELINE")):
+        s = json.load(open(f"{d}/{tag}-{name}.json"))
         print(f"{name} / local (plain): {s['rows_per_s'] / local['rows_per_s']:.2f} "
               "(remote cpu-s counts the scorer and the server)")
 PY
