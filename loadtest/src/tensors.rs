@@ -7,22 +7,10 @@ use crate::inputs::{GeneratedInputs, InputTensor};
 use crate::metadata::TensorMetadata;
 use crate::options::ShapeOverride;
 use anyhow::bail;
+use spindle_criteo::rng::SplitMix64;
 
 /// Largest input the generator builds (so a typo in a shape is an error, not an OOM).
 const MAX_INPUT_BYTES: usize = 1 << 30;
-
-/// SplitMix64: a tiny, fast, deterministic generator.
-struct SplitMix64(u64);
-
-impl SplitMix64 {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-}
 
 /// Builds every input from the metadata: a leading -1 is the batch dimension (`batch` rows);
 /// other -1 dimensions must be fixed with `--shape`. The input `ids` names (transformed
@@ -98,12 +86,12 @@ pub fn generate(
                 }
                 ids.check_shape(&shape)?;
                 for i in 0..bytes / element.size() {
-                    raw.extend_from_slice(&ids.id(i, random.next()).to_le_bytes());
+                    raw.extend_from_slice(&ids.id(i, random.next_u64()).to_le_bytes());
                 }
             }
             None => {
                 for _ in 0..bytes / element.size() {
-                    element.push(random.next(), &mut raw);
+                    element.push(random.next_u64(), &mut raw);
                 }
             }
         }

@@ -47,3 +47,19 @@ impl SplitMix {
         (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
     }
 }
+
+/// The textbook SplitMix64 stream, for synthetic tensors and images. [`SplitMix`] adds the
+/// increment once more before mixing, and the generated Criteo data of every seed depends on
+/// that, so the two stay apart.
+#[derive(Clone, Debug)]
+pub struct SplitMix64(pub u64);
+
+impl SplitMix64 {
+    /// The next 64 random bits.
+    #[inline]
+    pub fn next_u64(&mut self) -> u64 {
+        let out = mix(self.0);
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        out
+    }
+}

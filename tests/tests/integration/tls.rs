@@ -348,14 +348,7 @@ async fn tokens_without_tls_say_how_to_authenticate() {
     assert_eq!(anonymous.ready().await[0].as_ref().ok(), Some(&true));
     let serving = grpc_health_check(&server).await.unwrap();
     assert_eq!(serving.status, 1, "grpc.health.v1 SERVING without a token");
-    let with_token = client(
-        grpc,
-        ClientSecurity {
-            token: Some(TOKEN.into()),
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    let with_token = token_client(grpc);
     serves(&with_token).await.unwrap();
     server.stop().await.unwrap();
 }
@@ -384,15 +377,20 @@ async fn guarded_health_wants_the_token_too() {
     let grpc = format!("grpc://{}", server.grpc_addr);
     let refused = grpc_health_check(&server).await.unwrap_err();
     assert_eq!(refused.code(), tonic::Code::Unauthenticated, "{refused:?}");
-    let with_token = client(
-        grpc,
+    let with_token = token_client(grpc);
+    assert_eq!(with_token.ready().await[0].as_ref().ok(), Some(&true));
+    serves(&with_token).await.unwrap();
+    server.stop().await.unwrap();
+}
+
+/// A client for `url` that sends the test token, with no CA or client certificate of its own.
+fn token_client(url: String) -> Client {
+    client(
+        url,
         ClientSecurity {
             token: Some(TOKEN.into()),
             ..Default::default()
         },
     )
-    .unwrap();
-    assert_eq!(with_token.ready().await[0].as_ref().ok(), Some(&true));
-    serves(&with_token).await.unwrap();
-    server.stop().await.unwrap();
+    .unwrap()
 }

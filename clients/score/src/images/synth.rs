@@ -5,6 +5,7 @@
 use super::{cifar, example, tfrecord};
 use anyhow::Context;
 use image::ImageEncoder;
+use spindle_criteo::rng::SplitMix64;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -45,28 +46,15 @@ pub struct SynthReport {
     pub bytes: u64,
 }
 
-/// SplitMix64: small, seeded, the same on every platform.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-}
-
 /// One made-up `width` x `height` RGB image of class `class`: interleaved rows.
-fn picture(rng: &mut Rng, width: u32, height: u32, class: u32) -> Vec<u8> {
+fn picture(rng: &mut SplitMix64, width: u32, height: u32, class: u32) -> Vec<u8> {
     let hue = [
         (class * 97) % 256,
         (class * 57 + 80) % 256,
         (class * 23 + 160) % 256,
     ];
     let period = 4 + class % 7;
-    let phase = (rng.next() % 64) as u32;
+    let phase = (rng.next_u64() % 64) as u32;
     let mut raw = Vec::with_capacity((width * height * 3) as usize);
     for y in 0..height {
         for x in 0..width {
@@ -75,7 +63,7 @@ fn picture(rng: &mut Rng, width: u32, height: u32, class: u32) -> Vec<u8> {
             } else {
                 0
             };
-            let noise = rng.next();
+            let noise = rng.next_u64();
             for (c, base) in hue.iter().enumerate() {
                 let n = ((noise >> (c * 8)) & 0x1f) as u32;
                 raw.push(((base * 3 / 4) + stripe + n).min(255) as u8);
@@ -103,10 +91,10 @@ fn check(config: &SynthConfig) -> anyhow::Result<()> {
 fn write_shards(
     config: &SynthConfig,
     name: impl Fn(usize) -> String,
-    mut record: impl FnMut(&mut Rng, u32, &mut Vec<u8>) -> anyhow::Result<()>,
+    mut record: impl FnMut(&mut SplitMix64, u32, &mut Vec<u8>) -> anyhow::Result<()>,
 ) -> anyhow::Result<SynthReport> {
     check(config)?;
-    let mut rng = Rng(config.seed);
+    let mut rng = SplitMix64(config.seed);
     let mut report = SynthReport {
         files: Vec::new(),
         records: 0,
@@ -115,7 +103,7 @@ fn write_shards(
     for k in 0..config.shards {
         let mut data = Vec::new();
         for _ in 0..per_shard(config.records, config.shards, k) {
-            let class = (rng.next() % u64::from(config.classes)) as u32;
+            let class = (rng.next_u64() % u64::from(config.classes)) as u32;
             record(&mut rng, class, &mut data)?;
             report.records += 1;
         }
