@@ -458,13 +458,30 @@ async fn a_download_survives_losing_a_datanode() {
     let options = hdfs_native::WriteOptions::default()
         .block_size(1 << 20)
         .replication(2)
-        .create_parent(true);
-    let mut writer = client.create("/big/model.onnx", options).await.unwrap();
-    writer
-        .write_bytes(bytes::Bytes::from(data.clone()))
-        .await
-        .unwrap();
-    writer.close().await.unwrap();
+        .create_parent(true)
+        .overwrite(true);
+    // The NameNode refuses a new block while the one before is not yet reported replicated
+    // (NotReplicatedYetException): Hadoop's own client retries that, hdfs-native does not, and
+    // with 48 blocks on a loaded machine it happened in a CI run. The setup writes again.
+    for attempt in 1.. {
+        let written = async {
+            let mut writer = client.create("/big/model.onnx", options.clone()).await?;
+            writer.write_bytes(bytes::Bytes::from(data.clone())).await?;
+            writer.close().await
+        }
+        .await;
+        match written {
+            Ok(()) => break,
+            Err(e) if attempt < 4 && e.to_string().contains("NotReplicatedYet") => {
+                eprintln!("writing /big/model.onnx, attempt {attempt}: {e}; writing again");
+                // The half-written file still holds this client's lease, and a create over it
+                // by the same client would be refused: delete it first.
+                let _ = client.delete("/big/model.onnx", false).await;
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            }
+            Err(e) => panic!("writing /big/model.onnx: {e}"),
+        }
+    }
 
     let storage =
         spindle_loader::Storage::new(&format!("{}/big", cluster.url), HDFS_RETRY).unwrap();

@@ -697,10 +697,13 @@ async fn large_and_many_element_bodies_cost_a_small_multiple_of_their_size() {
         let (status, message) = body.post(&http, &server.url).await;
         assert_eq!(status, *want, "{}: {message}", body.what);
         assert!(message.contains(fragment), "{}: {message}", body.what);
-        // The body, buffered, and at most that again while it is collected and parsed; 64 MiB
-        // for the allocator's and the engine's slack on a loaded machine.
+        // The body, buffered, and at most that again while it is collected and parsed; 128 MiB
+        // for the allocator and the engine. The answered case runs a full cifar10 batch, whose
+        // first run grows ONNX Runtime's arena by tens of MiB of activations, and freed pages in
+        // one thread's malloc arena are not reused by another's: the same case measured +72 MiB in
+        // one run and +106 MiB in a CI run. The tree this test guards against cost 20x the body.
         let raised = peak_rss(pid).saturating_sub(before);
-        let bound = 2 * size + (64 << 20);
+        let bound = 2 * size + (128 << 20);
         eprintln!(
             "{}: {:.1} MiB body, {status} in {:?}; peak RSS raised by {:.1} MiB (from {} MiB; bound {} MiB)",
             body.what,
@@ -712,7 +715,7 @@ async fn large_and_many_element_bodies_cost_a_small_multiple_of_their_size() {
         );
         assert!(
             raised <= bound,
-            "{}: the peak RSS rose {} MiB, over 2 x the {} MiB body plus 64 MiB",
+            "{}: the peak RSS rose {} MiB, over 2 x the {} MiB body plus 128 MiB",
             body.what,
             raised >> 20,
             size >> 20
