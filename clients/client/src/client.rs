@@ -253,13 +253,12 @@ impl Client {
     /// Runs one inference: the next endpoint in turn; on a retryable failure (429, 503,
     /// connection, timeout) backs off and tries the following endpoint, up to the retry policy.
     pub async fn infer(&self, request: &InferRequest) -> Result<InferResponse, ClientError> {
-        self.with_retries(|t| {
-            let request = request.clone();
-            async move {
-                match t {
-                    Transport::Http(h) => h.infer(&request).await,
-                    Transport::Grpc(g) => g.infer(&request).await,
-                }
+        // Each attempt borrows the request: a Criteo batch is 1.4 MB of ids, and copying it per
+        // attempt was a twentieth of the batch scorer's CPU.
+        self.with_retries(|t| async move {
+            match t {
+                Transport::Http(h) => h.infer(request).await,
+                Transport::Grpc(g) => g.infer(request).await,
             }
         })
         .await

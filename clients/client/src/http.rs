@@ -6,7 +6,8 @@ use crate::types::{
     ClientError, InferRequest, InferResponse, ModelMetadata, NamedTensor, TensorMetadata,
 };
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use http_body_util::BodyExt;
+use hyper::body::{Body, Frame, SizeHint};
 use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
 use hyper::{Method, Request, StatusCode};
 use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
@@ -16,7 +17,11 @@ use hyper_util::rt::TokioExecutor;
 use serde_json::{Map, Value, json};
 use spindle_core::dtype::DataType;
 use spindle_core::tensor::{Tensor, TensorData};
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 const HEADER_LENGTH: &str = "inference-header-content-length";
@@ -25,7 +30,7 @@ const HEADER_LENGTH: &str = "inference-header-content-length";
 #[derive(Clone, Debug)]
 pub struct HttpTransport {
     base: String,
-    client: HyperClient<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    client: HyperClient<HttpsConnector<HttpConnector>, Parts>,
     authorization: Option<HeaderValue>,
 }
 
@@ -69,13 +74,13 @@ impl HttpTransport {
         &self,
         method: Method,
         path: &str,
-        body: Vec<u8>,
+        body: Parts,
         header_len: Option<usize>,
     ) -> Result<(hyper::HeaderMap, Bytes), ClientError> {
         let mut request = Request::builder()
             .method(method)
             .uri(format!("{}{path}", self.base))
-            .body(Full::new(Bytes::from(body)))
+            .body(body)
             .map_err(|e| ClientError::Config(format!("{}{path}: {e}", self.base)))?;
         if let Some(token) = &self.authorization {
             request.headers_mut().insert(AUTHORIZATION, token.clone());
@@ -130,7 +135,7 @@ impl HttpTransport {
     /// `GET /v2/health/ready`.
     pub async fn server_ready(&self) -> Result<bool, ClientError> {
         match self
-            .call(Method::GET, "/v2/health/ready", Vec::new(), None)
+            .call(Method::GET, "/v2/health/ready", Parts::default(), None)
             .await
         {
             Ok(_) => Ok(true),
@@ -145,7 +150,7 @@ impl HttpTransport {
             .call(
                 Method::GET,
                 &format!("/v2/models/{model}"),
-                Vec::new(),
+                Parts::default(),
                 None,
             )
             .await?;
@@ -191,7 +196,7 @@ impl HttpTransport {
             .call(
                 Method::GET,
                 &format!("/v2/models/{model}/config"),
-                Vec::new(),
+                Parts::default(),
                 None,
             )
             .await?;
@@ -235,16 +240,16 @@ impl HttpTransport {
         if !outputs.is_empty() {
             header["outputs"] = Value::Array(outputs);
         }
-        // The body is sized once and each tensor written into it once: a Criteo batch is 1.4 MB,
-        // and building it in a growing buffer, then copying that behind the header, cost the
-        // batch scorer a tenth of its CPU.
+        // The body goes out as its parts: the JSON header, then each tensor's own memory where
+        // that is its wire layout (hyper hands the parts to one vectored write). A Criteo batch
+        // is 1.4 MB; building the body in a growing buffer cost the batch scorer a tenth of its
+        // CPU, and copying each tensor into a sized one, a twentieth.
         let header = serde_json::to_vec(&header).expect("request header serialises");
         let header_len = header.len();
-        let tensors: usize = request.inputs.iter().map(|i| i.tensor.le_byte_len()).sum();
-        let mut body = Vec::with_capacity(header_len + tensors);
-        body.extend_from_slice(&header);
+        let mut body = Parts::default();
+        body.push(Bytes::from(header));
         for input in &request.inputs {
-            input.tensor.write_le_bytes(&mut body);
+            body.push(tensor_bytes(&input.tensor));
         }
         let path = match &request.version {
             Some(v) => format!("/v2/models/{}/versions/{v}/infer", request.model),
@@ -254,6 +259,65 @@ impl HttpTransport {
             .call(Method::POST, &path, body, Some(header_len))
             .await?;
         parse_response(&self.base, &headers, &body)
+    }
+}
+
+/// A tensor's bytes in the KServe binary layout: its own memory, shared, where that is the
+/// layout; a copy otherwise (`BOOL`, `BYTES`, big-endian machines).
+fn tensor_bytes(tensor: &Arc<Tensor>) -> Bytes {
+    struct Wire(Arc<Tensor>);
+    impl AsRef<[u8]> for Wire {
+        fn as_ref(&self) -> &[u8] {
+            self.0.le_bytes_view().expect("checked before wrapping")
+        }
+    }
+    if tensor.le_bytes_view().is_some() {
+        Bytes::from_owner(Wire(tensor.clone()))
+    } else {
+        let mut raw = Vec::with_capacity(tensor.le_byte_len());
+        tensor.write_le_bytes(&mut raw);
+        Bytes::from(raw)
+    }
+}
+
+/// A request body of known length sent as the parts it was built from, so a tensor is not
+/// copied into one buffer first; hyper sends it with `Content-Length`.
+#[derive(Debug, Default)]
+pub(crate) struct Parts {
+    parts: VecDeque<Bytes>,
+    remaining: u64,
+}
+
+impl Parts {
+    fn push(&mut self, part: Bytes) {
+        if !part.is_empty() {
+            self.remaining += part.len() as u64;
+            self.parts.push_back(part);
+        }
+    }
+}
+
+impl Body for Parts {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        let this = self.get_mut();
+        Poll::Ready(this.parts.pop_front().map(|part| {
+            this.remaining -= part.len() as u64;
+            Ok(Frame::data(part))
+        }))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.parts.is_empty()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::with_exact(self.remaining)
     }
 }
 
@@ -388,4 +452,37 @@ fn error_chain(e: &dyn std::error::Error) -> String {
         source = s.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The parts, read as hyper reads them, are the header and each tensor's wire bytes, and
+    /// their announced length is exact: numbers by their own memory, `BYTES` by a copy.
+    #[tokio::test]
+    async fn a_body_of_parts_is_the_wire_layout_with_its_exact_length() {
+        let ids = Arc::new(Tensor::new(vec![2], TensorData::I64(vec![7, -1])).unwrap());
+        let rows = Arc::new(
+            Tensor::new(vec![2], TensorData::Bytes(vec![b"ab".to_vec(), vec![]])).unwrap(),
+        );
+        let mut body = Parts::default();
+        body.push(Bytes::from_static(b"{}"));
+        body.push(Bytes::new());
+        body.push(tensor_bytes(&ids));
+        body.push(tensor_bytes(&rows));
+        let mut expected = b"{}".to_vec();
+        ids.write_le_bytes(&mut expected);
+        rows.write_le_bytes(&mut expected);
+        assert_eq!(body.size_hint().exact(), Some(expected.len() as u64));
+        // On a little-endian machine the numbers are sent from the tensor's memory, not a copy.
+        if cfg!(target_endian = "little") {
+            assert_eq!(
+                tensor_bytes(&ids).as_ptr(),
+                ids.le_bytes_view().expect("little-endian").as_ptr()
+            );
+        }
+        let sent = body.collect().await.unwrap().to_bytes();
+        assert_eq!(sent.as_ref(), expected.as_slice());
+    }
 }

@@ -37,4 +37,6 @@ pub use discovery::{DEFAULT_REPLICA_WAIT, Discovered, Discovery};
 #[cfg(feature = "clap")]
 pub use security::ClientSecurityArgs;
 pub use security::{ClientSecurity, Credentials, TOKEN_ENV};
-pub use types::{ClientError, InferRequest, InferResponse, ModelMetadata, NamedTensor, Protocol};
+pub use types::{
+    ClientError, InferInput, InferRequest, InferResponse, ModelMetadata, NamedTensor, Protocol,
+};

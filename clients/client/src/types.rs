@@ -1,6 +1,7 @@
 //! What goes in and comes out of the client.
 
 use spindle_core::tensor::Tensor;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Wire protocol of an endpoint.
@@ -21,6 +22,16 @@ pub struct NamedTensor {
     pub tensor: Tensor,
 }
 
+/// An input of a request. The tensor is shared: retries resend it, and the HTTP transport sends
+/// its memory as part of the body, all without copying it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct InferInput {
+    /// Input name.
+    pub name: String,
+    /// Its value.
+    pub tensor: Arc<Tensor>,
+}
+
 /// One output to ask for.
 #[derive(Clone, Debug)]
 pub struct RequestedOutput {
@@ -38,7 +49,7 @@ pub struct InferRequest {
     /// Version; the newest ready one when `None`.
     pub version: Option<String>,
     /// Inputs.
-    pub inputs: Vec<NamedTensor>,
+    pub inputs: Vec<InferInput>,
     /// Outputs to return; all of them when empty.
     pub outputs: Vec<RequestedOutput>,
     /// Server-side timeout sent with the request (the server answers 504 / DEADLINE_EXCEEDED
@@ -60,9 +71,9 @@ impl InferRequest {
 
     /// Adds an input.
     pub fn input(mut self, name: impl Into<String>, tensor: Tensor) -> InferRequest {
-        self.inputs.push(NamedTensor {
+        self.inputs.push(InferInput {
             name: name.into(),
-            tensor,
+            tensor: Arc::new(tensor),
         });
         self
     }

@@ -232,20 +232,17 @@ impl Tensor {
                 actual: raw.len(),
             });
         }
-        // On a little-endian machine the wire layout is the memory layout: one copy into a
-        // fresh, aligned vector (the body's bytes need not be aligned). A Criteo batch is
-        // 172,000 ids; element by element this was a visible share of the server's CPU.
+        // One pass into a fresh, aligned vector (the body's bytes need not be aligned): the
+        // compiler turns this into plain loads on a little-endian machine. Zero-filling a
+        // vector and copying the bytes over it, as before, made two passes over a 1.4 MB
+        // Criteo batch (35 against 55 µs a batch here).
         macro_rules! decode {
             ($t:ty, $variant:ident) => {
-                TensorData::$variant(if cfg!(target_endian = "little") {
-                    let mut values: Vec<$t> = vec![Default::default(); count];
-                    bytemuck::cast_slice_mut(&mut values).copy_from_slice(raw);
-                    values
-                } else {
+                TensorData::$variant(
                     raw.chunks_exact(size)
                         .map(|c| <$t>::from_le_bytes(c.try_into().expect("chunk size")))
-                        .collect()
-                })
+                        .collect(),
+                )
             };
         }
         let data = match dtype {
@@ -302,6 +299,25 @@ impl Tensor {
                 }
             }
         }
+    }
+
+    /// The KServe binary layout of this tensor as its own memory, where the two are the same:
+    /// fixed-size numbers on a little-endian machine. `None` for `BOOL` and `BYTES`, and for
+    /// every type on a big-endian one ([`Tensor::write_le_bytes`] serves those).
+    pub fn le_bytes_view(&self) -> Option<&[u8]> {
+        if cfg!(target_endian = "big") {
+            return None;
+        }
+        Some(match &self.data {
+            TensorData::U8(v) => v.as_slice(),
+            TensorData::I8(v) => bytemuck::cast_slice(v.as_slice()),
+            TensorData::I16(v) => bytemuck::cast_slice(v.as_slice()),
+            TensorData::I32(v) => bytemuck::cast_slice(v.as_slice()),
+            TensorData::I64(v) => bytemuck::cast_slice(v.as_slice()),
+            TensorData::F32(v) => bytemuck::cast_slice(v.as_slice()),
+            TensorData::F64(v) => bytemuck::cast_slice(v.as_slice()),
+            TensorData::Bool(_) | TensorData::Bytes(_) => return None,
+        })
     }
 
     /// Size in bytes of [`Tensor::write_le_bytes`]'s output.
@@ -409,6 +425,16 @@ mod tests {
             let mut raw = Vec::new();
             t.write_le_bytes(&mut raw);
             assert_eq!(raw.len(), t.le_byte_len());
+            // Where the tensor's memory is its wire layout, the view is exactly those bytes.
+            let fixed_size = !matches!(t.dtype(), DataType::Bool | DataType::Bytes);
+            match t.le_bytes_view() {
+                Some(view) => assert_eq!(view, raw.as_slice()),
+                None => assert!(
+                    !fixed_size || cfg!(target_endian = "big"),
+                    "{:?} has no view",
+                    t.dtype()
+                ),
+            }
             let back = Tensor::from_le_bytes(t.dtype(), t.shape.clone(), &raw).unwrap();
             assert_eq!(back, t);
         }

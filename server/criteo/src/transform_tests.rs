@@ -336,4 +336,22 @@ fn check_ids_accepts_transformed_rows_and_names_the_first_id_out_of_range() {
     ids[fields] = -1;
     let err = t.check_ids(&ids).unwrap_err();
     assert!(err.contains("id -1 at row 1, position 0"), "{err}");
+
+    // Each slice's edges, and the extremes, which the check's wrapping subtraction must not
+    // carry into range.
+    let mut edges = vec![0; fields];
+    t.transform(row(Some("0"), ["1"; 13], TOKENS).as_bytes(), &mut edges)
+        .unwrap();
+    let (_, range) = t.fields_ids[7].clone();
+    for (id, ok) in [
+        (range.start, true),
+        (range.end - 1, true),
+        (range.start - 1, false),
+        (range.end, false),
+        (i64::MIN, false),
+        (i64::MAX, false),
+    ] {
+        edges[7] = id;
+        assert_eq!(t.check_ids(&edges).is_ok(), ok, "id {id} for {range:?}");
+    }
 }
