@@ -9,7 +9,11 @@
 # runs, where rows/s does.
 #
 # Remote scoring keeps several requests in flight per worker (issue 21; before, one), so the
-# scorer transforms the next rows while the server answers.
+# scorer transforms the next rows while the server answers. It runs twice: through a server on
+# the zoo's config, whose engine has local scoring's shape, a single-threaded session per core
+# (criteo-remote.json), and through one with a single session over every core, the server's
+# shape for a config that says nothing (criteo-remote-one-session.json; not with PIN=1, where
+# the server's one core makes the two shapes the same).
 #
 # Usage: bench/criteo.sh
 # Environment: ROWS (rows per day, default 2000000), SHARDS (per day, default 8),
@@ -70,15 +74,26 @@ for compress in none gz; do
   show "$out/$tag-$name.json" "$name"
 done
 
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-"${server_cpus[@]}" "$spindle" serve --repo "$work/repo" --http-addr "127.0.0.1:$port" --no-grpc \
-  --engine "$engine" --poll-interval 0 2>"$work/server.log" &
-server_pid=$!
-for _ in $(seq 1 300); do
-  curl -fs "http://127.0.0.1:$port/v2/health/ready" >/dev/null 2>&1 && break
-  sleep 0.1
-done
 ticks=$(getconf CLK_TCK)
+port=
+# Starts `spindle serve` on repository $1 (stopping the one before), on a fresh port.
+start_server() {
+  if [ -n "$server_pid" ]; then
+    kill "$server_pid" 2>/dev/null
+    wait "$server_pid" 2>/dev/null || true
+  fi
+  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  "${server_cpus[@]}" "$spindle" serve --repo "$1" --http-addr "127.0.0.1:$port" --no-grpc \
+    --engine "$engine" --poll-interval 0 2>>"$work/server.log" &
+  server_pid=$!
+  for _ in $(seq 1 300); do
+    curl -fs "http://127.0.0.1:$port/v2/health/ready" >/dev/null 2>&1 && return
+    sleep 0.1
+  done
+  echo "criteo.sh: the server on $1 did not become ready; its log:" >&2
+  cat "$work/server.log" >&2
+  exit 1
+}
 server_cpu() { awk -v t="$ticks" '{print ($14 + $15) / t}' "/proc/$server_pid/stat"; }
 # Scores the plain shards through the server with scorer binary $1 into summary $2.
 remote() {
@@ -94,22 +109,54 @@ s["server_cpu_seconds"] = float(sys.argv[3]) - float(sys.argv[2])
 json.dump(s, open(sys.argv[1], "w"), indent=2)
 PY
 }
+# The parts must agree with local scoring row for row (the same rows, in order).
+same_as_local() {
+  cmp -s <(cat "$work"/scores-none/*.tsv) <(cat "$work/scores-$(basename "$1" .json)"/*.tsv) &&
+    echo "$2 parts: identical to local" || echo "$2 parts: DIFFER from local"
+}
+
+# The zoo's config gives the server local scoring's engine shape: one single-threaded ONNX
+# Runtime session per core (`intra_op_threads = 1`, instances filling the cores), so local and
+# remote differ only by the protocol.
+start_server "$work/repo"
 remote "$spindle" "$out/$tag-remote.json"
 show "$out/$tag-remote.json" remote
+same_as_local "$out/$tag-remote.json" remote
 if [ -n "${BASELINE:-}" ]; then
   remote "$BASELINE" "$out/$tag-remote-baseline.json"
   show "$out/$tag-remote-baseline.json" baseline
 fi
-# The parts must agree with local scoring row for row (the same rows, in order).
-cmp -s <(cat "$work"/scores-none/*.tsv) <(cat "$work/scores-$tag-remote"/*.tsv) &&
-  echo "remote parts: identical to local" || echo "remote parts: DIFFER from local"
-python3 - "$out" "$tag" <<'PY'
+# The shape the server gives a model whose config says nothing, as the zoo's did before: one
+# session split across every core. When the server shares the scorer's cores, a run split in
+# two waits, spinning, for the half whose thread the scorer has preempted. With PIN=1 the
+# server has one core and both shapes are one single-threaded session, so this run is skipped.
+one=
+if [ "${PIN:-}" != 1 ]; then
+  one=$out/$tag-remote-one-session.json
+  cp -r "$work/repo" "$work/repo-one"
+  python3 - "$work/repo-one/criteo_ctr/config.toml" "$(nproc)" <<'PY'
+import re, sys
+path, cores = sys.argv[1], sys.argv[2]
+text = re.sub(r"^(instance_count|intra_op_threads) = .*\n", "", open(path).read(), flags=re.M)
+# Top-level keys must come before the first [[table]].
+head, sep, tail = text.partition("\n[[")
+open(path, "w").write(f"{head}\ninstance_count = 1\nintra_op_threads = {cores}\n{sep}{tail}")
+PY
+  start_server "$work/repo-one"
+  remote "$spindle" "$one"
+  show "$one" one-sess
+  same_as_local "$one" one-session
+fi
+python3 - "$out" "$tag" "$one" <<'PY'
 import json, os, sys
-d, tag = sys.argv[1], sys.argv[2]
+d, tag, one = sys.argv[1], sys.argv[2], sys.argv[3]
 local = json.load(open(f"{d}/{tag}-plain.json"))
-for name in ("remote", "remote-baseline"):
-    if os.path.exists(f"{d}/{tag}-{name}.json") and (name == "remote" or os.environ.get("BASELINE")):
-        s = json.load(open(f"{d}/{tag}-{name}.json"))
-        print(f"{name} / local (plain): {s['rows_per_s'] / local['rows_per_s']:.2f} "
-              "(remote cpu-s counts the scorer and the server)")
+for name in ("remote", "remote-baseline", "remote-one-session"):
+    if name == "remote-baseline" and not os.environ.get("BASELINE"):
+        continue
+    if name == "remote-one-session" and not one:
+        continue
+    s = json.load(open(f"{d}/{tag}-{name}.json"))
+    print(f"{name} / local (plain): {s['rows_per_s'] / local['rows_per_s']:.2f} "
+          "(remote cpu-s counts the scorer and the server)")
 PY

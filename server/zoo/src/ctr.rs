@@ -144,7 +144,11 @@ pub fn config(fields: usize) -> ModelConfig {
         max_queue_delay: Duration::ZERO,
         max_queue_size: 1024,
         instance_count: None,
-        intra_op_threads: None,
+        // One single-threaded session per core (see `Engines::load_options`): a run is a few
+        // hundred thousand table lookups, and split across threads it mostly waits for the
+        // other half, spinning, which on cores shared with a batch scorer cost the server 10 %
+        // more CPU per row (bench/criteo.sh, docs/performance.md).
+        intra_op_threads: Some(1),
         intra_op_spinning: Default::default(),
         idle_spin: spindle_core::config::DEFAULT_IDLE_SPIN,
         engine: Default::default(),

@@ -214,7 +214,8 @@ pub struct ModelConfig {
     /// Requests that may wait in the queue before new ones are refused as overloaded.
     #[serde(default = "default_max_queue_size")]
     pub max_queue_size: usize,
-    /// Engine instances (worker threads); default depends on the engine.
+    /// Engine instances (worker threads). Default: tract, one per core; ONNX Runtime on the
+    /// CPU, one, or as many as fill the cores when `intra_op_threads` is given; on a GPU, one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub instance_count: Option<usize>,
     /// Threads per instance for engines that use them; default: all cores / instances.
