@@ -36,9 +36,15 @@ else
 fi
 repo=.cache/bench-repo
 window=${WINDOW:-3s}
+# The zoo is written once per binary: a cached repository from another build may carry another
+# config (criteo_ctr's engine shape changed on 2026-12-02), and a benchmark must serve what the
+# binary under test writes.
+stamp=$(sha256sum "$spindle" | cut -c1-16)
+[ "$(cat "$repo/.written-by" 2>/dev/null)" = "$stamp" ] || rm -rf "$repo"
 for zoo_model in cifar10 inception_v3 criteo_ctr; do
   [ -f "$repo/$zoo_model/config.toml" ] || { "$spindle" zoo --out "$repo" > /dev/null; break; }
 done
+echo "$stamp" > "$repo/.written-by"
 
 core_layout() {
   local name=$1 set

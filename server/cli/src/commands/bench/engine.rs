@@ -97,8 +97,12 @@ pub fn run(args: &EngineBenchArgs) -> anyhow::Result<EngineBenchReport> {
     let engines = Engines::new(args.engine, args.device);
     let engine = engines.for_model(&config)?;
     let mut options = engines.load_options(engine.as_ref(), &config);
-    // One runner with every core is the in-process ceiling for ONNX Runtime; tract gets one core.
+    // One runner with every core is the in-process ceiling for ONNX Runtime, whatever threads
+    // the config gives each of its serving instances (criteo_ctr's say one); tract gets one core.
     options.instances = 1;
+    if engine.name() != "tract" {
+        options.intra_op_threads = spindle_server::available_cores();
+    }
     let mut runner = engine
         .load(&bytes, &config, &options)?
         .pop()
