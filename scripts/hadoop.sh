@@ -120,8 +120,21 @@ fetch_jars() {
     fi
     command -v "$JAVA" >/dev/null || die "java not found: install a JDK 17, e.g. apt-get install openjdk-17-jdk-headless"
     command -v mvn >/dev/null || die "mvn not found: install Maven 3.8+, e.g. apt-get install maven"
-    log "downloading $what from Maven Central"
+    command -v flock >/dev/null || die "flock not found: install util-linux"
     mkdir -p "$HADOOP_HOME"
+    # One fetch at a time per machine: scripts/test.sh starts the plain and the Kerberos cluster
+    # together, and on a fresh machine both would download into the same $dir.partial (the
+    # second's rm -rf pulling it from under the first) and into the same ~/.m2. The second waits
+    # here, then finds the first's complete cache.
+    local lock
+    exec {lock}>"$HADOOP_HOME/.fetch.lock"
+    flock "$lock"
+    if [ "$(cat "$dir/.pom.sha256" 2>/dev/null)" = "$stamp" ]; then
+        exec {lock}>&-
+        echo "$dir"
+        return
+    fi
+    log "downloading $what from Maven Central"
     rm -rf "$dir.partial"
     if ! mvn -q -B -Dstyle.color=never -f "$pom" -Dhadoop.version="$HADOOP_VERSION" \
         dependency:copy-dependencies -DincludeScope=runtime \
@@ -135,6 +148,7 @@ fetch_jars() {
     # Rename last, so an interrupted fetch is never mistaken for a complete one.
     rm -rf "$dir"
     mv "$dir.partial" "$dir"
+    exec {lock}>&-
     echo "$dir"
 }
 
