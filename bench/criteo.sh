@@ -36,7 +36,7 @@ if [ "${PIN:-}" = 1 ]; then
 fi
 work=$(mktemp -d)
 server_pid=
-trap '[ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null; rm -rf "$work"' EXIT
+trap 'stop_all_servers; rm -rf "$work"' EXIT
 
 "$spindle" zoo --out "$work/repo" --models criteo_ctr >/dev/null
 for compress in none gz; do
@@ -76,23 +76,14 @@ done
 
 ticks=$(getconf CLK_TCK)
 port=
-# Starts `spindle serve` on repository $1 (stopping the one before), on a fresh port.
-start_server() {
-  if [ -n "$server_pid" ]; then
-    kill "$server_pid" 2>/dev/null
-    wait "$server_pid" 2>/dev/null || true
-  fi
-  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-  "${server_cpus[@]}" "$spindle" serve --repo "$1" --http-addr "127.0.0.1:$port" --no-grpc \
-    --engine "$engine" --poll-interval 0 2>>"$work/server.log" &
-  server_pid=$!
-  for _ in $(seq 1 300); do
-    curl -fs "http://127.0.0.1:$port/v2/health/ready" >/dev/null 2>&1 && return
-    sleep 0.1
-  done
-  echo "criteo.sh: the server on $1 did not become ready; its log:" >&2
-  cat "$work/server.log" >&2
-  exit 1
+# Serves repository $1 as lib.sh's server "criteo" (stopping the one before), on a fresh port.
+serve_repo() {
+  stop_server criteo
+  port=$(free_port)
+  start_server criteo "${server_cpus[@]}" "$spindle" serve --repo "$1" --http-addr "127.0.0.1:$port" \
+    --no-grpc --engine "$engine" --poll-interval 0
+  server_pid=${bench_servers[criteo]}
+  wait_ready "http://127.0.0.1:$port" || { cat .cache/criteo.log >&2; exit 1; }
 }
 server_cpu() { awk -v t="$ticks" '{print ($14 + $15) / t}' "/proc/$server_pid/stat"; }
 # Scores the plain shards through the server with scorer binary $1 into summary $2.
@@ -118,7 +109,7 @@ same_as_local() {
 # The zoo's config gives the server local scoring's engine shape: one single-threaded ONNX
 # Runtime session per core (`intra_op_threads = 1`, instances filling the cores), so local and
 # remote differ only by the protocol.
-start_server "$work/repo"
+serve_repo "$work/repo"
 remote "$spindle" "$out/$tag-remote.json"
 show "$out/$tag-remote.json" remote
 same_as_local "$out/$tag-remote.json" remote
@@ -142,7 +133,7 @@ text = re.sub(r"^(instance_count|intra_op_threads) = .*\n", "", open(path).read(
 head, sep, tail = text.partition("\n[[")
 open(path, "w").write(f"{head}\ninstance_count = 1\nintra_op_threads = {cores}\n{sep}{tail}")
 PY
-  start_server "$work/repo-one"
+  serve_repo "$work/repo-one"
   remote "$spindle" "$one"
   show "$one" one-sess
   same_as_local "$one" one-session

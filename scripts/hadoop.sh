@@ -110,30 +110,25 @@ fetch_kdc() {
 
 # fetch_jars POM DIR ARTIFACT WHAT: DIR gets POM's runtime dependencies from Maven Central, once.
 fetch_jars() {
-    local pom=$1 dir=$2 artifact=$3 what=$4 stamp name
+    local pom=$1 dir=$2 artifact=$3 what=$4 stamp name lock
     name=$(basename "$dir")
     stamp=$(sha256sum "$pom" | cut -c1-64)
-    # The cache is complete when it holds the stamp of the pom.xml it was fetched with.
-    if [ "$(cat "$dir/.pom.sha256" 2>/dev/null)" = "$stamp" ]; then
-        echo "$dir"
-        return
-    fi
-    command -v "$JAVA" >/dev/null || die "java not found: install a JDK 17, e.g. apt-get install openjdk-17-jdk-headless"
-    command -v mvn >/dev/null || die "mvn not found: install Maven 3.8+, e.g. apt-get install maven"
     command -v flock >/dev/null || die "flock not found: install util-linux"
     mkdir -p "$HADOOP_HOME"
     # One fetch at a time per machine: scripts/test.sh starts the plain and the Kerberos cluster
     # together, and on a fresh machine both would download into the same $dir.partial (the
     # second's rm -rf pulling it from under the first) and into the same ~/.m2. The second waits
     # here, then finds the first's complete cache.
-    local lock
     exec {lock}>"$HADOOP_HOME/.fetch.lock"
     flock "$lock"
+    # The cache is complete when it holds the stamp of the pom.xml it was fetched with.
     if [ "$(cat "$dir/.pom.sha256" 2>/dev/null)" = "$stamp" ]; then
         exec {lock}>&-
         echo "$dir"
         return
     fi
+    command -v "$JAVA" >/dev/null || die "java not found: install a JDK 17, e.g. apt-get install openjdk-17-jdk-headless"
+    command -v mvn >/dev/null || die "mvn not found: install Maven 3.8+, e.g. apt-get install maven"
     log "downloading $what from Maven Central"
     rm -rf "$dir.partial"
     if ! mvn -q -B -Dstyle.color=never -f "$pom" -Dhadoop.version="$HADOOP_VERSION" \
