@@ -299,6 +299,8 @@ async fn a_request_whose_caller_went_away_is_skipped() {
     running.await.unwrap().unwrap();
     assert_eq!(value(&kept.await.unwrap().unwrap()), 12.0);
     assert_eq!(probe.batches(), vec![vec![1.0], vec![6.0]]);
+    // The abandoned caller is no longer counted: a later lone caller still counts as lone.
+    assert_eq!(batcher.shared.callers.load(Ordering::Relaxed), 0);
 }
 
 #[tokio::test(start_paused = true)]
@@ -404,4 +406,112 @@ async fn with_a_delay_a_worker_that_finishes_leaves_a_young_queue_to_the_timer()
         out.queue_time
     );
     assert_eq!(probe.batches(), vec![vec![1.0], vec![2.0]]);
+}
+
+#[tokio::test]
+async fn a_lone_caller_checks_for_the_last_lone_run_plus_idle_spin_unless_that_run_was_long() {
+    let probe = Probe::default();
+    let idle_spin = Duration::from_millis(1);
+    let batcher = start(
+        &probe,
+        BatchSettings {
+            idle_spin,
+            ..settings(4, 0, 16)
+        },
+    );
+    let shared = &batcher.shared;
+    // No caller in flight: nobody to spin for.
+    assert_eq!(shared.front_spin(), Duration::ZERO);
+    let lone = || Caller::count(&shared.callers);
+
+    // A lone run of 5 ms: the next lone caller sleeps at once.
+    probe.close();
+    let slow = spawn_infer(&batcher, 1.0);
+    until_batches(&probe, 1).await;
+    std::thread::sleep(Duration::from_millis(5));
+    probe.open();
+    slow.await.unwrap().unwrap();
+    assert_eq!(shared.callers.load(Ordering::Relaxed), 0);
+    let caller = lone();
+    assert_eq!(shared.front_spin(), Duration::ZERO);
+    drop(caller);
+
+    // A quick lone run: its time plus idle_spin, for a lone caller only. (On a loaded machine
+    // a trivial run can still be preempted past 2 ms, so it gets a few tries.)
+    let mut spin = Duration::ZERO;
+    for _ in 0..20 {
+        assert_eq!(value(&batcher.infer(row(2.0), 1, None).await.unwrap()), 4.0);
+        let _caller = lone();
+        spin = shared.front_spin();
+        if !spin.is_zero() {
+            break;
+        }
+    }
+    assert!(
+        spin >= idle_spin && spin <= idle_spin + LONG_RUN,
+        "spin {spin:?}"
+    );
+    let caller = lone();
+    let second = lone();
+    assert_eq!(shared.front_spin(), Duration::ZERO, "two callers in flight");
+    drop((caller, second));
+    assert_eq!(shared.callers.load(Ordering::Relaxed), 0);
+}
+
+#[tokio::test]
+async fn with_idle_spin_off_a_lone_caller_sleeps_at_once() {
+    let probe = Probe::default();
+    let batcher = start(&probe, settings(4, 0, 16));
+    assert_eq!(value(&batcher.infer(row(1.0), 1, None).await.unwrap()), 2.0);
+    let _caller = Caller::count(&batcher.shared.callers);
+    assert_eq!(batcher.shared.front_spin(), Duration::ZERO);
+}
+
+#[tokio::test]
+async fn a_spinning_caller_takes_an_answer_sent_mid_spin_or_after_it() {
+    // Sent mid-spin: taken when it comes, long before the spin runs out.
+    let (reply, answer) = oneshot::channel();
+    let sender = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(5));
+        reply.send(7).unwrap();
+    });
+    let started = std::time::Instant::now();
+    assert_eq!(
+        wait_spinning(answer, Duration::from_secs(10)).await,
+        Some(7)
+    );
+    assert!(started.elapsed() < Duration::from_secs(5));
+    sender.join().unwrap();
+
+    // Sent after the spin ran out: the caller waits for it asleep.
+    let (reply, answer) = oneshot::channel();
+    let sender = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(20));
+        reply.send(8).unwrap();
+    });
+    assert_eq!(
+        wait_spinning(answer, Duration::from_millis(1)).await,
+        Some(8)
+    );
+    sender.join().unwrap();
+
+    // A worker that goes away mid-spin is noticed at once (and not awaited, which would panic).
+    let (reply, answer) = oneshot::channel::<u32>();
+    let dropper = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(5));
+        drop(reply);
+    });
+    let started = std::time::Instant::now();
+    assert_eq!(wait_spinning(answer, Duration::from_secs(10)).await, None);
+    assert!(started.elapsed() < Duration::from_secs(5));
+    dropper.join().unwrap();
+
+    // And one that goes away after the spin ran out.
+    let (reply, answer) = oneshot::channel::<u32>();
+    let dropper = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(20));
+        drop(reply);
+    });
+    assert_eq!(wait_spinning(answer, Duration::from_millis(1)).await, None);
+    dropper.join().unwrap();
 }

@@ -8,7 +8,9 @@ use crate::error::{ErrorKind, InferError};
 use crate::metrics::ModelMetrics;
 use crate::tensor::Tensor;
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 use tokio::sync::{Notify, OwnedSemaphorePermit, oneshot};
 use tokio::time::Instant;
 
@@ -39,6 +41,9 @@ pub(super) struct Batch {
     pub(super) dispatched: Instant,
 }
 
+/// A run this long makes a lone caller sleep at once (`Shared::front_spin`).
+pub(super) const LONG_RUN: Duration = Duration::from_millis(2);
+
 /// What callers, workers and the timer task share.
 pub(super) struct Shared {
     pub(super) state: Mutex<State>,
@@ -46,6 +51,10 @@ pub(super) struct Shared {
     pub(super) metrics: ModelMetrics,
     /// Wakes the timer task (delay mode only) when the oldest request or the idle set changed.
     pub(super) timer: Notify,
+    /// Callers waiting for an answer (queued or computing): one means a lone caller.
+    pub(super) callers: AtomicUsize,
+    /// How long the last batch of a single request took to compute, in microseconds.
+    pub(super) lone_compute_us: AtomicU64,
 }
 
 pub(super) struct State {
@@ -65,6 +74,20 @@ impl Shared {
         self.state
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// How long a caller checks for its answer before it sleeps. Only a lone caller (the only
+    /// one counted in `callers`) checks at all: concurrent callers' HTTP and gRPC work needs the
+    /// runtime's threads. It checks for the last lone batch's compute time plus `idle_spin`,
+    /// unless that batch took so long (over 2 ms) that one wake-up more is noise, or spinning
+    /// is off.
+    pub(super) fn front_spin(&self) -> Duration {
+        let spin = self.settings.idle_spin;
+        let compute = Duration::from_micros(self.lone_compute_us.load(Ordering::Relaxed));
+        if self.callers.load(Ordering::Relaxed) != 1 || spin.is_zero() || compute > LONG_RUN {
+            return Duration::ZERO;
+        }
+        compute + spin
     }
 
     /// Queues one request and, if a worker is idle and a batch is due, hands it over at once.

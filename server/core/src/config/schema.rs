@@ -229,7 +229,10 @@ pub struct ModelConfig {
     /// one before it sleeps. A lone caller's next request comes one round trip later, and a
     /// sleeping worker costs it a thread wake-up (on a virtual machine whose idle core halted,
     /// tens of microseconds). Batches of several mean concurrent callers, who need no spin.
-    /// Default 300us (about two loopback round trips); `"0us"` turns it off; at most 10ms.
+    /// The same key governs the lone caller's side: it checks for its answer for the last lone
+    /// run's time plus this long (runs over 2 ms excepted), so the answer does not have to wake
+    /// the front end's thread either.
+    /// Default 300us (about two loopback round trips); `"0us"` turns both off; at most 10ms.
     #[serde(
         default = "default_idle_spin",
         with = "duration_text",
