@@ -64,7 +64,7 @@ for round in $(seq 1 "$rounds"); do
 done
 
 python3 - "$raw" "$model" "$rounds" "$BASELINE" "$spindle" "$rate" "$window" <<'PY' | tee "$out/ab-$model.txt"
-import glob, json, os, re, statistics, sys
+import glob, json, re, statistics, sys
 raw, model, rounds, baseline, spindle, rate, window = sys.argv[1:]
 rounds = int(rounds)
 med = statistics.median

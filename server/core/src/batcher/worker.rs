@@ -34,7 +34,7 @@ pub(super) fn worker(
     ) {
         loop {
             lone = batch.items.len() == 1;
-            run_batch(runner.as_mut(), batch, shared);
+            run_batch(runner.as_mut(), batch, lone, shared);
             let mut state = shared.lock();
             if state.closed {
                 return;
@@ -80,8 +80,8 @@ fn next_handed(batches: &std::sync::mpsc::Receiver<Batch>, spin: Duration) -> Op
     batches.recv().ok()
 }
 
-/// Runs one batch and answers its requests.
-fn run_batch(runner: &mut dyn Runner, batch: Batch, shared: &Shared) {
+/// Runs one batch and answers its requests. `lone`: the batch holds one request.
+fn run_batch(runner: &mut dyn Runner, batch: Batch, lone: bool, shared: &Shared) {
     let metrics = &shared.metrics;
     let started = std::time::Instant::now();
     let mut rows = Vec::with_capacity(batch.items.len());
@@ -103,7 +103,7 @@ fn run_batch(runner: &mut dyn Runner, batch: Batch, shared: &Shared) {
     let ran_at = std::time::Instant::now();
     let result = result.and_then(|outputs| split_outputs(outputs, &rows, batch.rows));
     let compute_time = started.elapsed();
-    if replies.len() == 1 {
+    if lone {
         // What the next lone caller checks for its answer for (`Shared::front_spin`), stored
         // before the answer goes out so that caller's next request sees it.
         shared
