@@ -27,8 +27,10 @@
 # (default cifar10) measures only concurrency 1, side by side in each of REPS (default 5)
 # rounds: in-process batch 1 (this binary's `spindle bench engine`), then the baseline's
 # `spindle serve` and this binary's, in an order that alternates between rounds, each driven by
-# this binary's load test. Results: bench/results/latency-<model>.txt and
-# latency-<model>-rounds.json.
+# this binary's load test. With wrk installed, each round also measures the floor: wrk's round
+# trip at one connection to this binary's server's /v2/health/live, an HTTP exchange that does no
+# work (loopback, both ends' wake-ups and HTTP parsing). Results: bench/results/latency-<model>.txt
+# and latency-<model>-rounds.json.
 source "$(dirname "$0")/lib.sh"
 
 if [ -n "${BASELINE:-}" ]; then
@@ -50,13 +52,21 @@ if [ -n "${BASELINE:-}" ]; then
         --http-addr "127.0.0.1:$port" --no-grpc --poll-interval 0
       wait_ready "http://127.0.0.1:$port"
       out=$rounds measure "$model-r$rep-$which" "http://127.0.0.1:$port" "$model" http-binary 1 > /dev/null
+      if [ "$which" = after ] && command -v wrk > /dev/null; then
+        wrk -t1 -c1 -d"$window" --latency "http://127.0.0.1:$port/v2/health/live" \
+          > "$rounds/$model-r$rep-floor.txt"
+      fi
       stop_server "$which"
     done
     echo "round $rep of $reps done ($(uptime | sed 's/.*load average/load average/'))"
   done
   python3 - "$model" "$reps" "$rounds" "$out" "$BASELINE" <<'PY' | tee "$out/latency-$model.txt"
-import json, statistics, sys
+import json, os, re, statistics, sys
 model, reps, rounds, results, baseline = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
+def wrk_p50_us(path):
+    # wrk prints "50%  53.00us" (or ms, s) under --latency.
+    value, unit = re.search(r"^\s*50%\s+([\d.]+)(us|ms|s)\s*$", open(path).read(), re.M).groups()
+    return float(value) * {"us": 1, "ms": 1e3, "s": 1e6}[unit]
 per_round = []
 for rep in range(1, reps + 1):
     b1 = json.load(open(f"{rounds}/{model}-r{rep}-inprocess.json"))["results"][0]["p50_us"]
@@ -65,20 +75,27 @@ for rep in range(1, reps + 1):
         level = json.load(open(f"{rounds}/{model}-r{rep}-{which}.json"))["levels"][0]
         row.update({f"{which}_p50_us": level["p50_us"], f"{which}_p99_us": level["p99_us"],
                     f"{which}_per_s": level["inferences_per_s"]})
+    floor = f"{rounds}/{model}-r{rep}-floor.txt"
+    if os.path.exists(floor):
+        row["floor_p50_us"] = wrk_p50_us(floor)
     per_round.append(row)
+floors = all("floor_p50_us" in r for r in per_round)
 ms = lambda us: f"{us / 1000:.3f}"
 print(f"{model}, concurrency 1, HTTP binary tensors, {reps} rounds; before = {baseline}")
 print(f"{'round':>5}  {'in-process b1 p50':>17}  {'before p50':>10}  {'above':>7}  {'after p50':>10}  "
-      f"{'above':>7}  {'before p99':>10}  {'after p99':>10}")
+      f"{'above':>7}  {'before p99':>10}  {'after p99':>10}" + (f"  {'floor p50':>9}" if floors else ""))
 for r in per_round:
     b1 = r["inprocess_batch1_p50_us"]
     print(f"{r['round']:>5}  {ms(b1):>17}  {ms(r['before_p50_us']):>10}  {ms(r['before_p50_us'] - b1):>7}  "
           f"{ms(r['after_p50_us']):>10}  {ms(r['after_p50_us'] - b1):>7}  {ms(r['before_p99_us']):>10}  "
-          f"{ms(r['after_p99_us']):>10}")
+          f"{ms(r['after_p99_us']):>10}" + (f"  {ms(r['floor_p50_us']):>9}" if floors else ""))
 median = lambda f: statistics.median(f(r) for r in per_round)
 above = lambda which: median(lambda r: r[f"{which}_p50_us"] - r["inprocess_batch1_p50_us"])
 print(f"median p50 above in-process batch 1: before {ms(above('before'))} ms, after {ms(above('after'))} ms "
       f"(in-process batch-1 p50 {ms(median(lambda r: r['inprocess_batch1_p50_us']))} ms)")
+if floors:
+    print(f"floor (wrk, one connection, GET /v2/health/live on the after server): median p50 "
+          f"{ms(median(lambda r: r['floor_p50_us']))} ms")
 json.dump({"model": model, "baseline": baseline, "rounds": per_round},
           open(f"{results}/latency-{model}-rounds.json", "w"), indent=2)
 PY
