@@ -134,8 +134,9 @@ phase "fmt and Dockerfile lint"
 # The ci profile (Cargo.toml): dependencies optimised as in release, our own code at opt-level 1.
 cargo clippy --workspace --all-targets --profile ci -- -D warnings
 phase "clippy"
-# tract and the zoo's CNNs are far too slow unoptimised: the ci profile keeps every dependency
-# optimised as in release and builds our own crates at opt-level 1 (minutes less on 2 cores).
+# tract's kernels and the zoo's CNNs are far too slow unoptimised: the ci profile keeps the
+# dependencies optimised as in release (a few whose speed no test depends on, tract's graph crates
+# among them, at opt-level 1) and builds our own crates at opt-level 1 (minutes less on 2 cores).
 # await_cluster PID NAME SKIP_VARIABLE LOG: waits for a cluster started in the background; a
 # cluster that did not start ends the run with its log (the variable skips its tests knowingly).
 await_cluster() {
