@@ -206,18 +206,30 @@ pub fn unique_name(prefix: &str) -> String {
 }
 
 /// A port free on every address (both NodeManagers' and the wildcard), with the next one free
-/// too (gRPC): the replicas of a test bind it on 127.0.0.2/3.
+/// too (gRPC): the replicas of a test bind it on 127.0.0.2/3, seconds later, in a container.
+///
+/// The pair comes from below the kernel's ephemeral range (32768-60999 by default). A port from
+/// `bind(0)` lies in that range, which the kernel also hands to outgoing connections: in the
+/// seconds before the replica binds, a connection of a NodeManager or of HDFS could take it (a
+/// CI run saw "Address already in use"). Below the range only another test could take it, so
+/// each call moves on by one pair, from a start that differs between processes.
 pub fn free_port_pair() -> u16 {
-    for _ in 0..100 {
-        let port = std::net::TcpListener::bind("0.0.0.0:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
-        if port < u16::MAX && std::net::TcpListener::bind(("0.0.0.0", port + 1)).is_ok() {
-            return port;
+    const LOW: u32 = 20_000;
+    const PAIRS: u32 = 6_000; // up to port 32,000
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let start = std::process::id().wrapping_mul(7_919) % PAIRS;
+    let free = |port: u32| std::net::TcpListener::bind(("0.0.0.0", port as u16)).is_ok();
+    for _ in 0..PAIRS {
+        let pair = (start + NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)) % PAIRS;
+        let port = LOW + 2 * pair;
+        if free(port) && free(port + 1) {
+            return port as u16;
         }
     }
-    panic!("no two consecutive free ports found");
+    panic!(
+        "no two consecutive free ports found in {LOW}-{}",
+        LOW + 2 * PAIRS
+    );
 }
 
 /// Runs the real `spindle` binary with `args` (as the cluster's user where it takes one),
